@@ -1,0 +1,84 @@
+"""Every error imagehub raises on purpose, and how it reaches the client.
+
+::
+
+    ImagehubError                     500 unknown_error      (base; a bug if it escapes as itself)
+    ├── InvalidParams                 400 invalid_params     a field or value the schema refuses
+    ├── Unauthenticated               401 unauthenticated    no key, bad header, unknown/revoked key
+    ├── Forbidden                     403 forbidden          another namespace's resource
+    ├── NotFound                      404 resource_not_found unknown generation or model id
+    ├── InvalidState                  409 invalid_state      cancelling a generation that ended
+    ├── PayloadTooLarge               413 payload_too_large  body or input image over the limit
+    ├── RateLimited                   429 rate_limited       per-key limit; carries retry_after
+    ├── UpstreamError                 502 upstream           a remote provider failed
+    └── ModelUnavailable              503 model_unavailable  known model, not servable here
+
+    GenerationCancelled   raised by a step callback inside an engine; never reaches HTTP
+    GenerationFailed      an engine's own refusal (safety block, no image) -> a failed row
+
+Each HTTP error carries its status and stable ``type``; ``imagehub.api.errors`` turns them into the
+error body of API.md section 1.
+"""
+
+from __future__ import annotations
+
+
+class ImagehubError(Exception):
+    """Base of the HTTP-facing errors: ``status``, ``type`` and ``title`` are fixed per class."""
+
+    status: int = 500
+    type: str = "unknown_error"
+    title: str = "Unknown error"
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+class InvalidParams(ImagehubError):
+    status, type, title = 400, "invalid_params", "Invalid parameters"
+
+
+class Unauthenticated(ImagehubError):
+    status, type, title = 401, "unauthenticated", "Unauthenticated"
+
+
+class Forbidden(ImagehubError):
+    status, type, title = 403, "forbidden", "Forbidden"
+
+
+class NotFound(ImagehubError):
+    status, type, title = 404, "resource_not_found", "Resource not found"
+
+
+class InvalidState(ImagehubError):
+    status, type, title = 409, "invalid_state", "Invalid state"
+
+
+class PayloadTooLarge(ImagehubError):
+    status, type, title = 413, "payload_too_large", "Payload too large"
+
+
+class RateLimited(ImagehubError):
+    status, type, title = 429, "rate_limited", "Rate limited"
+
+    def __init__(self, detail: str, retry_after: int) -> None:
+        super().__init__(detail)
+        self.retry_after = retry_after
+
+
+class UpstreamError(ImagehubError):
+    status, type, title = 502, "upstream", "Upstream provider error"
+
+
+class ModelUnavailable(ImagehubError):
+    status, type, title = 503, "model_unavailable", "Model unavailable"
+
+
+class GenerationCancelled(Exception):
+    """Raised from a step callback: the job was cancelled; the engine must stop and keep nothing."""
+
+
+class GenerationFailed(Exception):
+    """An engine's own, expected refusal (safety block, no image returned): the row fails with
+    this message, the server stays healthy."""
