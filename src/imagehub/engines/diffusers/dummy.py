@@ -1,0 +1,473 @@
+"""Random-weight diffusers pipelines built in code: tiny ones for tests, full-size ones for benchmarks.
+
+Nothing here downloads anything, tokenizers included (diffusers' ``get_dummy_components`` habit):
+the CLIP tokenizer is a byte-level BPE trained on :data:`CORPUS` with the ``tokenizers`` library,
+the T5 tokenizer a Unigram model trained on the same corpus. Every builder writes a complete
+diffusers folder with ``save_pretrained`` and returns its path, so tests load it through the real
+loading code.
+
+The tiny pipelines have a native base of 256 (the size the pipeline renders by default), so a 256²
+render on a laptop CPU takes a fraction of a second.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+from diffusers import (
+    AutoencoderKL,
+    DDIMScheduler,
+    EulerDiscreteScheduler,
+    FlowMatchEulerDiscreteScheduler,
+    FluxPipeline,
+    FluxTransformer2DModel,
+    SD3Transformer2DModel,
+    StableDiffusion3Pipeline,
+    StableDiffusionPipeline,
+    StableDiffusionXLPipeline,
+    UNet2DConditionModel,
+)
+from transformers import (
+    CLIPTextConfig,
+    CLIPTextModel,
+    CLIPTextModelWithProjection,
+    CLIPTokenizer,
+    T5Config,
+    T5EncoderModel,
+    T5TokenizerFast,
+)
+
+if TYPE_CHECKING:
+    from diffusers import DiffusionPipeline
+
+CORPUS: list[str] = [
+    "a photo of a cat sitting on a red chair",
+    "a watercolor painting of mountains at sunset, highly detailed",
+    "portrait of an astronaut riding a horse on the moon, digital art",
+    "a bowl of fruit on a wooden table, soft light, 35mm film",
+    "an ox pulling a cart through a field of sunflowers",
+    "low quality, blurry, deformed, watermark, text",
+    "the quick brown fox jumps over the lazy dog 0123456789",
+]
+"""Text the tiny tokenizers are trained on (a few hundred tokens; enough for merges to appear)."""
+
+FULL_SIZE_FAMILIES: tuple[str, ...] = ("sd15", "sd-turbo", "sdxl")
+
+_CLIP_SPLIT = (
+    r"""<\|startoftext\|>|<\|endoftext\|>|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+"""
+)
+_CLIP_BOS, _CLIP_EOS = "<|startoftext|>", "<|endoftext|>"
+
+
+# ---------------------------------------------------------------------------------------------
+# Tokenizers
+# ---------------------------------------------------------------------------------------------
+
+
+def tiny_clip_tokenizer(model_max_length: int = 77, vocab_size: int = 1000) -> CLIPTokenizer:
+    """A CLIP tokenizer whose BPE vocab and merges are trained here on :data:`CORPUS`.
+
+    Same normalizer and pre-tokenizer as OpenAI's CLIP (lowercase, CLIP's split regex, byte
+    level, ``</w>`` word ends), so ``CLIPTokenizer`` reads the files exactly as it reads real ones.
+    Every byte is in the vocab both mid-word and word-final, so no prompt maps to the unknown token.
+    """
+    from tokenizers import Regex, Tokenizer, models, normalizers, pre_tokenizers, trainers
+
+    tok = Tokenizer(models.BPE(unk_token=_CLIP_EOS, end_of_word_suffix="</w>"))
+    tok.normalizer = normalizers.Sequence(
+        [normalizers.NFC(), normalizers.Replace(Regex(r"\s+"), " "), normalizers.Lowercase()]
+    )
+    tok.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Split(Regex(_CLIP_SPLIT), behavior="removed", invert=True),
+            pre_tokenizers.ByteLevel(add_prefix_space=False),
+        ]
+    )
+    alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=[_CLIP_BOS, _CLIP_EOS],
+        initial_alphabet=alphabet,
+        end_of_word_suffix="</w>",
+        show_progress=False,
+    )
+    tok.train_from_iterator(CORPUS, trainer)
+    with tempfile.TemporaryDirectory() as tmp:
+        tok.model.save(tmp)
+        vocab: dict[str, int] = json.loads(Path(tmp, "vocab.json").read_text())
+        for char in alphabet:  # word-final forms of bytes the corpus never ended a word with
+            vocab.setdefault(char + "</w>", len(vocab))
+        Path(tmp, "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False))
+        return CLIPTokenizer.from_pretrained(tmp, model_max_length=model_max_length)
+
+
+def tiny_t5_tokenizer(vocab_size: int = 300) -> T5TokenizerFast:
+    """A T5 (SentencePiece-style Unigram) tokenizer trained here on :data:`CORPUS`; no sentinels."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+
+    tok = Tokenizer(models.Unigram())
+    tok.pre_tokenizer = pre_tokenizers.Sequence(
+        [pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Metaspace(replacement="▁")]
+    )
+    tok.decoder = decoders.Metaspace(replacement="▁")
+    trainer = trainers.UnigramTrainer(
+        vocab_size=vocab_size,
+        special_tokens=["<pad>", "</s>", "<unk>"],
+        unk_token="<unk>",
+        initial_alphabet=list("abcdefghijklmnopqrstuvwxyz0123456789.,!?'-"),
+        show_progress=False,
+    )
+    tok.train_from_iterator(CORPUS, trainer)
+    tok.post_processor = processors.TemplateProcessing(
+        single="$A </s>", pair="$A </s> $B </s>", special_tokens=[("</s>", 1)]
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        tok.save(str(Path(tmp, "tokenizer.json")))
+        return T5TokenizerFast.from_pretrained(
+            tmp, extra_ids=0, eos_token="</s>", unk_token="<unk>", pad_token="<pad>"
+        )
+
+
+def _clip_config(tokenizer: CLIPTokenizer, **overrides: Any) -> CLIPTextConfig:
+    fields: dict[str, Any] = {
+        "vocab_size": len(tokenizer),
+        "hidden_size": 32,
+        "intermediate_size": 37,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "max_position_embeddings": tokenizer.model_max_length,
+        "projection_dim": 32,
+        "hidden_act": "gelu",
+        "bos_token_id": tokenizer.bos_token_id,
+        "eos_token_id": tokenizer.eos_token_id,
+        "pad_token_id": tokenizer.pad_token_id,
+    }
+    return CLIPTextConfig(**(fields | overrides))
+
+
+def _tiny_t5(tokenizer: T5TokenizerFast, d_model: int) -> T5EncoderModel:
+    config = T5Config(
+        vocab_size=len(tokenizer),
+        d_model=d_model,
+        d_ff=37,
+        d_kv=8,
+        num_layers=2,
+        num_heads=4,
+        relative_attention_num_buckets=8,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        decoder_start_token_id=tokenizer.pad_token_id,
+    )
+    return T5EncoderModel(config)
+
+
+def _tiny_vae(blocks: int, latent_channels: int = 4, **overrides: Any) -> AutoencoderKL:
+    """A small AutoencoderKL with ``blocks`` levels: scale factor 2**(blocks-1).
+
+    A 4-block VAE (scale factor 8, like the real ones) keeps 256² renders around a quarter second.
+    """
+    channels = (8, 16, 16, 16)[:blocks]
+    return AutoencoderKL(
+        block_out_channels=channels,
+        in_channels=3,
+        out_channels=3,
+        down_block_types=("DownEncoderBlock2D",) * blocks,
+        up_block_types=("UpDecoderBlock2D",) * blocks,
+        latent_channels=latent_channels,
+        layers_per_block=1,
+        norm_num_groups=8,
+        sample_size=256,
+        **overrides,
+    )
+
+
+def _save(pipe: DiffusionPipeline, folder: str | Path) -> Path:
+    path = Path(folder)
+    path.mkdir(parents=True, exist_ok=True)
+    pipe.save_pretrained(str(path), safe_serialization=True)
+    return path
+
+
+# ---------------------------------------------------------------------------------------------
+# Tiny pipelines (tests)
+# ---------------------------------------------------------------------------------------------
+
+
+def build_tiny_sd(folder: str | Path, seed: int = 0) -> Path:
+    """A tiny StableDiffusionPipeline (native 256²: UNet sample 32 x VAE factor 8) in ``folder``."""
+    torch.manual_seed(seed)
+    tokenizer = tiny_clip_tokenizer()
+    unet = UNet2DConditionModel(
+        sample_size=32,
+        in_channels=4,
+        out_channels=4,
+        block_out_channels=(32, 64),
+        layers_per_block=1,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        cross_attention_dim=32,
+        attention_head_dim=8,
+        norm_num_groups=8,
+    )
+    pipe = StableDiffusionPipeline(
+        vae=_tiny_vae(4),
+        text_encoder=CLIPTextModel(_clip_config(tokenizer)),
+        tokenizer=tokenizer,
+        unet=unet,
+        scheduler=EulerDiscreteScheduler(
+            beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", steps_offset=1
+        ),
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
+    return _save(pipe, folder)
+
+
+def build_tiny_sdxl(folder: str | Path, seed: int = 0) -> Path:
+    """A tiny StableDiffusionXLPipeline (two CLIP encoders, text_time conditioning; native 256²)."""
+    torch.manual_seed(seed)
+    tokenizer = tiny_clip_tokenizer()
+    unet = UNet2DConditionModel(
+        sample_size=32,
+        in_channels=4,
+        out_channels=4,
+        block_out_channels=(32, 64),
+        layers_per_block=1,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        attention_head_dim=(2, 4),
+        use_linear_projection=True,
+        addition_embed_type="text_time",
+        addition_time_embed_dim=8,
+        transformer_layers_per_block=(1, 2),
+        projection_class_embeddings_input_dim=6 * 8 + 32,  # 6 time ids x 8 + pooled text (32)
+        cross_attention_dim=64,  # both encoders' hidden states side by side (32 + 32)
+        norm_num_groups=8,
+    )
+    pipe = StableDiffusionXLPipeline(
+        vae=_tiny_vae(4),
+        text_encoder=CLIPTextModel(_clip_config(tokenizer)),
+        text_encoder_2=CLIPTextModelWithProjection(_clip_config(tokenizer)),
+        tokenizer=tokenizer,
+        tokenizer_2=tokenizer,
+        unet=unet,
+        scheduler=EulerDiscreteScheduler(
+            beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", steps_offset=1
+        ),
+        force_zeros_for_empty_prompt=True,
+    )
+    return _save(pipe, folder)
+
+
+def build_tiny_sd3(folder: str | Path, seed: int = 0) -> Path:
+    """A tiny StableDiffusion3Pipeline (two CLIPs + T5, MMDiT, flow matching; native 256²)."""
+    torch.manual_seed(seed)
+    clip_tokenizer = tiny_clip_tokenizer()
+    t5_tokenizer = tiny_t5_tokenizer()
+    transformer = SD3Transformer2DModel(
+        sample_size=32,
+        patch_size=2,
+        in_channels=16,
+        out_channels=16,
+        num_layers=1,
+        attention_head_dim=8,
+        num_attention_heads=4,
+        caption_projection_dim=32,
+        joint_attention_dim=64,  # T5 width; the two CLIPs (32 + 32) are padded to it
+        pooled_projection_dim=64,  # both CLIPs' pooled projections (32 + 32)
+        pos_embed_max_size=32,
+    )
+    pipe = StableDiffusion3Pipeline(
+        transformer=transformer,
+        scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0),
+        vae=_tiny_vae(
+            4, latent_channels=16, use_quant_conv=False, use_post_quant_conv=False,
+            shift_factor=0.0609, scaling_factor=1.5035,
+        ),
+        text_encoder=CLIPTextModelWithProjection(_clip_config(clip_tokenizer)),
+        tokenizer=clip_tokenizer,
+        text_encoder_2=CLIPTextModelWithProjection(_clip_config(clip_tokenizer)),
+        tokenizer_2=clip_tokenizer,
+        text_encoder_3=_tiny_t5(t5_tokenizer, d_model=64),
+        tokenizer_3=t5_tokenizer,
+    )
+    return _save(pipe, folder)
+
+
+def build_tiny_flux(folder: str | Path, seed: int = 0, *, guidance_embeds: bool = True) -> Path:
+    """A tiny FluxPipeline (CLIP + T5, packed 2x2 latents, flow matching; native 256²).
+
+    Flux pipelines fix their default sample size at 128 latents, so the native base is 128 x the
+    VAE factor: a 2-block VAE (factor 2) gives 256. ``guidance_embeds=False`` builds a
+    schnell-like model, which has no guidance input.
+    """
+    torch.manual_seed(seed)
+    clip_tokenizer = tiny_clip_tokenizer()
+    t5_tokenizer = tiny_t5_tokenizer()
+    transformer = FluxTransformer2DModel(
+        patch_size=1,
+        in_channels=16,  # 4 latent channels x 2x2 packing
+        num_layers=1,
+        num_single_layers=1,
+        attention_head_dim=16,
+        num_attention_heads=2,
+        joint_attention_dim=32,
+        pooled_projection_dim=32,
+        guidance_embeds=guidance_embeds,
+        axes_dims_rope=(4, 4, 8),
+    )
+    pipe = FluxPipeline(
+        transformer=transformer,
+        scheduler=FlowMatchEulerDiscreteScheduler(),
+        vae=_tiny_vae(
+            2, latent_channels=4, use_quant_conv=False, use_post_quant_conv=False,
+            shift_factor=0.1159, scaling_factor=0.3611,
+        ),
+        text_encoder=CLIPTextModel(_clip_config(clip_tokenizer)),
+        tokenizer=clip_tokenizer,
+        text_encoder_2=_tiny_t5(t5_tokenizer, d_model=32),
+        tokenizer_2=t5_tokenizer,
+    )
+    return _save(pipe, folder)
+
+
+TINY_BUILDERS = {
+    "sd": build_tiny_sd,
+    "sdxl": build_tiny_sdxl,
+    "sd3": build_tiny_sd3,
+    "flux": build_tiny_flux,
+}
+
+
+# ---------------------------------------------------------------------------------------------
+# Full-size pipelines (GPU benchmarks)
+# ---------------------------------------------------------------------------------------------
+
+_SD_SCHEDULER = {
+    "beta_start": 0.00085,
+    "beta_end": 0.012,
+    "beta_schedule": "scaled_linear",
+    "num_train_timesteps": 1000,
+    "steps_offset": 1,
+}
+
+_CLIP_L = {  # OpenAI CLIP ViT-L/14 text tower (SD1.5; SDXL's first encoder)
+    "hidden_size": 768, "intermediate_size": 3072, "num_hidden_layers": 12,
+    "num_attention_heads": 12, "hidden_act": "quick_gelu", "projection_dim": 768,
+}
+_OPENCLIP_H = {  # OpenCLIP ViT-H/14 text tower as SD2.x ships it (penultimate layer: 23 layers)
+    "hidden_size": 1024, "intermediate_size": 4096, "num_hidden_layers": 23,
+    "num_attention_heads": 16, "hidden_act": "gelu", "projection_dim": 512,
+}
+_OPENCLIP_BIGG = {  # OpenCLIP ViT-bigG/14 text tower (SDXL's second encoder)
+    "hidden_size": 1280, "intermediate_size": 5120, "num_hidden_layers": 32,
+    "num_attention_heads": 20, "hidden_act": "gelu", "projection_dim": 1280,
+}
+
+
+def _full_vae(scaling_factor: float, sample_size: int) -> AutoencoderKL:
+    return AutoencoderKL(
+        block_out_channels=(128, 256, 512, 512),
+        down_block_types=("DownEncoderBlock2D",) * 4,
+        up_block_types=("UpDecoderBlock2D",) * 4,
+        layers_per_block=2,
+        latent_channels=4,
+        norm_num_groups=32,
+        sample_size=sample_size,
+        scaling_factor=scaling_factor,
+    )
+
+
+def _sd_unet(sample_size: int, cross_attention_dim: int, head_dim: Any, linear: bool) -> Any:
+    return UNet2DConditionModel(
+        sample_size=sample_size,
+        block_out_channels=(320, 640, 1280, 1280),
+        down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
+        up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3,
+        layers_per_block=2,
+        cross_attention_dim=cross_attention_dim,
+        attention_head_dim=head_dim,
+        use_linear_projection=linear,
+    )
+
+
+def _full_sd(family: str) -> DiffusionPipeline:
+    tokenizer = tiny_clip_tokenizer()
+    if family == "sd15":
+        unet = _sd_unet(64, 768, 8, linear=False)
+        text_config = _CLIP_L
+        scheduler = DDIMScheduler(**_SD_SCHEDULER, clip_sample=False, set_alpha_to_one=False)
+    else:  # sd-turbo: the SD2.1 architecture at 512², one-step Euler with trailing timesteps
+        unet = _sd_unet(64, 1024, (5, 10, 20, 20), linear=True)
+        text_config = _OPENCLIP_H
+        scheduler = EulerDiscreteScheduler(**_SD_SCHEDULER, timestep_spacing="trailing")
+    config = _clip_config(tokenizer, vocab_size=49408, max_position_embeddings=77, **text_config)
+    return StableDiffusionPipeline(
+        vae=_full_vae(0.18215, 512),
+        text_encoder=CLIPTextModel(config),
+        tokenizer=tokenizer,
+        unet=unet,
+        scheduler=scheduler,
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
+
+
+def _full_sdxl() -> DiffusionPipeline:
+    tokenizer = tiny_clip_tokenizer()
+    unet = UNet2DConditionModel(
+        sample_size=128,
+        block_out_channels=(320, 640, 1280),
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
+        layers_per_block=2,
+        transformer_layers_per_block=(1, 2, 10),
+        attention_head_dim=(5, 10, 20),
+        cross_attention_dim=2048,  # 768 (CLIP-L) + 1280 (bigG)
+        use_linear_projection=True,
+        addition_embed_type="text_time",
+        addition_time_embed_dim=256,
+        projection_class_embeddings_input_dim=2816,  # 6 x 256 + 1280
+    )
+    clip_l = _clip_config(tokenizer, vocab_size=49408, max_position_embeddings=77, **_CLIP_L)
+    big_g = _clip_config(tokenizer, vocab_size=49408, max_position_embeddings=77, **_OPENCLIP_BIGG)
+    return StableDiffusionXLPipeline(
+        vae=_full_vae(0.13025, 1024),
+        text_encoder=CLIPTextModel(clip_l),
+        text_encoder_2=CLIPTextModelWithProjection(big_g),
+        tokenizer=tokenizer,
+        tokenizer_2=tokenizer,
+        unet=unet,
+        scheduler=EulerDiscreteScheduler(**_SD_SCHEDULER),
+    )
+
+
+def build_full_size(
+    family: str,
+    folder: str | Path,
+    *,
+    dtype: torch.dtype = torch.float16,
+    device: str | torch.device = "cpu",
+    seed: int = 0,
+) -> Path:
+    """The FULL-SIZE architecture of ``family`` with random weights, from configs written here.
+
+    ``sd15`` (SD1.5, 512²), ``sd-turbo`` (the SD2.1 UNet and OpenCLIP-H encoder at 512²) or
+    ``sdxl`` (1024², both encoders). Weights are initialised on ``device`` (pass ``"cuda"``: SDXL
+    is 3.5B parameters, slow to initialise on a CPU), cast to ``dtype`` and saved as safetensors.
+    The tokenizer is the tiny trained one (the real 49408-token vocab would need a download); the
+    text encoders keep the real vocab size, so every tensor has its real shape and cost.
+    """
+    if family not in FULL_SIZE_FAMILIES:
+        raise ValueError(f"family must be one of {', '.join(FULL_SIZE_FAMILIES)}, not {family!r}")
+    torch.manual_seed(seed)
+    with torch.device(device):
+        pipe = _full_sdxl() if family == "sdxl" else _full_sd(family)
+    pipe.to(dtype=dtype)
+    return _save(pipe, folder)
