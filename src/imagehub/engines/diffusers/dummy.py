@@ -383,7 +383,9 @@ def _full_vae(scaling_factor: float, sample_size: int) -> AutoencoderKL:
     )
 
 
-def _sd_unet(sample_size: int, cross_attention_dim: int, head_dim: Any, linear: bool) -> Any:
+def _sd_unet(
+    sample_size: int, cross_attention_dim: int, head_dim: Any, linear: bool
+) -> UNet2DConditionModel:
     return UNet2DConditionModel(
         sample_size=sample_size,
         block_out_channels=(320, 640, 1280, 1280),
@@ -396,20 +398,24 @@ def _sd_unet(sample_size: int, cross_attention_dim: int, head_dim: Any, linear: 
     )
 
 
-def _full_sd(family: str) -> DiffusionPipeline:
+def _full_sd(family: str, device: str | torch.device) -> DiffusionPipeline:
     tokenizer = tiny_clip_tokenizer()
     if family == "sd15":
-        unet = _sd_unet(64, 768, 8, linear=False)
+        scheduler: Any = DDIMScheduler(**_SD_SCHEDULER, clip_sample=False, set_alpha_to_one=False)
         text_config = _CLIP_L
-        scheduler = DDIMScheduler(**_SD_SCHEDULER, clip_sample=False, set_alpha_to_one=False)
+        unet_shape: tuple[int, Any, bool] = (768, 8, False)
     else:  # sd-turbo: the SD2.1 architecture at 512², one-step Euler with trailing timesteps
-        unet = _sd_unet(64, 1024, (5, 10, 20, 20), linear=True)
-        text_config = _OPENCLIP_H
         scheduler = EulerDiscreteScheduler(**_SD_SCHEDULER, timestep_spacing="trailing")
+        text_config = _OPENCLIP_H
+        unet_shape = (1024, (5, 10, 20, 20), True)
     config = _clip_config(tokenizer, vocab_size=49408, max_position_embeddings=77, **text_config)
+    with torch.device(device):  # models only: schedulers keep their tables on the CPU
+        unet = _sd_unet(64, *unet_shape)
+        vae = _full_vae(0.18215, 512)
+        text_encoder = CLIPTextModel(config)
     return StableDiffusionPipeline(
-        vae=_full_vae(0.18215, 512),
-        text_encoder=CLIPTextModel(config),
+        vae=vae,
+        text_encoder=text_encoder,
         tokenizer=tokenizer,
         unet=unet,
         scheduler=scheduler,
@@ -419,9 +425,28 @@ def _full_sd(family: str) -> DiffusionPipeline:
     )
 
 
-def _full_sdxl() -> DiffusionPipeline:
+def _full_sdxl(device: str | torch.device) -> DiffusionPipeline:
     tokenizer = tiny_clip_tokenizer()
-    unet = UNet2DConditionModel(
+    clip_l = _clip_config(tokenizer, vocab_size=49408, max_position_embeddings=77, **_CLIP_L)
+    big_g = _clip_config(tokenizer, vocab_size=49408, max_position_embeddings=77, **_OPENCLIP_BIGG)
+    with torch.device(device):  # models only: schedulers keep their tables on the CPU
+        unet = _sdxl_unet()
+        vae = _full_vae(0.13025, 1024)
+        text_encoder = CLIPTextModel(clip_l)
+        text_encoder_2 = CLIPTextModelWithProjection(big_g)
+    return StableDiffusionXLPipeline(
+        vae=vae,
+        text_encoder=text_encoder,
+        text_encoder_2=text_encoder_2,
+        tokenizer=tokenizer,
+        tokenizer_2=tokenizer,
+        unet=unet,
+        scheduler=EulerDiscreteScheduler(**_SD_SCHEDULER),
+    )
+
+
+def _sdxl_unet() -> UNet2DConditionModel:
+    return UNet2DConditionModel(
         sample_size=128,
         block_out_channels=(320, 640, 1280),
         down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
@@ -435,17 +460,17 @@ def _full_sdxl() -> DiffusionPipeline:
         addition_time_embed_dim=256,
         projection_class_embeddings_input_dim=2816,  # 6 x 256 + 1280
     )
-    clip_l = _clip_config(tokenizer, vocab_size=49408, max_position_embeddings=77, **_CLIP_L)
-    big_g = _clip_config(tokenizer, vocab_size=49408, max_position_embeddings=77, **_OPENCLIP_BIGG)
-    return StableDiffusionXLPipeline(
-        vae=_full_vae(0.13025, 1024),
-        text_encoder=CLIPTextModel(clip_l),
-        text_encoder_2=CLIPTextModelWithProjection(big_g),
-        tokenizer=tokenizer,
-        tokenizer_2=tokenizer,
-        unet=unet,
-        scheduler=EulerDiscreteScheduler(**_SD_SCHEDULER),
-    )
+
+
+def full_size_pipeline(family: str, *, device: str | torch.device = "cpu") -> DiffusionPipeline:
+    """The FULL-SIZE architecture of ``family`` with random fp32 weights on ``device``, unsaved.
+
+    ``device="meta"`` builds it without memory (shapes only), which is how the tests check the
+    configs on a CPU.
+    """
+    if family not in FULL_SIZE_FAMILIES:
+        raise ValueError(f"family must be one of {', '.join(FULL_SIZE_FAMILIES)}, not {family!r}")
+    return _full_sdxl(device) if family == "sdxl" else _full_sd(family, device)
 
 
 def build_full_size(
@@ -456,7 +481,7 @@ def build_full_size(
     device: str | torch.device = "cpu",
     seed: int = 0,
 ) -> Path:
-    """The FULL-SIZE architecture of ``family`` with random weights, from configs written here.
+    """The FULL-SIZE architecture of ``family`` with random weights, saved in ``folder``.
 
     ``sd15`` (SD1.5, 512²), ``sd-turbo`` (the SD2.1 UNet and OpenCLIP-H encoder at 512²) or
     ``sdxl`` (1024², both encoders). Weights are initialised on ``device`` (pass ``"cuda"``: SDXL
@@ -464,10 +489,7 @@ def build_full_size(
     The tokenizer is the tiny trained one (the real 49408-token vocab would need a download); the
     text encoders keep the real vocab size, so every tensor has its real shape and cost.
     """
-    if family not in FULL_SIZE_FAMILIES:
-        raise ValueError(f"family must be one of {', '.join(FULL_SIZE_FAMILIES)}, not {family!r}")
     torch.manual_seed(seed)
-    with torch.device(device):
-        pipe = _full_sdxl() if family == "sdxl" else _full_sd(family)
+    pipe = full_size_pipeline(family, device=device)
     pipe.to(dtype=dtype)
     return _save(pipe, folder)

@@ -1,0 +1,46 @@
+"""One place that turns every error into the error body of API.md section 1."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from imagehub.errors import ImagehubError, RateLimited
+
+_STARLETTE_TYPES = {404: ("resource_not_found", "Resource not found"),
+                    405: ("method_not_allowed", "Method not allowed")}
+
+
+def error_response(status: int, type_: str, title: str, detail: str,
+                   headers: dict[str, str] | None = None) -> JSONResponse:
+    body = {"error": {"type": type_, "title": title, "detail": detail},
+            "status": "error", "status_message": type_}
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(ImagehubError)
+    async def _ours(request: Request, exc: ImagehubError) -> JSONResponse:
+        headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, RateLimited) else None
+        return error_response(exc.status, exc.type, exc.title, exc.detail, headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _params(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return error_response(400, "invalid_params", "Invalid parameters", _describe(exc.errors()))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        type_, title = _STARLETTE_TYPES.get(exc.status_code, ("http_error", "HTTP error"))
+        detail = f"no route {request.method} {request.url.path}" if exc.status_code in (404, 405) \
+            else str(exc.detail)
+        return error_response(exc.status_code, type_, title, detail)
+
+
+def _describe(errors: list[dict[str, Any]]) -> str:
+    first = errors[0]
+    field = ".".join(str(p) for p in first.get("loc", ())[1:]) or "request"
+    return f"{field}: {first.get('input')!r} {first.get('msg', 'is invalid').lower()}"

@@ -1,0 +1,70 @@
+"""``/llms.txt`` and the Markdown pages it lists (static pages plus per-model pages)."""
+
+from __future__ import annotations
+
+import json
+from importlib import resources
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import PlainTextResponse
+
+from imagehub.api.deps import hub
+from imagehub.catalog.catalog import ModelEntry
+from imagehub.errors import NotFound
+from imagehub.services.hub import Hub
+
+router = APIRouter(tags=["docs"])
+MARKDOWN = "text/markdown; charset=utf-8"
+
+
+def _static_pages() -> dict[str, str]:
+    """page slug → first heading, for every Markdown file shipped in ``imagehub/docs``."""
+    pages = {}
+    for item in sorted(resources.files("imagehub.docs").iterdir(), key=lambda p: p.name):
+        if item.name.endswith(".md"):
+            first = item.read_text().splitlines()[0].lstrip("# ").strip()
+            pages[item.name[:-3]] = first
+    return pages
+
+
+@router.get("/llms.txt", response_class=PlainTextResponse)
+def llms_txt(request: Request, h: Hub = Depends(hub)) -> PlainTextResponse:
+    base = str(request.base_url).rstrip("/")
+    lines = ["# imagehub", "",
+             "> A self-hosted image-generation hub behind the Oxen.ai inference API.", "", "## Docs", ""]
+    lines += [f"- [{title}]({base}/docs/{slug}.md)" for slug, title in _static_pages().items()]
+    lines += ["", "## Models", ""]
+    lines += [f"- [{e.card.display_name}]({base}/docs/models/{e.id}.md): {e.card.description}"
+              for e in h.deps.catalog.all()]
+    return PlainTextResponse("\n".join(lines) + "\n", media_type=MARKDOWN)
+
+
+@router.get("/docs/models/{model_id}.md", response_class=PlainTextResponse)
+def model_page(model_id: str, request: Request, h: Hub = Depends(hub)) -> PlainTextResponse:
+    return PlainTextResponse(render_model_page(h.deps.catalog.get(model_id),
+                                               str(request.base_url).rstrip("/")), media_type=MARKDOWN)
+
+
+@router.get("/docs/{slug}.md", response_class=PlainTextResponse)
+def static_page(slug: str) -> PlainTextResponse:
+    if slug not in _static_pages():
+        raise NotFound(f"doc page not found: {slug}")
+    return PlainTextResponse(resources.files("imagehub.docs").joinpath(f"{slug}.md").read_text(),
+                             media_type=MARKDOWN)
+
+
+def render_model_page(entry: ModelEntry, base: str) -> str:
+    card, props = entry.card, entry.schema.properties
+    rows = [f"| `{name}` | {spec.get('type')} | {json.dumps(spec.get('default', '–'))} | "
+            f"{', '.join(map(str, spec.get('enum', []))) or spec.get('description', '')} |"
+            for name, spec in sorted(props.items(), key=lambda kv: kv[1].get("x-order", 99))]
+    status = "available" if entry.available else f"unavailable: {entry.unavailable_reason}"
+    return "\n".join([
+        f"# {card.display_name} (`{card.id}`)", "", card.description, "",
+        f"Backend: `{card.backend}`; {status}.", "", "## Fields", "",
+        "| field | type | default | values |", "|---|---|---|---|", *rows, "", "## Example", "",
+        "```bash", f"curl -X POST {base}/api/ai/images/generate \\",
+        '  -H "Content-Type: application/json" -H "Authorization: Bearer $IMAGEHUB_API_KEY" \\',
+        f"  -d '{{\"model\": \"{card.id}\", \"prompt\": \"a red circle above a blue square\"}}'",
+        "```", "",
+    ])

@@ -1,0 +1,66 @@
+"""The async queue (API.md section 3) and the history."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, Header, Query
+
+from imagehub.api.deps import hub, json_body, principal
+from imagehub.errors import InvalidParams
+from imagehub.protocol import (
+    CancelResponse, EnqueueResponse, GenerationRow, GenerationStatus, HistoryPage, QueueList,
+)
+from imagehub.services.hub import Hub
+from imagehub.services.keys import Principal
+
+router = APIRouter(prefix="/api/ai", tags=["queue"])
+_STATUSES = [s.value for s in GenerationStatus]
+
+_BODY = {"requestBody": {"required": True, "content": {"application/json": {"schema": {
+    "type": "object", "required": ["model", "prompt"],
+    "properties": {"model": {"type": "string"}, "prompt": {"type": "string"},
+                   "num_generations": {"type": "integer", "minimum": 1, "maximum": 4}},
+    "additionalProperties": True,
+    "description": "Plus any field of the model's request_schema (GET /api/ai/models/{id}).",
+}}}}}
+
+
+def _status(status: str | None) -> str | None:
+    if status is not None and status not in _STATUSES:
+        raise InvalidParams(f"status: {status!r} is not one of {_STATUSES}")
+    return status
+
+
+@router.post("/queue", response_model=EnqueueResponse, openapi_extra=_BODY)
+def enqueue(body: Any = Depends(json_body), caller: Principal = Depends(principal),
+            h: Hub = Depends(hub),
+            idempotency_key: str | None = Header(None, alias="Idempotency-Key")) -> EnqueueResponse:
+    return h.generations.enqueue(caller, body, idempotency_key)
+
+
+@router.get("/queue", response_model=QueueList)
+def list_queue(status: str | None = None, model: str | None = None,
+               media_type: str | None = None, limit: int = Query(1000, ge=1, le=1000),
+               caller: Principal = Depends(principal), h: Hub = Depends(hub)) -> QueueList:
+    return h.generations.list_active(caller, _status(status), model, media_type, limit)
+
+
+@router.get("/queue/{generation_id}", response_model=GenerationRow,
+            response_model_exclude_none=False)
+def get_generation(generation_id: str, caller: Principal = Depends(principal),
+                   h: Hub = Depends(hub)) -> GenerationRow:
+    return h.generations.get(caller, generation_id)
+
+
+@router.delete("/queue/{generation_id}", response_model=CancelResponse)
+def cancel(generation_id: str, caller: Principal = Depends(principal),
+           h: Hub = Depends(hub)) -> CancelResponse:
+    return h.generations.cancel(caller, generation_id)
+
+
+@router.get("/generations", response_model=HistoryPage)
+def history(page: int = Query(1, ge=1), page_size: int = Query(50, ge=1, le=1000),
+            status: str | None = None, model: str | None = None, media_type: str | None = None,
+            caller: Principal = Depends(principal), h: Hub = Depends(hub)) -> HistoryPage:
+    return h.generations.history(caller, page, page_size, _status(status), model, media_type)

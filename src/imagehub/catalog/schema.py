@@ -1,0 +1,99 @@
+"""A model's ``request_schema``: built from what its engine accepts, and the validator of its
+requests. What is published is what is enforced."""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import ValidationError
+
+from imagehub.errors import InvalidParams
+
+PROMPT_PROPERTY: dict[str, Any] = {
+    "type": "string",
+    "minLength": 1,
+    "pattern": r"\S",
+    "description": "Text description of what you want to generate, or the instruction on how to "
+                   "edit the given image.",
+    "x-order": 0,
+}
+BASIC_FIELDS = ("prompt", "aspect_ratio", "resolution", "input_image")
+
+
+class RequestSchema:
+    """One model's schema: ``document`` is published as ``request_schema``, ``validate`` enforces it."""
+
+    def __init__(self, document: dict[str, Any]) -> None:
+        Draft202012Validator.check_schema(document)
+        self.document = document
+        self._validator = Draft202012Validator(document)
+
+    @classmethod
+    def build(cls, properties: Mapping[str, dict[str, Any]],
+              defaults: Mapping[str, Any] | None = None) -> "RequestSchema":
+        """``prompt`` plus the engine's properties; ``defaults`` override the engine's defaults."""
+        props: dict[str, Any] = {"prompt": dict(PROMPT_PROPERTY)}
+        for name, spec in properties.items():
+            props[name] = dict(spec)
+            if defaults and name in defaults:
+                props[name]["default"] = defaults[name]
+        return cls({
+            "$schema": "https://json-schema.org/draft/2020-12/schema",
+            "type": "object",
+            "properties": props,
+            "required": ["prompt"],
+            "additionalProperties": False,
+            "basic": [f for f in BASIC_FIELDS if f in props],
+        })
+
+    @property
+    def properties(self) -> dict[str, Any]:
+        return self.document["properties"]
+
+    def validate(self, body: Mapping[str, Any]) -> None:
+        """Raise InvalidParams naming the field and the value of the first problem found."""
+        errors = sorted(self._validator.iter_errors(body), key=_error_order)
+        if errors:
+            raise InvalidParams(describe(errors[0]))
+
+    def with_defaults(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        """The body with every absent property that has a default filled in."""
+        resolved = {k: spec["default"] for k, spec in self.properties.items() if "default" in spec}
+        resolved.update(body)
+        return resolved
+
+
+def _error_order(error: ValidationError) -> tuple[int, str]:
+    # unknown fields and missing fields first, then by field name: stable, predictable messages
+    rank = {"additionalProperties": 0, "required": 1, "type": 2}.get(str(error.validator), 3)
+    return rank, ".".join(map(str, error.absolute_path))
+
+
+def describe(error: ValidationError) -> str:
+    """``field: 'value' <problem>``, the shape API.md section 1 shows."""
+    field = ".".join(map(str, error.absolute_path))
+    if error.validator == "additionalProperties":
+        extras = sorted(set(error.instance) - set(error.schema.get("properties", {})))
+        name = ".".join([field, extras[0]]) if field else extras[0]
+        return f"{name}: unknown field (value {_short(error.instance[extras[0]])}); " \
+               f"allowed fields: {sorted(error.schema.get('properties', {}))}"
+    if error.validator == "required":
+        missing = str(error.message).split("'")[1]
+        return f"{missing}: required field is missing"
+    value = _short(error.instance)
+    if error.validator in ("minLength", "pattern") and isinstance(error.instance, str):
+        return f"{field}: {value} must not be empty"
+    if error.validator == "enum":
+        return f"{field}: {value} is not one of {error.validator_value}"
+    if error.validator == "type":
+        return f"{field}: {value} is not of type {error.validator_value!r}"
+    if error.validator in ("minimum", "maximum"):
+        word = "less" if error.validator == "minimum" else "greater"
+        return f"{field}: {value} is {word} than the {error.validator} {error.validator_value}"
+    return f"{field}: {value} is invalid ({error.message})"
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."

@@ -1,0 +1,95 @@
+"""``imagehub serve`` and ``imagehub keys``; errors print one line and exit non-zero."""
+
+from __future__ import annotations
+
+import logging
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from imagehub.config import load_settings
+
+app = typer.Typer(help="imagehub: image-generation models behind the Oxen.ai inference API.",
+                  no_args_is_help=True, pretty_exceptions_enable=False)
+keys_app = typer.Typer(help="Create, list and revoke API keys.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+console = Console()
+
+
+@app.command()
+def serve(host: Optional[str] = typer.Option(None, help="Bind address (IMAGEHUB_HOST)."),
+          port: Optional[int] = typer.Option(None, help="Port (IMAGEHUB_PORT)."),
+          workers: Optional[int] = typer.Option(None, help="Engine slots (IMAGEHUB_WORKER_CONCURRENCY).")) -> None:
+    """Start the HTTP server with its in-process workers."""
+    import uvicorn
+
+    from imagehub.api.app import create_app
+
+    overrides = {k: v for k, v in {"host": host, "port": port, "worker_concurrency": workers}.items()
+                 if v is not None}
+    settings = load_settings(**overrides)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    console.print(f"imagehub serving at [bold]{settings.base_url}[/bold]  (data: {settings.data_dir})")
+    if settings.auth_enabled:
+        console.print("API keys are required: run [bold]imagehub keys create[/bold] and send "
+                      "'Authorization: Bearer <key>'.")
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="warning")
+
+
+def _key_service():  # type: ignore[no-untyped-def]
+    from imagehub.db.session import make_engine, make_sessionmaker, migrate
+    from imagehub.services.keys import KeyService
+
+    settings = load_settings()
+    engine = make_engine(settings.resolved_database_url)
+    migrate(engine)
+    return KeyService(make_sessionmaker(engine))
+
+
+@keys_app.command("create")
+def keys_create(namespace: str = typer.Option("default", help="The key's namespace."),
+                name: str = typer.Option("", help="A label for the key."),
+                member_of: list[str] = typer.Option([], help="Other namespaces the key may use.")) -> None:
+    """Make a key; it is printed once and stored hashed."""
+    created = _key_service().create(namespace=namespace, name=name, member_of=member_of)
+    typer.echo(created.key)
+    typer.echo(f"key {created.record.prefix}... for namespace '{namespace}' (shown once; "
+               "export IMAGEHUB_API_KEY=<key>)", err=True)
+
+
+@keys_app.command("list")
+def keys_list() -> None:
+    """List keys (prefixes only; secrets are never stored)."""
+    table = Table("id", "prefix", "name", "namespace", "revoked")
+    for record in _key_service().list():
+        table.add_row(record.id, record.prefix + "...", record.name, record.namespace,
+                      "yes" if record.revoked else "")
+    console.print(table)
+
+
+@keys_app.command("revoke")
+def keys_revoke(key: str = typer.Argument(..., help="The key's id or prefix.")) -> None:
+    """Revoke a key: it stops working at once."""
+    from imagehub.errors import ImagehubError
+
+    try:
+        _key_service().revoke(key)
+    except ImagehubError as exc:
+        typer.echo(f"error: {exc.detail}", err=True)
+        raise typer.Exit(1) from exc
+    typer.echo(f"revoked {key}")
+
+
+def _mount_optional() -> None:
+    """Sub-apps that live beside their feature (the built-in model's train/eval)."""
+    try:
+        from imagehub.cli.builtin import eval_app, train_app
+    except ImportError:
+        return
+    app.add_typer(train_app, name="train", help="Train models (imagehub train builtin).")
+    app.add_typer(eval_app, name="eval", help="Evaluate models (imagehub eval builtin).")
+
+
+_mount_optional()

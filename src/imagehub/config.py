@@ -1,0 +1,89 @@
+"""Settings: the one place that reads the environment.
+
+Every setting has an ``IMAGEHUB_`` environment variable (``IMAGEHUB_DATA_DIR``, ``IMAGEHUB_PORT``,
+...). Settings are built by :func:`load_settings`, never at import time.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _default_data_dir() -> Path:
+    return Path.home() / ".imagehub"
+
+
+class Settings(BaseSettings):
+    """imagehub's configuration, validated at start-up."""
+
+    model_config = SettingsConfigDict(env_prefix="IMAGEHUB_", extra="ignore")
+
+    # where things live
+    data_dir: Path = Field(default_factory=_default_data_dir)
+    database_url: str | None = None
+    """SQLAlchemy URL; default ``sqlite:///<data_dir>/imagehub.db``."""
+    catalog_path: Path | None = None
+    """The user's model catalog (TOML); default ``<data_dir>/models.toml``."""
+
+    # serving
+    host: str = "127.0.0.1"
+    port: int = 8000
+    public_url: str | None = None
+    """Base URL put in image links; default ``http://<host>:<port>``."""
+    auth_enabled: bool = True
+    max_body_bytes: int = 20 * 1024 * 1024
+    rate_limit_per_minute: int = 0
+    """Requests per key per minute; 0 turns the limiter off."""
+    default_model: str = "imagehub-tiny"
+
+    # images
+    signing_secret: str | None = None
+    """Secret for signed file URLs; default a random one kept in ``<data_dir>/secret``."""
+    url_ttl_seconds: int = 24 * 3600
+
+    # queue and workers
+    worker_concurrency: int = 1
+    max_attempts: int = 3
+    """A job interrupted by a crash this many times fails instead of running again."""
+    worker_poll_seconds: float = 0.5
+
+    # events
+    keepalive_seconds: float = 15.0
+    event_buffer_size: int = 1000
+
+    # engines
+    allow_hub_downloads: bool = False
+    """Let diffusers models fetch weights from the Hugging Face hub (off: offline only)."""
+
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir / 'imagehub.db'}"
+
+    @property
+    def resolved_catalog_path(self) -> Path:
+        return self.catalog_path or self.data_dir / "models.toml"
+
+    @property
+    def base_url(self) -> str:
+        return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
+
+    def secret(self) -> str:
+        """The URL-signing secret, created once per data dir if none is configured."""
+        if self.signing_secret:
+            return self.signing_secret
+        import secrets
+
+        path = self.data_dir / "secret"
+        if not path.exists():
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            path.write_text(secrets.token_urlsafe(32))
+            path.chmod(0o600)
+        return path.read_text().strip()
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build settings from the environment, with explicit overrides (tests, CLI flags)."""
+    return Settings(**overrides)  # type: ignore[arg-type]

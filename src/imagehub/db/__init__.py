@@ -1,0 +1,1 @@
+"""The relational store (SQLite by default, any SQLAlchemy URL later): tables and migrations."""

@@ -1,0 +1,1 @@
+"""Publish / subscribe of generation events; SSE framing lives in ``imagehub.api``."""

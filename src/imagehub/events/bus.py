@@ -1,0 +1,96 @@
+"""The event bus: publish from any thread, subscribe from the event loop, replay what was missed.
+
+``EventBus`` is the seam for scale-out (a later issue puts Redis pub/sub behind it);
+``InProcessBus`` keeps the last ``buffer_size`` events in memory for ``Last-Event-ID`` replay.
+Event ids are ``<boot>-<seq>``: a client that reconnects across a restart (another boot) gets the
+whole buffer replayed rather than nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import threading
+import time
+from collections import deque
+from typing import AsyncIterator, Protocol, Sequence
+
+from imagehub.protocol import Event, EventName
+
+
+class EventBus(Protocol):
+    def publish(self, namespace: str, name: EventName, data: dict) -> Event: ...
+    def subscribe(self, namespaces: Sequence[str], last_event_id: str | None = None) -> "Subscription": ...
+
+
+class Subscription:
+    """One subscriber's stream: replayed events first, then live ones."""
+
+    def __init__(self, bus: "InProcessBus", namespaces: Sequence[str], backlog: list[Event]) -> None:
+        self._bus, self.namespaces = bus, set(namespaces)
+        self._queue: asyncio.Queue[Event] = asyncio.Queue(maxsize=10_000)
+        self._loop = asyncio.get_running_loop()
+        for event in backlog:
+            self._queue.put_nowait(event)
+
+    def offer(self, event: Event) -> None:
+        """Called from any thread by the bus."""
+        if event.namespace in self.namespaces:
+            self._loop.call_soon_threadsafe(self._put, event)
+
+    def _put(self, event: Event) -> None:
+        if not self._queue.full():  # a stuck client loses events rather than the server memory
+            self._queue.put_nowait(event)
+
+    async def get(self, timeout: float) -> Event | None:
+        try:
+            return await asyncio.wait_for(self._queue.get(), timeout)
+        except asyncio.TimeoutError:
+            return None
+
+    def close(self) -> None:
+        self._bus.unsubscribe(self)
+
+    async def __aiter__(self) -> AsyncIterator[Event]:  # pragma: no cover - convenience
+        while True:
+            event = await self._queue.get()
+            yield event
+
+
+class InProcessBus:
+    """Events for one process, with a bounded replay buffer."""
+
+    def __init__(self, buffer_size: int = 1000) -> None:
+        self._boot = str(int(time.time() * 1000))
+        self._seq = itertools.count(1)
+        self._buffer: deque[Event] = deque(maxlen=buffer_size)
+        self._subscribers: list[Subscription] = []
+        self._lock = threading.Lock()
+
+    def publish(self, namespace: str, name: EventName, data: dict) -> Event:
+        with self._lock:
+            event = Event(id=f"{self._boot}-{next(self._seq)}", name=name, namespace=namespace, data=data)
+            self._buffer.append(event)
+            subscribers = list(self._subscribers)
+        for subscriber in subscribers:
+            subscriber.offer(event)
+        return event
+
+    def subscribe(self, namespaces: Sequence[str], last_event_id: str | None = None) -> Subscription:
+        with self._lock:
+            backlog = self._missed(last_event_id, set(namespaces)) if last_event_id else []
+            subscription = Subscription(self, namespaces, backlog)
+            self._subscribers.append(subscription)
+        return subscription
+
+    def unsubscribe(self, subscription: Subscription) -> None:
+        with self._lock:
+            if subscription in self._subscribers:
+                self._subscribers.remove(subscription)
+
+    def _missed(self, last_event_id: str, namespaces: set[str]) -> list[Event]:
+        boot, _, seq = last_event_id.partition("-")
+        mine = [e for e in self._buffer if e.namespace in namespaces]
+        if boot != self._boot or not seq.isdigit():
+            return mine
+        return [e for e in mine if int(e.id.partition("-")[2]) > int(seq)]

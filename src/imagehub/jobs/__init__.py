@@ -1,0 +1,1 @@
+"""Generation records, the queue and the worker loop."""

@@ -1,0 +1,177 @@
+"""The durable queue: generation rows in the relational store.
+
+``JobQueue`` is the seam for scale-out (a later issue puts Celery on Redis behind it); ``SqlQueue``
+is the single-machine implementation. A job moves ``queued → processing`` by an atomic conditional
+update, so two workers never take the same job; every later transition is conditional on the row
+still being ``processing``, which is how a cancel that lands mid-run wins over the worker.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, Protocol, Sequence
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from imagehub.db.records import GenerationRecord
+from imagehub.protocol import GenerationStatus as S
+
+_ACTIVE = (S.QUEUED.value, S.PROCESSING.value)
+
+
+@dataclass
+class RowFilter:
+    """Which rows a listing wants."""
+
+    namespaces: Sequence[str]
+    statuses: Sequence[str] = ()
+    model: str | None = None
+    media_type: str | None = None
+
+
+@dataclass
+class Recovery:
+    requeued: list[str]
+    failed: list[GenerationRecord]
+
+
+class JobQueue(Protocol):
+    """What the services and the worker need of a queue."""
+
+    def add(self, records: Sequence[GenerationRecord]) -> None: ...
+    def claim(self) -> GenerationRecord | None: ...
+    def report_progress(self, generation_id: str, progress: float) -> bool: ...
+    def finish(self, generation_id: str, images: list[dict[str, Any]], provenance: dict[str, Any]) -> bool: ...
+    def fail(self, generation_id: str, message: str) -> bool: ...
+    def cancel(self, generation_id: str) -> bool: ...
+    def recover(self, max_attempts: int) -> Recovery: ...
+
+
+class SqlQueue:
+    """Queue and row store over SQLAlchemy (SQLite by default)."""
+
+    def __init__(self, sessions: sessionmaker[Session]) -> None:
+        self._sessions = sessions
+
+    # ---- writes ---------------------------------------------------------------------------------
+
+    def add(self, records: Sequence[GenerationRecord]) -> None:
+        with self._sessions.begin() as session:
+            session.add_all(records)
+
+    def claim(self) -> GenerationRecord | None:
+        """Take the oldest queued job: ``queued → processing``, one more attempt."""
+        while True:
+            with self._sessions.begin() as session:
+                row_id = session.scalar(
+                    select(GenerationRecord.id)
+                    .where(GenerationRecord.status == S.QUEUED.value)
+                    .order_by(GenerationRecord.order_key)
+                    .limit(1)
+                )
+                if row_id is None:
+                    return None
+                taken = session.execute(
+                    update(GenerationRecord)
+                    .where(GenerationRecord.id == row_id, GenerationRecord.status == S.QUEUED.value)
+                    .values(status=S.PROCESSING.value, started_at=int(time.time()),
+                            attempts=GenerationRecord.attempts + 1, progress=0.0)
+                ).rowcount
+                if taken:
+                    return session.get(GenerationRecord, row_id)
+
+    def report_progress(self, generation_id: str, progress: float) -> bool:
+        """Record progress; False when the row is no longer processing (it was cancelled)."""
+        return self._transition(generation_id, (S.PROCESSING.value,), progress=progress)
+
+    def finish(self, generation_id: str, images: list[dict[str, Any]], provenance: dict[str, Any]) -> bool:
+        return self._transition(
+            generation_id, (S.PROCESSING.value,), status=S.SUCCEEDED.value, images=images,
+            provenance=provenance, progress=1.0, completed_at=int(time.time()),
+        )
+
+    def fail(self, generation_id: str, message: str) -> bool:
+        return self._transition(
+            generation_id, _ACTIVE, status=S.FAILED.value, error_message=message,
+            completed_at=int(time.time()),
+        )
+
+    def cancel(self, generation_id: str) -> bool:
+        """``queued | processing → cancelled``; False when the row had already ended."""
+        return self._transition(
+            generation_id, _ACTIVE, status=S.CANCELLED.value, completed_at=int(time.time()),
+        )
+
+    def recover(self, max_attempts: int) -> Recovery:
+        """After a crash: rows left ``processing`` run again, or fail after ``max_attempts``."""
+        with self._sessions.begin() as session:
+            stuck = session.scalars(
+                select(GenerationRecord).where(GenerationRecord.status == S.PROCESSING.value)
+            ).all()
+            requeued, failed = [], []
+            for row in stuck:
+                if row.attempts >= max_attempts:
+                    row.status = S.FAILED.value
+                    row.completed_at = int(time.time())
+                    row.error_message = (
+                        f"the server stopped while this generation was processing, "
+                        f"{row.attempts} time(s); giving up after max_attempts={max_attempts}"
+                    )
+                    failed.append(row)
+                else:
+                    row.status, row.started_at, row.progress = S.QUEUED.value, None, None
+                    requeued.append(row.id)
+        return Recovery(requeued=requeued, failed=failed)
+
+    def _transition(self, generation_id: str, from_states: Sequence[str], **values: Any) -> bool:
+        with self._sessions.begin() as session:
+            return bool(session.execute(
+                update(GenerationRecord)
+                .where(GenerationRecord.id == generation_id, GenerationRecord.status.in_(from_states))
+                .values(**values)
+            ).rowcount)
+
+    # ---- reads ----------------------------------------------------------------------------------
+
+    def get(self, generation_id: str) -> GenerationRecord | None:
+        with self._sessions() as session:
+            return session.get(GenerationRecord, generation_id)
+
+    def by_idempotency_key(self, namespace: str, key: str) -> list[GenerationRecord]:
+        with self._sessions() as session:
+            return list(session.scalars(
+                select(GenerationRecord)
+                .where(GenerationRecord.namespace == namespace, GenerationRecord.idempotency_key == key)
+                .order_by(GenerationRecord.order_key)
+            ))
+
+    def list(self, where: RowFilter, offset: int = 0, limit: int | None = None) -> list[GenerationRecord]:
+        query = self._filtered(select(GenerationRecord), where).order_by(GenerationRecord.order_key.desc())
+        with self._sessions() as session:
+            return list(session.scalars(query.offset(offset).limit(limit)))
+
+    def count(self, where: RowFilter) -> int:
+        with self._sessions() as session:
+            return session.scalar(self._filtered(select(func.count(GenerationRecord.id)), where)) or 0
+
+    def depth(self) -> dict[str, int]:
+        """Rows per active status (for /readyz and metrics)."""
+        with self._sessions() as session:
+            rows = session.execute(
+                select(GenerationRecord.status, func.count())
+                .where(GenerationRecord.status.in_(_ACTIVE)).group_by(GenerationRecord.status)
+            ).all()
+        return {status: n for status, n in rows}
+
+    @staticmethod
+    def _filtered(query: Any, where: RowFilter) -> Any:
+        query = query.where(GenerationRecord.namespace.in_(list(where.namespaces)))
+        if where.statuses:
+            query = query.where(GenerationRecord.status.in_(list(where.statuses)))
+        if where.model:
+            query = query.where(GenerationRecord.model_name == where.model)
+        if where.media_type:
+            query = query.where(GenerationRecord.media_type == where.media_type)
+        return query

@@ -1,0 +1,1 @@
+"""Use cases: generate, enqueue, cancel, list, keys. No HTTP objects here."""

@@ -1,0 +1,56 @@
+"""The hub: builds every part from the settings once, starts and stops the workers."""
+
+from __future__ import annotations
+
+import logging
+
+from imagehub.catalog.catalog import Catalog
+from imagehub.config import Settings
+from imagehub.db.session import make_engine, make_sessionmaker, migrate
+from imagehub.events.bus import InProcessBus
+from imagehub.jobs.queue import SqlQueue
+from imagehub.jobs.worker import WorkerPool
+from imagehub.services.generation import GenerationService, Services
+from imagehub.services.keys import KeyService
+from imagehub.storage.local import LocalStorage
+from imagehub.storage.signing import UrlSigner
+
+log = logging.getLogger(__name__)
+
+
+class Hub:
+    """One imagehub: store, queue, bus, storage, catalog, workers and the services over them."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        self.db = make_engine(settings.resolved_database_url)
+        migrate(self.db)
+        sessions = make_sessionmaker(self.db)
+        self.keys = KeyService(sessions)
+        self.queue = SqlQueue(sessions)
+        self.deps = Services(
+            catalog=Catalog.load(settings),
+            queue=self.queue,
+            bus=InProcessBus(settings.event_buffer_size),
+            storage=LocalStorage(settings.data_dir / "files"),
+            signer=UrlSigner(settings.secret(), settings.base_url, settings.url_ttl_seconds),
+        )
+        self.generations = GenerationService(self.deps)
+        self.workers = WorkerPool(self.queue, self.generations.run_job,
+                                  settings.worker_concurrency, settings.worker_poll_seconds)
+        self.deps.workers = self.workers
+
+    def start(self, run_workers: bool = True) -> None:
+        """Recover what a crash left behind, then start the workers."""
+        recovery = self.queue.recover(self.settings.max_attempts)
+        if recovery.requeued or recovery.failed:
+            log.warning("recovered after a stop: %d re-queued, %d failed",
+                        len(recovery.requeued), len(recovery.failed))
+        self.generations.publish_recovered_failures(recovery.failed)
+        if run_workers:
+            self.workers.start()
+
+    def stop(self) -> None:
+        self.workers.stop()
+        self.db.dispose()

@@ -1,0 +1,93 @@
+"""API keys: created once (shown once), stored as SHA-256, checked on every request."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import time
+import uuid
+from dataclasses import dataclass, field
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from imagehub.db.records import ApiKeyRecord
+from imagehub.errors import NotFound, Unauthenticated
+
+KEY_PREFIX = "ih_"
+ANONYMOUS_NAMESPACE = "default"
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: a key and the namespaces it may act in (its own first)."""
+
+    namespace: str
+    key_id: str | None = None
+    member_of: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def namespaces(self) -> tuple[str, ...]:
+        return (self.namespace, *self.member_of)
+
+
+ANONYMOUS = Principal(namespace=ANONYMOUS_NAMESPACE)
+
+
+@dataclass
+class CreatedKey:
+    key: str
+    """The secret, shown once."""
+    record: ApiKeyRecord
+
+
+def _digest(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+class KeyService:
+    def __init__(self, sessions: sessionmaker[Session]) -> None:
+        self._sessions = sessions
+
+    def create(self, namespace: str = ANONYMOUS_NAMESPACE, name: str = "",
+               member_of: list[str] | None = None) -> CreatedKey:
+        key = KEY_PREFIX + secrets.token_urlsafe(32)
+        record = ApiKeyRecord(
+            id=str(uuid.uuid4()), secret_hash=_digest(key), prefix=key[:10], name=name,
+            namespace=namespace, member_of=list(member_of or []), revoked=False,
+            created_at=int(time.time()),
+        )
+        with self._sessions.begin() as session:
+            session.add(record)
+        return CreatedKey(key=key, record=record)
+
+    def list(self) -> list[ApiKeyRecord]:
+        with self._sessions() as session:
+            return list(session.scalars(select(ApiKeyRecord).order_by(ApiKeyRecord.created_at)))
+
+    def revoke(self, key_id_or_prefix: str) -> None:
+        with self._sessions.begin() as session:
+            done = session.execute(
+                update(ApiKeyRecord)
+                .where((ApiKeyRecord.id == key_id_or_prefix) | (ApiKeyRecord.prefix == key_id_or_prefix))
+                .values(revoked=True, revoked_at=int(time.time()))
+            ).rowcount
+        if not done:
+            raise NotFound(f"API key not found: {key_id_or_prefix}")
+
+    def authenticate(self, authorization: str | None) -> Principal:
+        """The principal of an ``Authorization: Bearer <key>`` header, or Unauthenticated."""
+        if not authorization:
+            raise Unauthenticated("missing Authorization header; send 'Authorization: Bearer <key>'")
+        scheme, _, key = authorization.strip().partition(" ")
+        key = key.strip()
+        if scheme.lower() != "bearer" or not key:
+            raise Unauthenticated("malformed Authorization header; expected 'Bearer <key>'")
+        with self._sessions() as session:
+            record = session.scalar(select(ApiKeyRecord).where(ApiKeyRecord.secret_hash == _digest(key)))
+        if record is None:
+            raise Unauthenticated(f"unknown API key {key[:10]}...")
+        if record.revoked:
+            raise Unauthenticated(f"API key {record.prefix}... was revoked")
+        return Principal(namespace=record.namespace, key_id=record.id,
+                         member_of=tuple(record.member_of or ()))

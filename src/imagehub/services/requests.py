@@ -1,0 +1,117 @@
+"""Turning a request body into something to run: generic fields, model fields, sizes, seed."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from jsonschema import Draft202012Validator
+
+from imagehub.catalog.catalog import Catalog, ModelEntry
+from imagehub.catalog.schema import describe
+from imagehub.catalog.sizes import nearest_ratio, output_size
+from imagehub.engines.base import EngineRequest
+from imagehub.errors import Forbidden, InvalidParams
+from imagehub.protocol import GENERIC_FIELDS_SCHEMA
+from imagehub.services.keys import Principal
+from imagehub.storage.images import decode_data_uri
+
+_GENERIC = Draft202012Validator(GENERIC_FIELDS_SCHEMA)
+_GENERIC_NAMES = set(GENERIC_FIELDS_SCHEMA["properties"])
+
+
+@dataclass
+class ParsedRequest:
+    """A validated request: which model, its own fields as carried, and the generic options."""
+
+    entry: ModelEntry
+    params: dict[str, Any]
+    """The model fields exactly as carried (echoed on rows)."""
+    resolved: dict[str, Any]
+    """Model fields with defaults filled, plus ``seed``, ``width``, ``height``."""
+    count: int
+    response_format: str
+    namespace: str
+
+
+def parse(catalog: Catalog, principal: Principal, body: Any, *, count_field: str,
+          require_image: bool = False) -> ParsedRequest:
+    """Validate ``body`` against the generic fields and the model's request_schema."""
+    if not isinstance(body, dict):
+        raise InvalidParams(f"body: expected a JSON object, got {type(body).__name__}")
+    body = dict(body)
+    if require_image and "image" in body and "input_image" not in body:
+        body["input_image"] = body.pop("image")
+    entry = catalog.get(_check_generic(body, count_field))
+    schema_names = set(entry.schema.properties)
+    generic = {k: body[k] for k in body if k in _GENERIC_NAMES and k not in schema_names}
+    params = {k: v for k, v in body.items() if k not in generic}
+    _refuse_other_count_field(generic, count_field)
+    entry.schema.validate(params)
+    if require_image and "input_image" not in params:
+        raise InvalidParams("input_image: required field is missing (the image to edit)")
+    namespace = _namespace(principal, generic.get("target_namespace"))
+    for uri in _as_list(params.get("input_image")):
+        decode_data_uri("input_image", uri)  # refuse unreadable images now, not in the worker
+    resolved = entry.schema.with_defaults(params)
+    resolved["seed"] = generic.get("seed", params.get("seed"))
+    return ParsedRequest(
+        entry=entry, params=params, resolved=resolved, count=generic.get(count_field, 1),
+        response_format=generic.get("response_format", "url"), namespace=namespace,
+    )
+
+
+def _check_generic(body: dict[str, Any], count_field: str) -> str:
+    subset = {k: v for k, v in body.items() if k in _GENERIC_NAMES}
+    errors = sorted(_GENERIC.iter_errors(subset), key=lambda e: str(e.validator) != "required")
+    if errors:
+        raise InvalidParams(describe(errors[0]))
+    return str(body["model"])
+
+
+def _refuse_other_count_field(generic: dict[str, Any], count_field: str) -> None:
+    other = "num_generations" if count_field == "n" else "n"
+    if other in generic:
+        raise InvalidParams(f"{other}: unknown field here (value {generic[other]!r}); "
+                            f"this endpoint takes {count_field!r}")
+    if "response_format" in generic and count_field == "num_generations":
+        raise InvalidParams(f"response_format: unknown field for the queue "
+                            f"(value {generic['response_format']!r}); queued images come back as URLs")
+
+
+def _namespace(principal: Principal, target: str | None) -> str:
+    if target is None:
+        return principal.namespace
+    if target not in principal.namespaces:
+        raise Forbidden(f"target_namespace: {target!r} is not a namespace this key belongs to "
+                        f"({list(principal.namespaces)})")
+    return target
+
+
+def seeded(resolved: Mapping[str, Any], index: int) -> dict[str, Any]:
+    """The resolved params of the ``index``-th generation: an explicit seed counts up, else random."""
+    out = dict(resolved)
+    out["seed"] = resolved["seed"] + index if resolved.get("seed") is not None else secrets.randbelow(2**31)
+    return out
+
+
+def engine_request(resolved: Mapping[str, Any], num_images: int) -> EngineRequest:
+    """The engine's view of a stored, resolved generation."""
+    images = [decode_data_uri("input_image", uri) for uri in _as_list(resolved.get("input_image"))]
+    ratio = resolved.get("aspect_ratio", "1:1")
+    if ratio == "auto" and images:
+        ratio = nearest_ratio(*images[0].size)
+    width, height = output_size(resolved.get("resolution", "1K"), ratio)
+    return EngineRequest(
+        prompt=resolved["prompt"], width=width, height=height, seed=int(resolved["seed"]),
+        num_images=num_images, negative_prompt=resolved.get("negative_prompt"),
+        num_inference_steps=resolved.get("num_inference_steps"),
+        guidance_scale=resolved.get("guidance_scale"), input_images=images, params=dict(resolved),
+    )
+
+
+def _as_list(value: Any) -> list[str]:
+    if value is None:
+        return []
+    return [value] if isinstance(value, str) else list(value)
