@@ -1,0 +1,3 @@
+from imagehub.cli import main
+
+main()

@@ -1,0 +1,177 @@
+"""The API of ../shared/API.md sections 1–5 and 7 against the real server on loopback."""
+
+from __future__ import annotations
+
+import io
+import time
+
+import httpx
+from PIL import Image
+
+from tests_helpers import wait_for_status
+
+
+def test_sync_generate_returns_signed_image_urls(api: httpx.Client) -> None:
+    r = api.post("/api/ai/images/generate",
+                 json={"model": "tiny-sd", "prompt": "a red cube", "aspect_ratio": "16:9", "seed": 7})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["model"] == "tiny-sd" and isinstance(body["created"], int)
+    (image,) = body["images"]
+    assert (image["width"], image["height"]) == (688, 384)  # 512-base 16:9 (API.md section 6)
+    assert body["image_url"] == image["url"]
+    assert r.headers["x-request-id"]
+    # the URL opens without the key, is a real PNG of the reported size, with caching headers
+    png = httpx.get(image["url"])
+    assert png.status_code == 200 and png.headers["content-type"] == "image/png"
+    assert Image.open(io.BytesIO(png.content)).size == (688, 384)
+    assert png.headers["etag"] and "max-age" in png.headers["cache-control"]
+    again = httpx.get(image["url"], headers={"If-None-Match": png.headers["etag"]})
+    assert again.status_code == 304
+
+
+def test_same_seed_same_pixels_b64(api: httpx.Client) -> None:
+    req = {"model": "tiny-sd", "prompt": "a blue ball", "seed": 42, "response_format": "b64_json", "n": 2}
+    first, second = (api.post("/api/ai/images/generate", json=req).json() for _ in range(2))
+    assert [i["b64_json"] for i in first["images"]] == [i["b64_json"] for i in second["images"]]
+    assert first["images"][0]["b64_json"] != first["images"][1]["b64_json"]  # n images differ
+    assert "url" not in first["images"][0]
+
+
+def test_tampered_file_url_is_refused(api: httpx.Client) -> None:
+    url = api.post("/api/ai/images/generate", json={"model": "tiny-sd", "prompt": "x"}).json()["image_url"]
+    token_start = url.index("/api/files/") + len("/api/files/")
+    forged = url[:token_start] + "A" + url[token_start + 1:]
+    r = httpx.get(forged)
+    assert r.status_code == 404 and r.json()["error"]["type"] == "resource_not_found"
+
+
+def test_queue_lifecycle_row_and_history(api: httpx.Client) -> None:
+    r = api.post("/api/ai/queue", json={"model": "tiny-sd", "prompt": "a red cube",
+                                        "aspect_ratio": "1:1", "num_generations": 2})
+    assert r.status_code == 200, r.text
+    gens = r.json()["generations"]
+    assert len(gens) == 2 and all(g["status"] == "queued" for g in gens)
+    rows = [wait_for_status(api, g["generation_id"], {"succeeded"}) for g in gens]
+    row = rows[0]
+    for field in ("generation_id", "model_name", "prompt", "media_type", "status", "result_url",
+                  "error_message", "enqueued_at", "started_at", "completed_at"):
+        assert field in row
+    assert row["model_name"] == "tiny-sd" and row["media_type"] == "image"
+    assert row["aspect_ratio"] == "1:1"  # carried params echo at top level
+    assert row["error_message"] is None
+    assert row["enqueued_at"] <= row["started_at"] <= row["completed_at"]
+    assert httpx.get(row["result_url"]).status_code == 200
+    history = api.get("/api/ai/generations", params={"page_size": 1, "status": "succeeded"}).json()
+    assert history["page_size"] == 1 and history["count"] == 1 and history["page_number"] == 1
+    assert history["total_entries"] >= 2 and history["total_pages"] == history["total_entries"]
+    # finished rows leave the default queue listing
+    active = api.get("/api/ai/queue").json()
+    assert all(g["status"] in ("queued", "processing") for g in active["generations"])
+    assert active["count"] == len(active["generations"])
+
+
+def test_idempotency_key_returns_same_generations(api: httpx.Client) -> None:
+    body = {"model": "tiny-sd", "prompt": "same", "num_generations": 2}
+    headers = {"Idempotency-Key": f"k-{time.time()}"}
+    first = api.post("/api/ai/queue", json=body, headers=headers).json()["generations"]
+    second = api.post("/api/ai/queue", json=body, headers=headers).json()["generations"]
+    assert [g["generation_id"] for g in first] == [g["generation_id"] for g in second]
+
+
+def test_cancel_queued_then_409(api: httpx.Client) -> None:
+    ids = [g["generation_id"] for g in api.post(
+        "/api/ai/queue", json={"model": "tiny-sd-slow", "prompt": "slow", "num_generations": 3}
+    ).json()["generations"]]
+    last = ids[-1]
+    r = api.delete(f"/api/ai/queue/{last}")
+    assert r.status_code == 200 and r.json() == {"status": "success", "generation_id": last}
+    assert api.get(f"/api/ai/queue/{last}").json()["status"] == "cancelled"
+    again = api.delete(f"/api/ai/queue/{last}")
+    assert again.status_code == 409 and again.json()["error"]["type"] == "invalid_state"
+    for other in ids[:-1]:
+        api.delete(f"/api/ai/queue/{other}")
+
+
+def test_namespaces_are_isolated(server, api: httpx.Client) -> None:  # type: ignore[no-untyped-def]
+    other_key = server.cli("keys", "create", "--namespace", "acme").stdout.strip()
+    gen = api.post("/api/ai/queue", json={"model": "tiny-sd", "prompt": "mine"}).json()
+    gen_id = gen["generations"][0]["generation_id"]
+    with server.client(other_key) as other:
+        assert other.get(f"/api/ai/queue/{gen_id}").status_code == 403
+        assert other.delete(f"/api/ai/queue/{gen_id}").status_code == 403
+        listed = other.get("/api/ai/generations").json()
+        assert gen_id not in [g["generation_id"] for g in listed["generations"]]
+        r = other.post("/api/ai/queue", json={"model": "tiny-sd", "prompt": "x",
+                                              "target_namespace": "default"})
+        assert r.status_code == 403 and r.json()["error"]["type"] == "forbidden"
+
+
+def test_revoked_key_is_refused(server) -> None:  # type: ignore[no-untyped-def]
+    key = server.cli("keys", "create", "--name", "to-revoke").stdout.strip()
+    with server.client(key) as client:
+        assert client.get("/api/ai/models").status_code == 200
+        server.cli("keys", "revoke", key[:10])
+        r = client.get("/api/ai/models")
+        assert r.status_code == 401 and "revoked" in r.json()["error"]["detail"]
+
+
+def test_models_catalog(api: httpx.Client) -> None:
+    data = api.get("/api/ai/models").json()
+    assert data["object"] == "list"
+    by_id = {m["id"]: m for m in data["data"]}
+    tiny = by_id["tiny-sd"]
+    assert tiny["available"] is True and tiny["backend"] == "diffusers"
+    assert tiny["request_schema"] == tiny["json_request_schema"]
+    assert tiny["request_schema"]["properties"]["num_inference_steps"]["default"] == 2
+    assert "negative_prompt" in tiny["request_schema"]["properties"]
+    banana = by_id["nano-banana-2"]
+    assert banana["available"] is False and "IMAGEHUB_GEMINI_API_KEY" in banana["unavailable_reason"]
+    assert banana["request_schema"]["properties"]["safety_tolerance"]["default"] == "6"
+    one = api.get("/api/ai/models/tiny-sd").json()
+    assert one["id"] == "tiny-sd" and one["object"] == "model"
+    missing = api.get("/api/ai/models/nope")
+    assert missing.status_code == 404 and missing.json()["error"]["detail"] == "Model not found: nope"
+    t2i = api.get("/api/ai/models", params={"modalities": "image-to-image"}).json()["data"]
+    assert "tiny-sd" not in [m["id"] for m in t2i] and "nano-banana-2" in [m["id"] for m in t2i]
+
+
+def test_unavailable_model_answers_503(api: httpx.Client) -> None:
+    r = api.post("/api/ai/images/generate", json={"model": "nano-banana-2", "prompt": "x"})
+    assert r.status_code == 503 and r.json()["error"]["type"] == "model_unavailable"
+    assert "IMAGEHUB_GEMINI_API_KEY" in r.json()["error"]["detail"]
+
+
+def test_row_records_what_reproduces_it(server, api: httpx.Client) -> None:  # type: ignore[no-untyped-def]
+    gen_id = api.post("/api/ai/queue", json={"model": "tiny-sd", "prompt": "repro"}).json()[
+        "generations"][0]["generation_id"]
+    wait_for_status(api, gen_id, {"succeeded"})
+    import sqlalchemy as sa
+
+    db = sa.create_engine(f"sqlite:///{server.data_dir / 'imagehub.db'}")
+    with db.connect() as conn:
+        row = conn.execute(sa.text("SELECT resolved, provenance FROM generations WHERE id=:i"),
+                           {"i": gen_id}).one()
+    import json
+
+    resolved, prov = json.loads(row[0]), json.loads(row[1])
+    assert isinstance(resolved["seed"], int) and resolved["num_inference_steps"] == 2
+    assert prov["model"] == "tiny-sd" and len(prov["weights_fingerprint"]) >= 12
+    assert prov["versions"]["imagehub"] and prov["versions"]["diffusers"] and prov["versions"]["torch"]
+
+
+def test_health_ready_metrics_openapi_llms(server) -> None:  # type: ignore[no-untyped-def]
+    assert httpx.get(f"{server.url}/healthz").json() == {"status": "ok"}
+    ready = httpx.get(f"{server.url}/readyz").json()
+    assert ready["status"] == "ready" and ready["checks"]["store"] == "ok"
+    metrics = httpx.get(f"{server.url}/metrics").text
+    assert "imagehub_http_requests_total" in metrics and "imagehub_queue_depth" in metrics
+    spec = httpx.get(f"{server.url}/openapi.json").json()
+    assert "/api/ai/queue/{generation_id}" in spec["paths"] and "/api/events" in spec["paths"]
+    llms = httpx.get(f"{server.url}/llms.txt")
+    assert llms.status_code == 200 and llms.text.startswith("# imagehub")
+    links = [line.split("](")[1].split(")")[0] for line in llms.text.splitlines() if "](" in line]
+    assert links
+    for link in links:
+        page = httpx.get(link)
+        assert page.status_code == 200 and page.text.startswith("# "), link

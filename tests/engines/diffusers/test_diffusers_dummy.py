@@ -1,0 +1,72 @@
+"""The random-weight pipelines of ``dummy``: tokenizers built offline, full-size shapes."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from imagehub.engines.diffusers import dummy
+
+
+def test_clip_tokenizer_is_trained_bpe_with_no_unknown_tokens():
+    tokenizer = dummy.tiny_clip_tokenizer()
+
+    ids = tokenizer("A photo of a Zebra, #42!", padding="max_length", max_length=77).input_ids
+
+    assert len(ids) == 77 and tokenizer.model_max_length == 77
+    assert ids[0] == tokenizer.bos_token_id
+    body = ids[1 : ids.index(tokenizer.eos_token_id)]
+    assert body and tokenizer.unk_token_id not in body or tokenizer.unk_token_id == tokenizer.eos_token_id
+    assert "photo</w>" in tokenizer.convert_ids_to_tokens(body)  # a learned merge, not characters
+    assert tokenizer.decode(body) == "a photo of a zebra , # 4 2 !"
+
+
+def test_t5_tokenizer_ends_with_eos_and_knows_the_corpus():
+    tokenizer = dummy.tiny_t5_tokenizer()
+
+    ids = tokenizer("a photo of a cat").input_ids
+
+    assert ids[-1] == tokenizer.eos_token_id
+    assert tokenizer.unk_token_id not in ids
+    assert tokenizer.pad_token_id == 0 and len(tokenizer) <= 300
+
+
+# Parameter counts of the published checkpoints these architectures reproduce.
+FULL_SIZE_PARAMETERS = {
+    "sd15": {"unet": 859_520_964, "vae": 83_653_863, "text_encoder": 123_060_480},
+    "sd-turbo": {"unet": 865_910_724, "vae": 83_653_863, "text_encoder": 340_387_840},
+    "sdxl": {"unet": 2_567_463_684, "vae": 83_653_863, "text_encoder": 123_060_480,
+             "text_encoder_2": 694_659_840},
+}
+
+
+@pytest.mark.parametrize("family", dummy.FULL_SIZE_FAMILIES)
+def test_full_size_architectures_match_the_real_models(family):
+    pipe = dummy.full_size_pipeline(family, device="meta")  # shapes only, no memory
+    counts = {
+        name: sum(p.numel() for p in getattr(pipe, name).parameters())
+        for name in FULL_SIZE_PARAMETERS[family]
+    }
+    assert counts == FULL_SIZE_PARAMETERS[family]
+
+    unet = pipe.unet
+    side = unet.config.sample_size
+    assert side * pipe.vae_scale_factor == (1024 if family == "sdxl" else 512)
+    with torch.device("meta"):
+        sample = torch.randn(2, 4, side, side)
+        context = torch.randn(2, 77, unet.config.cross_attention_dim)
+        extra = {}
+        if family == "sdxl":
+            text_embeds = torch.randn(2, pipe.text_encoder_2.config.projection_dim)
+            extra["added_cond_kwargs"] = {"text_embeds": text_embeds, "time_ids": torch.randn(2, 6)}
+        out = unet(sample, torch.tensor([10, 10]), context, **extra).sample
+    assert out.shape == (2, 4, side, side)
+    hidden = pipe.text_encoder.config.hidden_size
+    if family == "sdxl":
+        hidden += pipe.text_encoder_2.config.hidden_size
+    assert hidden == unet.config.cross_attention_dim
+
+
+def test_full_size_refuses_an_unknown_family(tmp_path):
+    with pytest.raises(ValueError, match="family must be one of sd15, sd-turbo, sdxl, not 'sd4'"):
+        dummy.build_full_size("sd4", tmp_path)
