@@ -8,8 +8,7 @@ from typing import Any
 
 import pytest
 
-from imagehub.engines.diffusers import DiffusersEngine
-from imagehub.engines.diffusers import dummy
+from imagehub.engines.diffusers import DiffusersEngine, dummy
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,7 @@ import torch
 from imagehub.engines.diffusers import dummy
 
 
-def test_clip_tokenizer_is_trained_bpe_with_no_unknown_tokens():
+def test_clip_tokenizer_is_learned_bpe_with_no_unknown_tokens():
     tokenizer = dummy.tiny_clip_tokenizer()
 
     ids = tokenizer("A photo of a Zebra, #42!", padding="max_length", max_length=77).input_ids
@@ -16,27 +16,67 @@ def test_clip_tokenizer_is_trained_bpe_with_no_unknown_tokens():
     assert len(ids) == 77 and tokenizer.model_max_length == 77
     assert ids[0] == tokenizer.bos_token_id
     body = ids[1 : ids.index(tokenizer.eos_token_id)]
-    assert body and tokenizer.unk_token_id not in body or tokenizer.unk_token_id == tokenizer.eos_token_id
-    assert "photo</w>" in tokenizer.convert_ids_to_tokens(body)  # a learned merge, not characters
+    tokens = tokenizer.convert_ids_to_tokens(body)
+    assert tokens == [
+        "a</w>",
+        "photo</w>",
+        "of</w>",
+        "a</w>",
+        "z",
+        "e",
+        "b",
+        "r",
+        "a</w>",
+        ",</w>",
+        "#</w>",
+        "4</w>",
+        "2</w>",
+        "!</w>",
+    ]  # merges, then bytes
     assert tokenizer.decode(body) == "a photo of a zebra , # 4 2 !"
 
 
-def test_t5_tokenizer_ends_with_eos_and_knows_the_corpus():
+def test_tokenizers_are_the_same_on_every_build():
+    first, second = dummy.tiny_clip_tokenizer(), dummy.tiny_clip_tokenizer()
+    assert first.backend_tokenizer.to_str() == second.backend_tokenizer.to_str()
+    first_t5, second_t5 = dummy.tiny_t5_tokenizer(), dummy.tiny_t5_tokenizer()
+    assert first_t5.backend_tokenizer.to_str() == second_t5.backend_tokenizer.to_str()
+
+
+def test_t5_tokenizer_keeps_corpus_words_whole_and_ends_with_eos():
     tokenizer = dummy.tiny_t5_tokenizer()
 
-    ids = tokenizer("a photo of a cat").input_ids
+    ids = tokenizer("A photo of a Zebra!").input_ids
 
-    assert ids[-1] == tokenizer.eos_token_id
+    assert tokenizer.convert_ids_to_tokens(ids) == [
+        "▁",
+        "A",
+        "▁photo",
+        "▁of",
+        "▁a",
+        "▁",
+        "Z",
+        "e",
+        "b",
+        "r",
+        "a",
+        "!",
+        "</s>",
+    ]
     assert tokenizer.unk_token_id not in ids
-    assert tokenizer.pad_token_id == 0 and len(tokenizer) <= 300
+    assert tokenizer.pad_token_id == 0
 
 
 # Parameter counts of the published checkpoints these architectures reproduce.
 FULL_SIZE_PARAMETERS = {
     "sd15": {"unet": 859_520_964, "vae": 83_653_863, "text_encoder": 123_060_480},
     "sd-turbo": {"unet": 865_910_724, "vae": 83_653_863, "text_encoder": 340_387_840},
-    "sdxl": {"unet": 2_567_463_684, "vae": 83_653_863, "text_encoder": 123_060_480,
-             "text_encoder_2": 694_659_840},
+    "sdxl": {
+        "unet": 2_567_463_684,
+        "vae": 83_653_863,
+        "text_encoder": 123_060_480,
+        "text_encoder_2": 694_659_840,
+    },
 }
 
 

@@ -13,7 +13,10 @@ render on a laptop CPU takes a fraction of a second.
 from __future__ import annotations
 
 import json
+import math
 import tempfile
+from collections import Counter
+from itertools import pairwise
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -57,9 +60,7 @@ CORPUS: list[str] = [
 
 FULL_SIZE_FAMILIES: tuple[str, ...] = ("sd15", "sd-turbo", "sdxl")
 
-_CLIP_SPLIT = (
-    r"""<\|startoftext\|>|<\|endoftext\|>|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+"""
-)
+_CLIP_SPLIT = r"""<\|startoftext\|>|<\|endoftext\|>|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+"""
 _CLIP_BOS, _CLIP_EOS = "<|startoftext|>", "<|endoftext|>"
 
 
@@ -68,60 +69,94 @@ _CLIP_BOS, _CLIP_EOS = "<|startoftext|>", "<|endoftext|>"
 # ---------------------------------------------------------------------------------------------
 
 
-def tiny_clip_tokenizer(model_max_length: int = 77, vocab_size: int = 1000) -> CLIPTokenizer:
-    """A CLIP tokenizer whose BPE vocab and merges are trained here on :data:`CORPUS`.
+def tiny_clip_tokenizer(model_max_length: int = 77, merges: int = 300) -> CLIPTokenizer:
+    """A CLIP tokenizer whose BPE merges are learned here from :data:`CORPUS`.
 
-    Same normalizer and pre-tokenizer as OpenAI's CLIP (lowercase, CLIP's split regex, byte
-    level, ``</w>`` word ends), so ``CLIPTokenizer`` reads the files exactly as it reads real ones.
-    Every byte is in the vocab both mid-word and word-final, so no prompt maps to the unknown token.
+    Words are split exactly as ``CLIPTokenizer`` splits them (lowercase, CLIP's regex, byte level,
+    ``</w>`` on the last symbol), then :func:`_learn_merges` learns the merges. Every byte is in the
+    vocab both mid-word and word-final, so no prompt maps to the unknown token.
     """
-    from tokenizers import Regex, Tokenizer, models, normalizers, pre_tokenizers, trainers
+    from tokenizers import Regex, pre_tokenizers
 
-    tok = Tokenizer(models.BPE(unk_token=_CLIP_EOS, end_of_word_suffix="</w>"))
-    tok.normalizer = normalizers.Sequence(
-        [normalizers.NFC(), normalizers.Replace(Regex(r"\s+"), " "), normalizers.Lowercase()]
-    )
-    tok.pre_tokenizer = pre_tokenizers.Sequence(
+    split = pre_tokenizers.Sequence(
         [
             pre_tokenizers.Split(Regex(_CLIP_SPLIT), behavior="removed", invert=True),
             pre_tokenizers.ByteLevel(add_prefix_space=False),
         ]
     )
+    words: Counter[tuple[str, ...]] = Counter()
+    for line in CORPUS:
+        for word, _ in split.pre_tokenize_str(" ".join(line.lower().split())):
+            words[(*word[:-1], word[-1] + "</w>")] += 1
+    learned = _learn_merges(words, merges)
+
     alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
-    trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size,
-        special_tokens=[_CLIP_BOS, _CLIP_EOS],
-        initial_alphabet=alphabet,
-        end_of_word_suffix="</w>",
-        show_progress=False,
-    )
-    tok.train_from_iterator(CORPUS, trainer)
+    tokens = [_CLIP_BOS, _CLIP_EOS, *alphabet, *(char + "</w>" for char in alphabet)]
+    tokens += [left + right for left, right in learned]
+    vocab = {token: i for i, token in enumerate(dict.fromkeys(tokens))}
     with tempfile.TemporaryDirectory() as tmp:
-        tok.model.save(tmp)
-        vocab: dict[str, int] = json.loads(Path(tmp, "vocab.json").read_text())
-        for char in alphabet:  # word-final forms of bytes the corpus never ended a word with
-            vocab.setdefault(char + "</w>", len(vocab))
         Path(tmp, "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False))
+        lines = ["#version: 0.2", *(f"{left} {right}" for left, right in learned)]
+        Path(tmp, "merges.txt").write_text("\n".join(lines) + "\n")
         return CLIPTokenizer.from_pretrained(tmp, model_max_length=model_max_length)
 
 
-def tiny_t5_tokenizer(vocab_size: int = 300) -> T5TokenizerFast:
-    """A T5 (SentencePiece-style Unigram) tokenizer trained here on :data:`CORPUS`; no sentinels."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+def _learn_merges(words: Counter[tuple[str, ...]], limit: int) -> list[tuple[str, str]]:
+    """Byte-pair merges in the order BPE learns them: the most frequent adjacent pair first.
 
-    tok = Tokenizer(models.Unigram())
+    Ties go to the alphabetically first pair, so the same corpus always gives the same merges
+    (the ``tokenizers`` trainer breaks ties by hash order, which changes the tokenizer files, and
+    so the fingerprint, from one build to the next).
+    """
+    merges: list[tuple[str, str]] = []
+    while len(merges) < limit:
+        pairs: Counter[tuple[str, str]] = Counter()
+        for word, count in words.items():
+            for pair in pairwise(word):
+                pairs[pair] += count
+        if not pairs:
+            break
+        best = min(pairs, key=lambda pair: (-pairs[pair], pair))
+        merges.append(best)
+        words = Counter({_merge(word, best): count for word, count in words.items()})
+    return merges
+
+
+def _merge(word: tuple[str, ...], pair: tuple[str, str]) -> tuple[str, ...]:
+    out: list[str] = []
+    i = 0
+    while i < len(word):
+        if i + 1 < len(word) and (word[i], word[i + 1]) == pair:
+            out.append(word[i] + word[i + 1])
+            i += 2
+        else:
+            out.append(word[i])
+            i += 1
+    return tuple(out)
+
+
+def tiny_t5_tokenizer() -> T5TokenizerFast:
+    """A T5 (SentencePiece-style Unigram) tokenizer over :data:`CORPUS`'s words; no sentinels.
+
+    The pieces are every corpus word (scored by its log frequency) and every single character
+    (scored far lower), so corpus words stay whole and other words fall back to characters. Built
+    directly rather than trained: the ``tokenizers`` Unigram trainer is not deterministic.
+    """
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
+
+    words = Counter(word for line in CORPUS for word in line.lower().split())
+    total = sum(words.values())
+    pieces: list[tuple[str, float]] = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0), ("▁", -2.0)]
+    pieces += [(chr(code), -10.0) for code in range(33, 127)]  # printable ASCII
+    pieces += [
+        ("▁" + word, math.log(count / total))
+        for word, count in sorted(words.items(), key=lambda item: (-item[1], item[0]))
+    ]
+    tok = Tokenizer(models.Unigram(pieces, unk_id=2, byte_fallback=False))
     tok.pre_tokenizer = pre_tokenizers.Sequence(
         [pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Metaspace(replacement="▁")]
     )
     tok.decoder = decoders.Metaspace(replacement="▁")
-    trainer = trainers.UnigramTrainer(
-        vocab_size=vocab_size,
-        special_tokens=["<pad>", "</s>", "<unk>"],
-        unk_token="<unk>",
-        initial_alphabet=list("abcdefghijklmnopqrstuvwxyz0123456789.,!?'-"),
-        show_progress=False,
-    )
-    tok.train_from_iterator(CORPUS, trainer)
     tok.post_processor = processors.TemplateProcessing(
         single="$A </s>", pair="$A </s> $B </s>", special_tokens=[("</s>", 1)]
     )
@@ -286,8 +321,12 @@ def build_tiny_sd3(folder: str | Path, seed: int = 0) -> Path:
         transformer=transformer,
         scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0),
         vae=_tiny_vae(
-            4, latent_channels=16, use_quant_conv=False, use_post_quant_conv=False,
-            shift_factor=0.0609, scaling_factor=1.5035,
+            4,
+            latent_channels=16,
+            use_quant_conv=False,
+            use_post_quant_conv=False,
+            shift_factor=0.0609,
+            scaling_factor=1.5035,
         ),
         text_encoder=CLIPTextModelWithProjection(_clip_config(clip_tokenizer)),
         tokenizer=clip_tokenizer,
@@ -325,8 +364,12 @@ def build_tiny_flux(folder: str | Path, seed: int = 0, *, guidance_embeds: bool 
         transformer=transformer,
         scheduler=FlowMatchEulerDiscreteScheduler(),
         vae=_tiny_vae(
-            2, latent_channels=4, use_quant_conv=False, use_post_quant_conv=False,
-            shift_factor=0.1159, scaling_factor=0.3611,
+            2,
+            latent_channels=4,
+            use_quant_conv=False,
+            use_post_quant_conv=False,
+            shift_factor=0.1159,
+            scaling_factor=0.3611,
         ),
         text_encoder=CLIPTextModel(_clip_config(clip_tokenizer)),
         tokenizer=clip_tokenizer,
@@ -357,16 +400,28 @@ _SD_SCHEDULER = {
 }
 
 _CLIP_L = {  # OpenAI CLIP ViT-L/14 text tower (SD1.5; SDXL's first encoder)
-    "hidden_size": 768, "intermediate_size": 3072, "num_hidden_layers": 12,
-    "num_attention_heads": 12, "hidden_act": "quick_gelu", "projection_dim": 768,
+    "hidden_size": 768,
+    "intermediate_size": 3072,
+    "num_hidden_layers": 12,
+    "num_attention_heads": 12,
+    "hidden_act": "quick_gelu",
+    "projection_dim": 768,
 }
 _OPENCLIP_H = {  # OpenCLIP ViT-H/14 text tower as SD2.x ships it (penultimate layer: 23 layers)
-    "hidden_size": 1024, "intermediate_size": 4096, "num_hidden_layers": 23,
-    "num_attention_heads": 16, "hidden_act": "gelu", "projection_dim": 512,
+    "hidden_size": 1024,
+    "intermediate_size": 4096,
+    "num_hidden_layers": 23,
+    "num_attention_heads": 16,
+    "hidden_act": "gelu",
+    "projection_dim": 512,
 }
 _OPENCLIP_BIGG = {  # OpenCLIP ViT-bigG/14 text tower (SDXL's second encoder)
-    "hidden_size": 1280, "intermediate_size": 5120, "num_hidden_layers": 32,
-    "num_attention_heads": 20, "hidden_act": "gelu", "projection_dim": 1280,
+    "hidden_size": 1280,
+    "intermediate_size": 5120,
+    "num_hidden_layers": 32,
+    "num_attention_heads": 20,
+    "hidden_act": "gelu",
+    "projection_dim": 1280,
 }
 
 
@@ -477,18 +532,23 @@ def build_full_size(
     family: str,
     folder: str | Path,
     *,
-    dtype: torch.dtype = torch.float16,
+    dtype: torch.dtype | str = torch.float16,
     device: str | torch.device = "cpu",
     seed: int = 0,
 ) -> Path:
     """The FULL-SIZE architecture of ``family`` with random weights, saved in ``folder``.
 
-    ``sd15`` (SD1.5, 512²), ``sd-turbo`` (the SD2.1 UNet and OpenCLIP-H encoder at 512²) or
-    ``sdxl`` (1024², both encoders). Weights are initialised on ``device`` (pass ``"cuda"``: SDXL
-    is 3.5B parameters, slow to initialise on a CPU), cast to ``dtype`` and saved as safetensors.
-    The tokenizer is the tiny trained one (the real 49408-token vocab would need a download); the
-    text encoders keep the real vocab size, so every tensor has its real shape and cost.
+        ``sd15`` (SD1.5, 512²), ``sd-turbo`` (the SD2.1 UNet and OpenCLIP-H encoder at 512²) or
+        ``sdxl`` (1024², both encoders). Weights are initialised on ``device`` (pass ``"cuda"``: SDXL
+        is 3.5B parameters, slow to initialise on a CPU), cast to ``dtype`` (a torch dtype or ``bf16``,
+    ``fp16``, ``fp32``) and saved as safetensors.
+        The tokenizer is the tiny trained one (the real 49408-token vocab would need a download); the
+        text encoders keep the real vocab size, so every tensor has its real shape and cost.
     """
+    if isinstance(dtype, str):
+        from imagehub.engines.diffusers.loading import resolve_dtype
+
+        dtype = resolve_dtype(dtype, str(device))
     torch.manual_seed(seed)
     pipe = full_size_pipeline(family, device=device)
     pipe.to(dtype=dtype)

@@ -139,6 +139,13 @@ class DiffusersEngine:
             self._device = loading.default_device()
         return self._device
 
+    @property
+    def pipeline(self) -> DiffusionPipeline:
+        """The loaded diffusers pipeline (loading it first if needed); for benchmarks and tools."""
+        self.load()
+        assert self._pipe is not None
+        return self._pipe
+
     def load(self) -> None:
         """Load the pipeline once (thread-safe), on the device, progress bars off."""
         if self._pipe is not None:
@@ -164,12 +171,12 @@ class DiffusersEngine:
         if not 1 <= request.num_images <= MAX_IMAGES:
             raise InvalidParams(f"num_images must be 1 to {MAX_IMAGES}, not {request.num_images}")
         if request.width < 1 or request.height < 1:
-            raise InvalidParams(f"width and height must be positive, not {request.width}x{request.height}")
+            raise InvalidParams(
+                f"width and height must be positive, not {request.width}x{request.height}"
+            )
         if request.input_images:
             raise InvalidParams(f"{self.source} is a text-to-image model; it takes no input_images")
-        self.load()
-        pipe = self._pipe
-        assert pipe is not None
+        pipe = self.pipeline
         layout = self.layout()
         props = self.schema_properties()
 
@@ -284,5 +291,5 @@ def _seed_property(order: int) -> dict[str, dict[str, Any]]:
     }
 
 
-def _number(value: Any, fallback: int | float) -> Any:
+def _number(value: Any, fallback: float) -> Any:
     return value if isinstance(value, (int, float)) and not isinstance(value, bool) else fallback

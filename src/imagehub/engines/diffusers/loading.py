@@ -29,9 +29,14 @@ CONFIG_PATTERNS = ["*.json", "*.txt", "*.model"]
 """What a config-only download fetches: index, configs, tokenizer files; never weights."""
 
 _DTYPES = {
-    "bf16": "bfloat16", "bfloat16": "bfloat16",
-    "fp16": "float16", "float16": "float16", "half": "float16",
-    "fp32": "float32", "float32": "float32", "float": "float32",
+    "bf16": "bfloat16",
+    "bfloat16": "bfloat16",
+    "fp16": "float16",
+    "float16": "float16",
+    "half": "float16",
+    "fp32": "float32",
+    "float32": "float32",
+    "float": "float32",
 }
 _FAMILIES = {
     "StableDiffusionPipeline": "sd",
@@ -83,7 +88,7 @@ class Layout:
 
 def parse_hf_source(source: str) -> tuple[str, str | None]:
     """``hf:org/name@rev`` -> (``org/name``, ``rev``)."""
-    repo = source[len(HF_PREFIX):]
+    repo = source[len(HF_PREFIX) :]
     repo_id, _, revision = repo.partition("@")
     if repo_id.count("/") != 1 or not all(repo_id.split("/")):
         raise ModelUnavailable(f"source {source!r} is not of the form hf:org/name[@revision]")
@@ -119,7 +124,11 @@ def resolve_source(
 
 
 def _hf_snapshot(
-    repo_id: str, revision: str | None, cache_dir: str | Path | None, *, local_only: bool,
+    repo_id: str,
+    revision: str | None,
+    cache_dir: str | Path | None,
+    *,
+    local_only: bool,
     weights: bool,
 ) -> Path:
     from huggingface_hub import snapshot_download
