@@ -53,6 +53,10 @@ class Settings(BaseSettings):
     # events
     keepalive_seconds: float = 15.0
     event_buffer_size: int = 1000
+    sse_padding_bytes: int = 4096
+    """Comment bytes after each completed event, so block-buffered pipes (mawk) see it at once."""
+    event_catch_up_seconds: float = 30.0
+    """A new stream (no Last-Event-ID) first gets the events of this many past seconds."""
 
     # engines
     allow_hub_downloads: bool = False

@@ -174,4 +174,6 @@ class Event(BaseModel):
     id: str
     name: EventName
     namespace: str
+    created: float
+    """Unix time of publication (for the catch-up window of new connections)."""
     data: dict[str, Any] = Field(default_factory=dict)

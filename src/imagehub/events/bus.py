@@ -3,7 +3,9 @@
 ``EventBus`` is the seam for scale-out (a later issue puts Redis pub/sub behind it);
 ``InProcessBus`` keeps the last ``buffer_size`` events in memory for ``Last-Event-ID`` replay.
 Event ids are ``<boot>-<seq>``: a client that reconnects across a restart (another boot) gets the
-whole buffer replayed rather than nothing.
+whole buffer replayed rather than nothing. A new connection without ``Last-Event-ID`` gets the
+events of the last ``catch_up_seconds`` first, so the seed page's "enqueue, then open the stream"
+pipeline cannot miss a generation that finished before curl connected.
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ from imagehub.protocol import Event, EventName
 
 class EventBus(Protocol):
     def publish(self, namespace: str, name: EventName, data: dict) -> Event: ...
-    def subscribe(self, namespaces: Sequence[str], last_event_id: str | None = None) -> "Subscription": ...
+    def subscribe(self, namespaces: Sequence[str], last_event_id: str | None = None,
+                  catch_up_seconds: float = 0) -> "Subscription": ...
 
 
 class Subscription:
@@ -69,16 +72,22 @@ class InProcessBus:
 
     def publish(self, namespace: str, name: EventName, data: dict) -> Event:
         with self._lock:
-            event = Event(id=f"{self._boot}-{next(self._seq)}", name=name, namespace=namespace, data=data)
+            event = Event(id=f"{self._boot}-{next(self._seq)}", name=name, namespace=namespace,
+                          created=time.time(), data=data)
             self._buffer.append(event)
             subscribers = list(self._subscribers)
         for subscriber in subscribers:
             subscriber.offer(event)
         return event
 
-    def subscribe(self, namespaces: Sequence[str], last_event_id: str | None = None) -> Subscription:
+    def subscribe(self, namespaces: Sequence[str], last_event_id: str | None = None,
+                  catch_up_seconds: float = 0) -> Subscription:
         with self._lock:
-            backlog = self._missed(last_event_id, set(namespaces)) if last_event_id else []
+            if last_event_id:
+                backlog = self._missed(last_event_id, set(namespaces))
+            else:
+                since = time.time() - catch_up_seconds
+                backlog = [e for e in self._buffer if e.namespace in namespaces and e.created >= since]
             subscription = Subscription(self, namespaces, backlog)
             self._subscribers.append(subscription)
         return subscription

@@ -16,5 +16,6 @@ router = APIRouter(prefix="/api", tags=["events"])
 @router.get("/events", response_class=EventSourceResponse)
 async def events(caller: Principal = Depends(principal), h: Hub = Depends(hub),
                  last_event_id: str | None = Header(None, alias="Last-Event-ID")) -> EventSourceResponse:
-    subscription = h.deps.bus.subscribe(caller.namespaces, last_event_id)
-    return sse.stream(subscription, h.settings.keepalive_seconds)
+    subscription = h.deps.bus.subscribe(caller.namespaces, last_event_id,
+                                        h.settings.event_catch_up_seconds)
+    return sse.stream(subscription, h.settings.keepalive_seconds, h.settings.sse_padding_bytes)

@@ -40,7 +40,7 @@ def _entropy(probs: np.ndarray) -> float:
     return float(-(nz * np.log(nz)).sum())
 
 
-def sample_scene(dists: Distributions, rng: np.random.Generator, variety: float = 0.7) -> Scene:
+def sample_scene(dists: Distributions, rng: np.random.Generator, variety: float = 0.6) -> Scene:
     """A scene drawn from ``dists`` (head name -> probabilities)."""
     p = {name: trim(v, variety) for name, v in dists.items()}
     relation = RELATIONS[draw(p["relation"], rng)]
