@@ -1,0 +1,68 @@
+"""A generation survives the server: kill -9 with jobs queued and processing, then restart."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from conftest import ServerProcess, write_catalog
+from tests_helpers import wait_for_status
+
+
+def _enqueue_and_kill_mid_run(server: ServerProcess) -> tuple[list[str], str]:
+    """Three slow jobs; kill -9 once the first is past its first step. Returns (ids, running)."""
+    with server.client() as api:
+        ids = [g["generation_id"] for g in api.post(
+            "/api/ai/queue", json={"model": "tiny-sd-slow", "prompt": "survive", "num_generations": 3}
+        ).json()["generations"]]
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            rows = [api.get(f"/api/ai/queue/{i}").json() for i in ids]
+            running = [r for r in rows if r["status"] == "processing" and (r.get("progress") or 0) > 0]
+            if running:
+                break
+            time.sleep(0.05)
+        assert running, rows
+        assert sum(r["status"] == "queued" for r in rows) == 2
+    server.kill()
+    return ids, running[0]["generation_id"]
+
+
+def _attempts(data_dir: Path, generation_id: str) -> int:
+    db = sa.create_engine(f"sqlite:///{data_dir / 'imagehub.db'}")
+    with db.connect() as conn:
+        return conn.execute(sa.text("SELECT attempts FROM generations WHERE id=:i"),
+                            {"i": generation_id}).scalar_one()
+
+
+def test_kill_9_then_restart_runs_everything(tmp_path: Path, tiny_sd_dir: Path) -> None:
+    write_catalog(tmp_path, tiny_sd_dir, **{"tiny-sd-slow": 15})
+    server = ServerProcess(tmp_path).start()
+    ids, interrupted = _enqueue_and_kill_mid_run(server)
+    server.start()  # same data dir, new process
+    try:
+        with server.client() as api:
+            rows = [wait_for_status(api, i, {"succeeded", "failed"}) for i in ids]
+        assert [r["status"] for r in rows] == ["succeeded"] * 3
+        assert _attempts(tmp_path, interrupted) == 2  # re-run once
+    finally:
+        server.stop()
+
+
+def test_processing_job_fails_after_max_attempts(tmp_path: Path, tiny_sd_dir: Path) -> None:
+    write_catalog(tmp_path, tiny_sd_dir, **{"tiny-sd-slow": 15})
+    server = ServerProcess(tmp_path, {"IMAGEHUB_MAX_ATTEMPTS": "1"}).start()
+    ids, interrupted = _enqueue_and_kill_mid_run(server)
+    server.start()
+    try:
+        with server.client() as api:
+            rows = {i: wait_for_status(api, i, {"succeeded", "failed"}) for i in ids}
+        failed = rows[interrupted]
+        assert failed["status"] == "failed"
+        assert "stopped while this generation was processing" in failed["error_message"]
+        assert "max_attempts=1" in failed["error_message"]
+        assert [rows[i]["status"] for i in ids if i != interrupted] == ["succeeded"] * 2
+    finally:
+        server.stop()
