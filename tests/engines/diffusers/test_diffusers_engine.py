@@ -315,6 +315,33 @@ def test_fingerprint_is_stable_across_copies_and_rebuilds_and_tracks_configs(tin
     assert DiffusersEngine(str(copy)).fingerprint() != first
 
 
+def test_fingerprint_tells_apart_weights_of_the_same_architecture(tiny_model, tmp_path):
+    from imagehub.engines.diffusers import dummy
+
+    other_weights = dummy.build_tiny_sd(tmp_path / "seed-1", seed=1)
+
+    assert DiffusersEngine(str(other_weights)).fingerprint() != (
+        DiffusersEngine(str(tiny_model("sd"))).fingerprint()
+    )
+
+
+def test_fingerprint_samples_big_files_instead_of_reading_them(tiny_model, tmp_path):
+    from imagehub.engines.diffusers import loading
+
+    folder = tmp_path / "model"
+    shutil.copytree(tiny_model("sd"), folder)
+    big = folder / "unet" / "extra.bin"
+    big.write_bytes(bytes(3 << 20))
+    before = loading.fingerprint_folder(folder)
+    middle = bytearray(big.read_bytes())
+    middle[len(middle) // 2] = 1  # a byte outside the sampled ends
+    big.write_bytes(bytes(middle))
+    assert loading.fingerprint_folder(folder) == before
+    middle[-1] = 1
+    big.write_bytes(bytes(middle))
+    assert loading.fingerprint_folder(folder) != before
+
+
 # -- construction ------------------------------------------------------------------------------
 
 

@@ -28,6 +28,7 @@ FAMILY_DEFAULTS: dict[str, tuple[int, float]] = {
     "flux": (28, 3.5),
     "flux-schnell": (4, 0.0),
     "turbo": (1, 0.0),  # SD-Turbo / SDXL-Turbo: one step, no classifier-free guidance
+    "sd3-turbo": (4, 0.0),  # SD3.5 Large Turbo
 }
 
 
@@ -118,8 +119,11 @@ class DiffusersEngine:
 
     def _defaults(self, layout: Layout) -> tuple[int, float]:
         family = layout.family
-        if family in ("sd", "sdxl") and "turbo" in self.source.lower():
+        turbo = "turbo" in self.source.lower()  # distilled: the name is all the folder says
+        if family in ("sd", "sdxl") and turbo:
             family = "turbo"
+        elif family == "sd3" and turbo:
+            family = "sd3-turbo"
         elif family == "flux" and not layout.guidance_embeds:
             family = "flux-schnell"
         if family in FAMILY_DEFAULTS:

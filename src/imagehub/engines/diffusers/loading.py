@@ -44,6 +44,7 @@ _FAMILIES = {
     "StableDiffusion3Pipeline": "sd3",
     "FluxPipeline": "flux",
 }
+_SAMPLE = 1 << 20  # bytes read from each end of a weight file for the fingerprint
 _REQUIRED_CALL_PARAMS = ("prompt", "height", "width", "generator", "callback_on_step_end")
 
 
@@ -252,22 +253,32 @@ def _component_config(folder: Path, name: str) -> dict[str, Any]:
 
 
 def fingerprint_folder(folder: Path) -> str:
-    """sha256 (16 hex) over the index, every component's JSON files, and weight names and sizes.
+    """sha256 (16 hex) of what identifies the model, without reading the big weights.
 
-    Reads no weights: JSON contents, plus the name and byte size of each other file, taken in
-    sorted order with paths relative to ``folder``, so a copy on another machine hashes the same.
+    Hashed in sorted order, by path relative to ``folder`` (so a copy on another machine, or the
+    same files in the Hugging Face cache, hash the same): ``model_index.json`` and every file in
+    each component's folder: small files (configs, index JSON, tokenizer files) whole; a big file
+    (weights) by its size and its first and last MiB, enough to tell two fine-tunes of the same
+    architecture apart. A config-only download, whose weights are not there yet, hashes differently
+    from the complete folder.
     """
     digest = hashlib.sha256()
     digest.update(b"model_index.json\0" + (folder / "model_index.json").read_bytes())
     for name in sorted(components(read_json(folder / "model_index.json"))):
-        part = folder / name
-        for path in sorted(p for p in part.rglob("*") if p.is_file()):
-            rel = path.relative_to(folder).as_posix().encode()
-            if path.suffix == ".json":
-                digest.update(rel + b"\0" + path.read_bytes())
-            else:
-                digest.update(rel + b"\0size=" + str(path.stat().st_size).encode())
+        for path in sorted(p for p in (folder / name).rglob("*") if p.is_file()):
+            digest.update(path.relative_to(folder).as_posix().encode() + b"\0")
+            digest.update(_file_identity(path))
     return digest.hexdigest()[:16]
+
+
+def _file_identity(path: Path) -> bytes:
+    size = path.stat().st_size
+    with path.open("rb") as f:
+        if size <= 2 * _SAMPLE:
+            return f.read()
+        head = f.read(_SAMPLE)
+        f.seek(-_SAMPLE, 2)
+        return b"size=%d\0" % size + hashlib.sha256(head + f.read(_SAMPLE)).digest()
 
 
 # ---------------------------------------------------------------------------------------------
