@@ -177,3 +177,20 @@ class Event(BaseModel):
     created: float
     """Unix time of publication (for the catch-up window of new connections)."""
     data: dict[str, Any] = Field(default_factory=dict)
+
+
+# ---- OpenAI Images shape (API.md section 7, extension) ------------------------------------------
+
+class OpenAIImage(BaseModel):
+    url: str | None = None
+    b64_json: str | None = None
+
+
+class OpenAIImagesResponse(BaseModel):
+    """``POST /api/ai/images/generations``: what the ``openai`` SDK's ``images.generate`` reads."""
+
+    created: int
+    data: list[OpenAIImage]
+    output_format: Literal["png", "jpeg", "webp"] = "png"
+    size: str | None = None
+    """The real ``WxH`` of the images (the nearest size the model's fields can give)."""

@@ -14,7 +14,7 @@ from imagehub.api import errors
 from imagehub.api.deps import RateLimiter
 from imagehub.api.metrics import Metrics, MetricsMiddleware
 from imagehub.api.middleware import BodyLimitMiddleware, RequestIdMiddleware
-from imagehub.api.routes import docs, events, files, health, images, models, queue
+from imagehub.api.routes import docs, events, files, health, images, models, openai, queue
 from imagehub.config import Settings, load_settings
 from imagehub.services.hub import Hub
 
@@ -42,7 +42,7 @@ def create_app(settings: Settings | None = None, *, run_workers: bool = True) ->
         app.state.limiter = RateLimiter(settings.rate_limit_per_minute)
     errors.install(app)
     for router in (images.router, queue.router, events.router, models.router, files.router,
-                   health.router, docs.router):
+                   health.router, docs.router, openai.router):
         app.include_router(router)
 
     @app.get("/", include_in_schema=False)

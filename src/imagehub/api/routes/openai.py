@@ -1,0 +1,35 @@
+"""``POST /api/ai/images/generations``: the OpenAI Images API shape (API.md section 7)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends
+
+from imagehub.api.deps import hub, json_body, principal
+from imagehub.protocol import OpenAIImagesResponse
+from imagehub.services.hub import Hub
+from imagehub.services.keys import Principal
+from imagehub.services.openai_images import OUTPUT_FORMATS, OpenAIImagesService
+
+router = APIRouter(prefix="/api/ai/images", tags=["openai"])
+
+_BODY = {"requestBody": {"required": True, "content": {"application/json": {"schema": {
+    "type": "object", "required": ["model", "prompt"],
+    "properties": {"model": {"type": "string"}, "prompt": {"type": "string"},
+                   "n": {"type": "integer", "minimum": 1, "maximum": 4},
+                   "size": {"type": "string", "examples": ["auto", "1024x1024", "1536x1024"]},
+                   "response_format": {"type": "string", "enum": ["url", "b64_json"]},
+                   "output_format": {"type": "string", "enum": list(OUTPUT_FORMATS)},
+                   "user": {"type": "string"}},
+    "additionalProperties": True,
+    "description": "The OpenAI Images shape; any other field of the model's request_schema "
+                   "(seed, negative_prompt, ...) passes through.",
+}}}}}
+
+
+@router.post("/generations", response_model=OpenAIImagesResponse, response_model_exclude_none=True,
+             openapi_extra=_BODY)
+def generations(body: Any = Depends(json_body), caller: Principal = Depends(principal),
+                h: Hub = Depends(hub)) -> OpenAIImagesResponse:
+    return OpenAIImagesService(h.generations).generate(caller, body)

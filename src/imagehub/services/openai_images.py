@@ -1,0 +1,107 @@
+"""The OpenAI Images API shape over :meth:`GenerationService.generate` (API.md section 7).
+
+``POST /api/ai/images/generations`` takes ``model``, ``prompt``, ``n``, ``size``,
+``response_format``, ``output_format`` (and ``user``, which is only informational), so that the
+official ``openai`` SDK with ``base_url="http://host/api/ai"`` generates images. ``size`` becomes
+the model's own ``aspect_ratio`` + ``resolution``, the nearest the model can give; every other
+field is passed through to the model's ``request_schema`` (``extra_body={"seed": 7}``) and is
+validated exactly as on ``/images/generate``.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import math
+import re
+from typing import Any
+
+from PIL import Image
+
+from imagehub.catalog.sizes import RESOLUTION_BASES, ratio_value
+from imagehub.errors import InvalidParams
+from imagehub.protocol import OpenAIImage, OpenAIImagesResponse
+from imagehub.services.generation import GenerationService
+from imagehub.services.keys import Principal
+
+OUTPUT_FORMATS = ("png", "jpeg", "webp")
+_SIZE = re.compile(r"^(\d{1,5})x(\d{1,5})$")
+_INFORMATIONAL = ("user",)
+"""OpenAI fields that change nothing about the image; accepted and dropped."""
+
+
+class OpenAIImagesService:
+    """Translates the OpenAI request and response around the hub's own sync generate."""
+
+    def __init__(self, generations: GenerationService) -> None:
+        self.generations = generations
+
+    def generate(self, principal: Principal, body: Any) -> OpenAIImagesResponse:
+        # 1. split the OpenAI-only fields from the ones the hub knows
+        if not isinstance(body, dict):
+            raise InvalidParams(f"body: expected a JSON object, got {type(body).__name__}")
+        hub_body = {k: v for k, v in body.items() if k not in ("size", "output_format", *_INFORMATIONAL)}
+        output_format = _output_format(body.get("output_format", "png"))
+        hub_body.setdefault("response_format", "url")
+        if output_format != "png" and hub_body["response_format"] == "url":
+            raise InvalidParams(f"output_format: {output_format!r} needs response_format "
+                                "'b64_json'; image URLs always serve PNG")
+        # 2. size -> the model's aspect_ratio + resolution
+        size = body.get("size")
+        if size is not None and size != "auto":
+            hub_body.update(self._size_fields(hub_body, size))
+        # 3. run, then answer in the OpenAI shape
+        result = self.generations.generate(principal, hub_body)
+        data = [OpenAIImage(url=image.url) if image.url is not None
+                else OpenAIImage(b64_json=_reencode(image.b64_json or "", output_format))
+                for image in result.images]
+        first = result.images[0] if result.images else None
+        return OpenAIImagesResponse(created=result.created, data=data, output_format=output_format,
+                                    size=f"{first.width}x{first.height}" if first else None)
+
+    def _size_fields(self, body: dict[str, Any], size: Any) -> dict[str, str]:
+        match = _SIZE.match(size) if isinstance(size, str) else None
+        if match is None or 0 in (int(match[1]), int(match[2])):
+            raise InvalidParams(f"size: {size!r} is not 'auto' or '<width>x<height>' "
+                                "(e.g. '1024x1024')")
+        for field in ("aspect_ratio", "resolution"):
+            if field in body:
+                raise InvalidParams(f"{field}: {body[field]!r} conflicts with size {size!r}; "
+                                    "send one or the other")
+        model = body.get("model")
+        props = self.generations.deps.catalog.get(str(model)).schema.properties if model else {}
+        if "aspect_ratio" not in props or "resolution" not in props:
+            raise InvalidParams(f"size: {size!r} is not supported by model {model!r}, which has "
+                                "no aspect_ratio/resolution fields; send 'auto' or leave it out")
+        width, height = int(match[1]), int(match[2])
+        return {"aspect_ratio": _nearest_ratio(width, height, props["aspect_ratio"].get("enum", [])),
+                "resolution": _nearest_resolution(width, height, props["resolution"].get("enum", []))}
+
+
+def _output_format(value: Any) -> str:
+    if value not in OUTPUT_FORMATS:
+        raise InvalidParams(f"output_format: {value!r} is not one of {list(OUTPUT_FORMATS)}")
+    return str(value)
+
+
+def _nearest_ratio(width: int, height: int, listed: list[str]) -> str:
+    """The model's listed ratio closest to ``width:height`` in log space."""
+    target = math.log(width / height)
+    ratios = [r for r in listed if r != "auto"] or ["1:1"]
+    return min(ratios, key=lambda r: abs(math.log(ratio_value(r)) - target))
+
+
+def _nearest_resolution(width: int, height: int, listed: list[str]) -> str:
+    """The model's listed resolution whose base is closest to √(width·height) in log space."""
+    target = math.log(math.sqrt(width * height))
+    known = [r for r in listed if r in RESOLUTION_BASES] or ["1K"]
+    return min(known, key=lambda r: abs(math.log(RESOLUTION_BASES[r]) - target))
+
+
+def _reencode(png_b64: str, output_format: str) -> str:
+    if output_format == "png":
+        return png_b64
+    image = Image.open(io.BytesIO(base64.b64decode(png_b64)))
+    out = io.BytesIO()
+    image.convert("RGB").save(out, format=output_format.upper())
+    return base64.b64encode(out.getvalue()).decode()
