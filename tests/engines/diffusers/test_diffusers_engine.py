@@ -295,6 +295,45 @@ def test_an_hf_source_resolves_in_the_local_cache_and_generates(tiny_model, tmp_
     assert engine.generate(request(), no_progress).images[0].size == (256, 256)
 
 
+def test_allowed_downloads_fetch_configs_for_the_schema_and_weights_for_load(
+    tiny_model, tmp_path, monkeypatch
+):
+    import diffusers
+    import huggingface_hub
+
+    full = tiny_model("sd")
+    configs_only = tmp_path / "configs"
+    shutil.copytree(full, configs_only, ignore=shutil.ignore_patterns("*.safetensors"))
+    calls: list[tuple[str, object]] = []
+
+    def snapshot_download(repo_id, *, local_files_only=False, allow_patterns=None, **kwargs):
+        calls.append(("snapshot", allow_patterns))
+        if local_files_only:
+            raise huggingface_hub.errors.LocalEntryNotFoundError("not cached")
+        return str(configs_only)
+
+    def download(repo_id, **kwargs):
+        calls.append(("pipeline", repo_id))
+        return str(full)
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", snapshot_download)
+    monkeypatch.setattr(diffusers.DiffusionPipeline, "download", download)
+    engine = DiffusersEngine("hf:org/tiny", device="cpu", allow_downloads=True, cache_dir=tmp_path)
+
+    assert engine.availability() is None
+    assert "negative_prompt" in engine.schema_properties()
+    assert calls == [("snapshot", None), ("snapshot", ["*.json", "*.txt", "*.model"])]
+    engine.load()
+    assert calls[2:] == [("pipeline", "org/tiny")]  # weights: the hub first, not the config cache
+    assert engine.generate(request(), no_progress).images[0].size == (256, 256)
+
+
+def test_an_unreadable_model_index_is_named(tmp_path):
+    (tmp_path / "model_index.json").write_text("{not json")
+    reason = DiffusersEngine(str(tmp_path)).availability()
+    assert reason is not None and reason.startswith(f"cannot read {tmp_path}/model_index.json")
+
+
 def test_fingerprint_is_stable_across_copies_and_rebuilds_and_tracks_configs(tiny_model, tmp_path):
     original = tiny_model("sd")
     first = DiffusersEngine(str(original)).fingerprint()

@@ -81,7 +81,8 @@ class DiffusersEngine:
         return None
 
     def fingerprint(self) -> str:
-        """Hash of the index and config files; raises ModelUnavailable if the model is missing."""
+        """16 hex of sha256 over the model's files (see ``loading.fingerprint_folder``); raises
+        ModelUnavailable if the model is missing."""
         return loading.fingerprint_folder(self.layout().folder)
 
     def schema_properties(self) -> dict[str, dict[str, Any]]:

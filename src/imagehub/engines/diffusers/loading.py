@@ -76,7 +76,7 @@ class Layout:
         if self.max_side is not None and max(width, height) > self.max_side:
             base = self.native_base * self.max_side / max(width, height)
             width, height = size_for_base(int(base), ratio, multiple=self.multiple)
-            while max(width, height) > self.max_side:  # rounding up may still overshoot
+            while max(width, height) > self.max_side and base > self.multiple:  # rounding up
                 base -= self.multiple
                 width, height = size_for_base(int(base), ratio, multiple=self.multiple)
         return width, height
@@ -114,12 +114,19 @@ def resolve_source(
         _check_folder(folder)
         return folder
     repo_id, revision = parse_hf_source(source)
+    # With downloads allowed, weights go through the hub first: an earlier config-only fetch
+    # leaves a cached snapshot that has no weights.
+    online_first = allow_downloads and weights
     try:
-        folder = _hf_snapshot(repo_id, revision, cache_dir, local_only=True, weights=weights)
+        folder = _hf_snapshot(
+            repo_id, revision, cache_dir, local_only=not online_first, weights=weights
+        )
     except ModelUnavailable:
         if not allow_downloads:
             raise
-        folder = _hf_snapshot(repo_id, revision, cache_dir, local_only=False, weights=weights)
+        folder = _hf_snapshot(
+            repo_id, revision, cache_dir, local_only=online_first, weights=weights
+        )
     _check_folder(folder)
     return folder
 
@@ -152,7 +159,7 @@ def _hf_snapshot(
         if local_only:
             raise ModelUnavailable(
                 f"{source} is not in the local Hugging Face cache; download it "
-                f"(huggingface-cli download {repo_id}) or set allow_downloads"
+                f"(hf download {repo_id}) or set allow_downloads"
             ) from exc
         raise ModelUnavailable(f"could not download {source}: {exc}") from exc
     return Path(path)
@@ -170,8 +177,10 @@ def _check_folder(folder: Path) -> None:
 
 
 def read_json(path: Path) -> dict[str, Any]:
-    with path.open(encoding="utf-8") as f:
-        data = json.load(f)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ModelUnavailable(f"cannot read {path}: {exc}") from exc
     if not isinstance(data, dict):
         raise ModelUnavailable(f"{path} is not a JSON object")
     return data
