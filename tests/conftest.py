@@ -1,20 +1,17 @@
-"""Shared fixtures: a tiny diffusers model built in code, settings over a temp data dir, and the
-real server started as a subprocess on loopback (vLLM's RemoteOpenAIServer habit)."""
+"""Shared fixtures: a tiny diffusers model built in code, and the real server started as a
+subprocess on loopback (``imagehub.testing.ServerProcess``)."""
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 from typing import Iterator
 
 import httpx
 import pytest
 
-TINY_MODEL = "tiny-sd"
+from imagehub.testing import TINY_MODEL, ServerProcess, free_port, write_catalog
+
+__all__ = ["TINY_MODEL", "ServerProcess", "free_port", "write_catalog"]
 
 
 @pytest.fixture(scope="session")
@@ -23,77 +20,6 @@ def tiny_sd_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from imagehub.engines.diffusers.dummy import build_tiny_sd
 
     return build_tiny_sd(tmp_path_factory.mktemp("models") / "tiny-sd")
-
-
-def write_catalog(data_dir: Path, model_dir: Path, steps: int = 2, **models: int) -> Path:
-    """A models.toml with ``tiny-sd`` (and any ``name=steps`` extra cards) over ``model_dir``."""
-    data_dir.mkdir(parents=True, exist_ok=True)
-    cards = {TINY_MODEL: steps, **models}
-    text = "".join(
-        f'[models.{name}]\nbackend = "diffusers"\nsource = "{model_dir}"\ndevice = "cpu"\n'
-        f'display_name = "Tiny SD ({n} steps)"\n[models.{name}.defaults]\nnum_inference_steps = {n}\n'
-        f'resolution = "512"\n\n'
-        for name, n in cards.items()
-    )
-    path = data_dir / "models.toml"
-    path.write_text(text)
-    return path
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class ServerProcess:
-    """``imagehub serve`` in a subprocess, with its own data dir and one API key."""
-
-    def __init__(self, data_dir: Path, extra_env: dict[str, str] | None = None) -> None:
-        self.data_dir = data_dir
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.env = {**os.environ, "IMAGEHUB_DATA_DIR": str(data_dir), "IMAGEHUB_PORT": str(self.port),
-                    "HF_HUB_OFFLINE": "1", **(extra_env or {})}
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.key = self.cli("keys", "create", "--name", "tests").stdout.strip()
-
-    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "imagehub", *args], env=self.env, check=True,
-                              capture_output=True, text=True, timeout=120)
-
-    def start(self, timeout: float = 90.0) -> "ServerProcess":
-        log = open(self.data_dir / "server.log", "ab")
-        self.proc = subprocess.Popen([sys.executable, "-m", "imagehub", "serve"], env=self.env,
-                                     stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited: {(self.data_dir / 'server.log').read_text()}")
-            try:
-                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                time.sleep(0.1)
-        raise RuntimeError("server did not start in time")
-
-    def kill(self) -> None:
-        """``kill -9``: no shutdown handler runs."""
-        assert self.proc is not None
-        self.proc.kill()
-        self.proc.wait()
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-
-    def client(self, key: str | None = None) -> httpx.Client:
-        return httpx.Client(base_url=self.url, timeout=120,
-                            headers={"Authorization": f"Bearer {key or self.key}"})
 
 
 @pytest.fixture(scope="module")

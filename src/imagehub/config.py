@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -45,6 +45,8 @@ class Settings(BaseSettings):
     url_ttl_seconds: int = 24 * 3600
 
     # queue and workers
+    run_workers: bool = True
+    """False: this process never takes queued jobs (an API-only node); sync calls still run here."""
     worker_concurrency: int = 1
     max_attempts: int = 3
     """A job interrupted by a crash this many times fails instead of running again."""
@@ -61,6 +63,35 @@ class Settings(BaseSettings):
     # engines
     allow_hub_downloads: bool = False
     """Let diffusers models fetch weights from the Hugging Face hub (off: offline only)."""
+
+    # remote providers (keys are SecretStr: never logged, never echoed)
+    gemini_api_key: SecretStr | None = None
+    gemini_base_url: str = "https://generativelanguage.googleapis.com"
+    fal_api_key: SecretStr | None = None
+    fal_base_url: str = "https://queue.fal.run"
+    oxen_api_key: SecretStr | None = None
+    oxen_base_url: str = "https://hub.oxen.ai"
+    """An upstream Oxen-compatible hub (hub.oxen.ai or another imagehub)."""
+    openai_api_key: SecretStr | None = None
+    openai_base_url: str = "https://api.openai.com"
+    provider_timeout_seconds: float = 120.0
+    """Per HTTP request to a provider (Gemini answers only when the image exists)."""
+    provider_max_retries: int = 3
+    """Retries after the first try, on 408/429/5xx and connection errors."""
+    provider_backoff_seconds: float = 1.0
+    provider_backoff_max_seconds: float = 30.0
+    """A Retry-After longer than this is not waited for: the provider fails (the chain moves on)."""
+    provider_poll_seconds: float = 1.0
+    """Status polling interval for queue providers (fal, Oxen hub); also the cancel check period."""
+    provider_deadline_seconds: float = 600.0
+    """A remote generation that has not finished after this long fails."""
+
+    # input images fetched from URLs
+    fetch_max_bytes: int = 20 * 1024 * 1024
+    fetch_timeout_seconds: float = 15.0
+    fetch_allow: str = ""
+    """Comma-separated hosts or networks (``10.0.0.0/8``, ``images.internal``) that input-image
+    URLs may reach although they are loopback, private, link-local or metadata addresses."""
 
     @property
     def resolved_database_url(self) -> str:

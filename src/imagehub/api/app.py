@@ -7,28 +7,29 @@ from contextlib import asynccontextmanager
 from typing import AsyncIterator
 
 from fastapi import FastAPI
-from fastapi.responses import RedirectResponse
 
 from imagehub import __version__
 from imagehub.api import errors
 from imagehub.api.deps import RateLimiter
 from imagehub.api.metrics import Metrics, MetricsMiddleware
 from imagehub.api.middleware import BodyLimitMiddleware, RequestIdMiddleware
-from imagehub.api.routes import docs, events, files, health, images, models, openai, queue
+from imagehub.api.routes import (
+    docs, events, files, health, images, models, openai, queue, workbench,
+)
 from imagehub.config import Settings, load_settings
 from imagehub.services.hub import Hub
 
 log = logging.getLogger(__name__)
 
 
-def create_app(settings: Settings | None = None, *, run_workers: bool = True) -> FastAPI:
+def create_app(settings: Settings | None = None) -> FastAPI:
     """A new app; the hub (store, workers...) starts with the app's lifespan."""
     settings = settings or load_settings()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         hub = Hub(settings)
-        hub.start(run_workers=run_workers)
+        hub.start(run_workers=settings.run_workers)
         app.state.hub = hub
         try:
             yield
@@ -42,12 +43,8 @@ def create_app(settings: Settings | None = None, *, run_workers: bool = True) ->
         app.state.limiter = RateLimiter(settings.rate_limit_per_minute)
     errors.install(app)
     for router in (images.router, queue.router, events.router, models.router, files.router,
-                   health.router, docs.router, openai.router):
+                   health.router, docs.router, openai.router, workbench.router):
         app.include_router(router)
-
-    @app.get("/", include_in_schema=False)
-    def root() -> RedirectResponse:
-        return RedirectResponse("/docs")
 
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)

@@ -14,11 +14,14 @@ from imagehub.services.hub import Hub
 from imagehub.services.keys import ANONYMOUS, Principal
 
 
-def hub(request: Request) -> Hub:
+# Dependencies are ``async def`` on purpose: they are quick, and a sync dependency costs a
+# thread-pool hop per request.
+
+async def hub(request: Request) -> Hub:
     return request.app.state.hub
 
 
-def principal(request: Request) -> Principal:
+async def principal(request: Request) -> Principal:
     """The caller, from ``Authorization: Bearer <key>`` (auth on by default), rate-limited."""
     h: Hub = request.app.state.hub
     if not h.settings.auth_enabled:

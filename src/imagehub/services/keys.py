@@ -83,8 +83,11 @@ class KeyService:
         key = key.strip()
         if scheme.lower() != "bearer" or not key:
             raise Unauthenticated("malformed Authorization header; expected 'Bearer <key>'")
-        with self._sessions() as session:
-            record = session.scalar(select(ApiKeyRecord).where(ApiKeyRecord.secret_hash == _digest(key)))
+        table = ApiKeyRecord.__table__
+        query = select(table.c.id, table.c.prefix, table.c.namespace, table.c.member_of,
+                       table.c.revoked).where(table.c.secret_hash == _digest(key))
+        with self._sessions() as session:  # Core select: this runs on every request
+            record = session.execute(query).first()
         if record is None:
             raise Unauthenticated(f"unknown API key {key[:10]}...")
         if record.revoked:

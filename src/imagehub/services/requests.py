@@ -15,7 +15,7 @@ from imagehub.engines.base import EngineRequest
 from imagehub.errors import Forbidden, InvalidParams
 from imagehub.protocol import GENERIC_FIELDS_SCHEMA
 from imagehub.services.keys import Principal
-from imagehub.storage.images import decode_data_uri
+from imagehub.services.fetch import check_image_ref, load_image
 
 _GENERIC = Draft202012Validator(GENERIC_FIELDS_SCHEMA)
 _GENERIC_NAMES = set(GENERIC_FIELDS_SCHEMA["properties"])
@@ -53,7 +53,7 @@ def parse(catalog: Catalog, principal: Principal, body: Any, *, count_field: str
         raise InvalidParams("input_image: required field is missing (the image to edit)")
     namespace = _namespace(principal, generic.get("target_namespace"))
     for uri in _as_list(params.get("input_image")):
-        decode_data_uri("input_image", uri)  # refuse unreadable images now, not in the worker
+        check_image_ref("input_image", uri)  # refuse unreadable images and bad URLs now (400)
     resolved = entry.schema.with_defaults(params)
     resolved["seed"] = generic.get("seed", params.get("seed"))
     return ParsedRequest(
@@ -98,7 +98,7 @@ def seeded(resolved: Mapping[str, Any], index: int) -> dict[str, Any]:
 
 def engine_request(resolved: Mapping[str, Any], num_images: int) -> EngineRequest:
     """The engine's view of a stored, resolved generation."""
-    images = [decode_data_uri("input_image", uri) for uri in _as_list(resolved.get("input_image"))]
+    images = [load_image("input_image", uri) for uri in _as_list(resolved.get("input_image"))]
     ratio = resolved.get("aspect_ratio", "1:1")
     if ratio == "auto" and images:
         ratio = nearest_ratio(*images[0].size)

@@ -15,6 +15,8 @@ from imagehub.services.hub import Hub
 from imagehub.services.keys import Principal
 
 router = APIRouter(prefix="/api/ai", tags=["queue"])
+# enqueue, get and cancel are single indexed statements: run on the loop (no thread hop);
+# listings can be large and run in the thread pool.
 _STATUSES = [s.value for s in GenerationStatus]
 
 _BODY = {"requestBody": {"required": True, "content": {"application/json": {"schema": {
@@ -33,7 +35,7 @@ def _status(status: str | None) -> str | None:
 
 
 @router.post("/queue", response_model=EnqueueResponse, openapi_extra=_BODY)
-def enqueue(body: Any = Depends(json_body), caller: Principal = Depends(principal),
+async def enqueue(body: Any = Depends(json_body), caller: Principal = Depends(principal),
             h: Hub = Depends(hub),
             idempotency_key: str | None = Header(None, alias="Idempotency-Key")) -> EnqueueResponse:
     return h.generations.enqueue(caller, body, idempotency_key)
@@ -48,13 +50,13 @@ def list_queue(status: str | None = None, model: str | None = None,
 
 @router.get("/queue/{generation_id}", response_model=GenerationRow,
             response_model_exclude_none=False)
-def get_generation(generation_id: str, caller: Principal = Depends(principal),
+async def get_generation(generation_id: str, caller: Principal = Depends(principal),
                    h: Hub = Depends(hub)) -> GenerationRow:
     return h.generations.get(caller, generation_id)
 
 
 @router.delete("/queue/{generation_id}", response_model=CancelResponse)
-def cancel(generation_id: str, caller: Principal = Depends(principal),
+async def cancel(generation_id: str, caller: Principal = Depends(principal),
            h: Hub = Depends(hub)) -> CancelResponse:
     return h.generations.cancel(caller, generation_id)
 

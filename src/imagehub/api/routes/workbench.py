@@ -1,0 +1,52 @@
+"""``GET /``: the Workbench, a browser UI shipped as static files in ``imagehub/workbench``.
+
+The assets are plain ES modules committed as they are served: nothing is built at install time.
+The page asks for the API key and keeps it in the tab's ``sessionStorage``; it is sent only in the
+``Authorization`` header, never in a URL.
+"""
+
+from __future__ import annotations
+
+import mimetypes
+from importlib import resources
+
+from fastapi import APIRouter
+from fastapi.responses import Response
+
+from imagehub.errors import NotFound
+
+router = APIRouter(include_in_schema=False)
+
+_TYPES = {".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8",
+          ".html": "text/html; charset=utf-8", ".svg": "image/svg+xml"}
+_HEADERS = {
+    "Cache-Control": "no-cache",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    # scripts only from here; images also from the signed-URL host (IMAGEHUB_PUBLIC_URL) and data:
+    "Content-Security-Policy": "default-src 'self'; img-src * data: blob:; "
+                               "connect-src *; style-src 'self'; script-src 'self'; "
+                               "object-src 'none'; base-uri 'none'; frame-ancestors 'none'",
+}
+
+
+def _asset(name: str) -> Response:
+    root = resources.files("imagehub") / "workbench"
+    if not name or name.startswith((".", "/")) or ".." in name.split("/") or name.endswith(".py"):
+        raise NotFound(f"workbench asset not found: {name}")
+    item = root.joinpath(*name.split("/"))
+    if not item.is_file():
+        raise NotFound(f"workbench asset not found: {name}")
+    suffix = "." + name.rsplit(".", 1)[-1]
+    media_type = _TYPES.get(suffix) or mimetypes.guess_type(name)[0] or "application/octet-stream"
+    return Response(item.read_bytes(), media_type=media_type, headers=_HEADERS)
+
+
+@router.get("/")
+def index() -> Response:
+    return _asset("index.html")
+
+
+@router.get("/workbench/{name:path}")
+def asset(name: str) -> Response:
+    return _asset(name)

@@ -1,0 +1,59 @@
+"""InProcessBus: namespace scoping, Last-Event-ID replay, catch-up window, cross-thread publish."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+from imagehub.events.bus import InProcessBus
+from imagehub.protocol import EventName
+
+DONE = EventName.COMPLETED
+
+
+def test_subscriber_sees_only_its_namespaces() -> None:
+    async def main() -> list[str]:
+        bus = InProcessBus()
+        sub = bus.subscribe(["a"])
+        bus.publish("b", DONE, {"generation_id": "hidden"})
+        threading.Thread(target=bus.publish, args=("a", DONE, {"generation_id": "mine"})).start()
+        event = await sub.get(timeout=5)
+        assert await sub.get(timeout=0.1) is None
+        return [event.data["generation_id"]]
+
+    assert asyncio.run(main()) == ["mine"]
+
+
+def test_last_event_id_replays_only_later_events() -> None:
+    async def main() -> list[str]:
+        bus = InProcessBus()
+        first = bus.publish("a", DONE, {"generation_id": "1"})
+        bus.publish("a", DONE, {"generation_id": "2"})
+        bus.publish("a", DONE, {"generation_id": "3"})
+        sub = bus.subscribe(["a"], last_event_id=first.id)
+        got = [await sub.get(timeout=1), await sub.get(timeout=1)]
+        return [e.data["generation_id"] for e in got]
+
+    assert asyncio.run(main()) == ["2", "3"]
+
+
+def test_unknown_boot_replays_whole_buffer_and_buffer_is_bounded() -> None:
+    async def main() -> list[str]:
+        bus = InProcessBus(buffer_size=2)
+        for i in range(4):
+            bus.publish("a", DONE, {"generation_id": str(i)})
+        sub = bus.subscribe(["a"], last_event_id="123-9")
+        return [(await sub.get(timeout=1)).data["generation_id"] for _ in range(2)]
+
+    assert asyncio.run(main()) == ["2", "3"]
+
+
+def test_new_stream_catches_up_on_recent_events_only_when_asked() -> None:
+    async def main() -> tuple[bool, str]:
+        bus = InProcessBus()
+        bus.publish("a", DONE, {"generation_id": "recent"})
+        plain = bus.subscribe(["a"])
+        caught = bus.subscribe(["a"], catch_up_seconds=30)
+        return (await plain.get(timeout=0.1)) is None, (await caught.get(timeout=1)).data["generation_id"]
+
+    assert asyncio.run(main()) == (True, "recent")

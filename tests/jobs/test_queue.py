@@ -1,0 +1,109 @@
+"""SqlQueue on real SQLite: FIFO claims, conditional transitions, crash recovery. Workers drain,
+never sleep."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from imagehub.db.records import GenerationRecord
+from imagehub.db.session import make_engine, make_sessionmaker, migrate
+from imagehub.jobs.queue import RowFilter, SqlQueue
+from imagehub.jobs.worker import WorkerPool
+
+
+@pytest.fixture
+def queue(tmp_path: Path) -> SqlQueue:
+    engine = make_engine(f"sqlite:///{tmp_path / 'q.db'}")
+    migrate(engine)
+    return SqlQueue(make_sessionmaker(engine))
+
+
+def record(prompt: str = "p", namespace: str = "default") -> GenerationRecord:
+    now = time.time_ns()
+    return GenerationRecord(
+        id=str(uuid.uuid4()), namespace=namespace, key_id=None, model_name="m", media_type="image",
+        source="queue", prompt=prompt, params={"prompt": prompt}, resolved={"prompt": prompt},
+        provenance={}, status="queued", num_images=1, images=[], attempts=0, idempotency_key=None,
+        enqueued_at=now // 10**9, order_key=now,
+    )
+
+
+def test_claims_in_fifo_order_and_once(queue: SqlQueue) -> None:
+    rows = [record(str(i)) for i in range(5)]
+    queue.add(rows)
+    claimed = [queue.claim() for _ in range(6)]
+    assert [c.prompt for c in claimed[:5]] == ["0", "1", "2", "3", "4"]
+    assert claimed[5] is None
+    assert all(c.status == "processing" and c.attempts == 1 for c in claimed[:5])
+
+
+def test_concurrent_claims_never_share_a_job(queue: SqlQueue) -> None:
+    queue.add([record(str(i)) for i in range(40)])
+    taken: list[str] = []
+    lock = threading.Lock()
+
+    def worker() -> None:
+        while (job := queue.claim()) is not None:
+            with lock:
+                taken.append(job.id)
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(taken) == 40 and len(set(taken)) == 40
+
+
+def test_cancel_wins_over_a_running_worker(queue: SqlQueue) -> None:
+    row = record()
+    queue.add([row])
+    queue.claim()
+    assert queue.report_progress(row.id, 0.5) is True
+    assert queue.cancel(row.id) is True
+    assert queue.report_progress(row.id, 0.75) is False  # the worker learns at its next step
+    assert queue.finish(row.id, [{"key": "x"}], {}) is False
+    assert queue.get(row.id).status == "cancelled"
+    assert queue.cancel(row.id) is False  # already ended
+
+
+def test_recover_requeues_then_fails_after_max_attempts(queue: SqlQueue) -> None:
+    row = record()
+    queue.add([row])
+    queue.claim()
+    first = queue.recover(max_attempts=2)
+    assert first.requeued == [row.id] and not first.failed
+    assert queue.get(row.id).status == "queued"
+    queue.claim()  # second attempt, interrupted again
+    second = queue.recover(max_attempts=2)
+    assert not second.requeued and [r.id for r in second.failed] == [row.id]
+    failed = queue.get(row.id)
+    assert failed.status == "failed" and "max_attempts=2" in failed.error_message
+
+
+def test_listing_filters_by_namespace_status_and_model(queue: SqlQueue) -> None:
+    queue.add([record("a", "ns1"), record("b", "ns1"), record("c", "ns2")])
+    queue.claim()
+    ns1 = RowFilter(["ns1"])
+    assert queue.count(ns1) == 2
+    assert [r.prompt for r in queue.list(RowFilter(["ns1"], ["queued"]))] == ["b"]
+    assert queue.count(RowFilter(["ns1", "ns2"], model="m")) == 3
+    assert queue.count(RowFilter(["ns1"], model="other")) == 0
+
+
+def test_worker_pool_drains_with_the_handler(queue: SqlQueue) -> None:
+    queue.add([record(str(i)) for i in range(3)])
+    seen: list[str] = []
+
+    def handler(job: GenerationRecord) -> None:
+        seen.append(job.prompt)
+        queue.finish(job.id, [], {})
+
+    assert WorkerPool(queue, handler).drain() == 3
+    assert seen == ["0", "1", "2"]
+    assert queue.count(RowFilter(["default"], ["succeeded"])) == 3
