@@ -1,0 +1,218 @@
+"""``imagehub.Client`` and ``AsyncClient`` against the real server on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import socket
+import threading
+import time
+
+import pytest
+from PIL import Image
+
+from conftest import ServerProcess
+from imagehub import AsyncClient, Client
+from imagehub.client import (
+    APIError, Event, GenerationCancelled, GenerationCompleted, GenerationProgress,
+    GenerationStarted, SSEDecoder, StreamError,
+)
+
+
+@pytest.fixture
+def hub(server: ServerProcess):  # type: ignore[no-untyped-def]
+    with Client(server.url, api_key=server.key) as client:
+        yield client
+
+
+def test_sse_decoder_follows_the_format() -> None:
+    decoder = SSEDecoder()
+    lines = [": keep-alive", "id: b-1", "event: media_generation_progress",
+             'data: {"generation_id":"g","step":1,"total_steps":2}', "",
+             "retry: 2500", "event: something_new", "data: {\"a\":", "data: 1}", "",
+             "data: not json", ""]
+    events = [e for e in map(decoder.feed, lines) if e is not None]
+    assert isinstance(events[0], GenerationProgress)
+    assert (events[0].id, events[0].generation_id, events[0].step, events[0].total_steps) == \
+        ("b-1", "g", 1, 2)
+    assert type(events[1]) is Event and events[1].event == "something_new"
+    assert events[1].data == {"a": 1} and events[1].id == "b-1"  # the last id carries over
+    assert events[2].event == "message" and events[2].data == {"text": "not json"}
+    assert decoder.retry == 2.5 and decoder.headers()["Last-Event-ID"] == "b-1"
+
+
+def test_generate_models_and_download(hub: Client) -> None:
+    ids = [m["id"] for m in hub.models()]
+    assert {"tiny-sd", "tiny-sd-slow"} <= set(ids)
+    schema = hub.model("tiny-sd")["request_schema"]
+    assert "prompt" in schema["properties"] and schema["required"] == ["prompt"]
+    result = hub.generate("tiny-sd", "a red circle", seed=3, aspect_ratio="16:9")
+    (image,) = result["images"]
+    png = hub.download(image["url"])
+    assert Image.open(io.BytesIO(png)).size == (image["width"], image["height"]) == (688, 384)
+    again = hub.generate("tiny-sd", "a red circle", seed=3, aspect_ratio="16:9")
+    assert hub.download(again["images"][0]["url"]) == png
+
+
+def test_enqueue_events_get_list_history(hub: Client) -> None:
+    ids = hub.enqueue("tiny-sd", "a blue square", num_generations=2, seed=5)
+    assert len(ids) == 2
+    seen: dict[str, list[Event]] = {i: [] for i in ids}
+    done: set[str] = set()
+    for event in hub.events(max_reconnects=0):
+        if event.generation_id in seen:
+            seen[event.generation_id].append(event)
+        if isinstance(event, GenerationCompleted) and event.generation_id in seen:
+            assert event.succeeded and event.url and event.error is None
+            done.add(event.generation_id)
+            if done == set(ids):
+                break
+    for events in seen.values():
+        assert isinstance(events[0], GenerationStarted)
+        steps = [e.step for e in events if isinstance(e, GenerationProgress)]
+        assert steps == [1, 2] and all(e.total_steps == 2 for e in events
+                                       if isinstance(e, GenerationProgress))
+    rows = [hub.wait(i, timeout=60) for i in ids]
+    assert all(r["status"] == "succeeded" and r["result_url"] for r in rows)
+    assert [r["seed"] for r in rows] == [5, 6]
+    assert hub.get(ids[0])["prompt"] == "a blue square"
+    assert all(r["generation_id"] not in ids for r in hub.list())  # ended rows leave the queue
+    assert {r["generation_id"] for r in hub.list(status="succeeded")} >= set(ids)
+    page = hub.history(page_size=5, model="tiny-sd")
+    assert page["page_size"] == 5 and page["total_entries"] >= 2
+
+
+def test_cancel_and_errors(hub: Client, server: ServerProcess) -> None:
+    (gen_id,) = hub.enqueue("tiny-sd-slow", "a slow green cube")
+    events = hub.events(max_reconnects=0)
+    for event in events:
+        if isinstance(event, GenerationProgress) and event.generation_id == gen_id:
+            break
+    assert hub.cancel(gen_id) == {"status": "success", "generation_id": gen_id}
+    for event in events:
+        if event.generation_id == gen_id:
+            assert isinstance(event, GenerationCancelled)
+            break
+    events.close()
+    with pytest.raises(APIError) as ended:
+        hub.cancel(gen_id)
+    assert ended.value.status_code == 409 and ended.value.type == "invalid_state"
+    with pytest.raises(APIError) as missing:
+        hub.model("no-such-model")
+    assert missing.value.status_code == 404 and missing.value.detail == "Model not found: no-such-model"
+    assert missing.value.request_id
+    with pytest.raises(APIError) as bad:
+        hub.generate("tiny-sd", "x", aspect_ratio="7:3")
+    assert bad.value.type == "invalid_params" and "aspect_ratio: '7:3'" in bad.value.detail
+    with Client(server.url, api_key="wrong") as stranger, pytest.raises(APIError) as denied:
+        next(stranger.events())
+    assert denied.value.status_code == 401
+
+
+class DroppingProxy:
+    """A TCP proxy that cuts its first connection once a completed event went through, and
+    records each request's head, to see the client reconnect with ``Last-Event-ID``."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.requests: list[bytes] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                downstream, _ = self.listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(downstream, len(self.requests) == 0),
+                             daemon=True).start()
+            time.sleep(0.05)
+
+    def _serve(self, downstream: socket.socket, cut: bool) -> None:
+        upstream = socket.create_connection(("127.0.0.1", self.target_port))
+        head = downstream.recv(65536)
+        self.requests.append(head)
+        upstream.sendall(head)
+        seen = b""
+        try:
+            while chunk := upstream.recv(65536):
+                downstream.sendall(chunk)
+                seen = (seen + chunk)[-100_000:]
+                marker = seen.find(b"event: media_generation_completed")
+                if cut and marker >= 0 and b"\n\n" in seen[marker:]:
+                    break
+        except OSError:
+            pass
+        for sock in (upstream, downstream):
+            sock.close()
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+def test_events_reconnect_with_last_event_id(hub: Client, server: ServerProcess) -> None:
+    """The proxy cuts the stream after the first completed event (maybe a catch-up one); the
+    client reconnects with the id of the last event it got, and misses and repeats nothing."""
+    proxy = DroppingProxy(server.port)
+    got: list[Event] = []
+    try:
+        with Client(f"http://127.0.0.1:{proxy.port}", api_key=server.key) as via_proxy:
+            (first,) = hub.enqueue("tiny-sd", "first")
+            second = None
+            stream = via_proxy.events(retry_delay=0.1, max_reconnects=3)
+            for event in stream:
+                got.append(event)
+                if isinstance(event, GenerationCompleted) and event.generation_id == first:
+                    (second,) = hub.enqueue("tiny-sd", "second")
+                if isinstance(event, GenerationCompleted) and event.generation_id == second:
+                    break
+            stream.close()
+    finally:
+        proxy.close()
+    assert len(proxy.requests) == 2
+    assert _header(proxy.requests[0], "last-event-id") is None
+    resumed_from = _header(proxy.requests[1], "last-event-id")
+    ids = [e.id for e in got]
+    assert resumed_from in ids and len(ids) == len(set(ids))
+    seqs = [int(i.rsplit("-", 1)[1]) for i in ids]
+    assert seqs[ids.index(resumed_from) + 1:] == sorted(seqs[ids.index(resumed_from) + 1:])
+    for gen_id in (first, second):
+        ends = [e for e in got if isinstance(e, GenerationCompleted) and e.generation_id == gen_id]
+        assert len(ends) == 1 and ends[0].succeeded
+
+
+def _header(head: bytes, name: str) -> str | None:
+    for line in head.decode().split("\r\n")[1:]:
+        key, _, value = line.partition(":")
+        if key.strip().lower() == name:
+            return value.strip()
+    return None
+
+
+def test_events_gives_up_after_max_reconnects() -> None:
+    closed = socket.create_server(("127.0.0.1", 0))
+    port = closed.getsockname()[1]
+    closed.close()
+    with Client(f"http://127.0.0.1:{port}") as nowhere, pytest.raises(StreamError):
+        next(nowhere.events(max_reconnects=1, retry_delay=0.01))
+
+
+def test_async_client(server: ServerProcess) -> None:
+    async def scenario() -> None:
+        async with AsyncClient(server.url, api_key=server.key) as hub:
+            assert "tiny-sd" in [m["id"] for m in await hub.models()]
+            result = await hub.generate("tiny-sd", "an async circle", seed=9)
+            assert (await hub.download(result["images"][0]["url"]))[:4] == b"\x89PNG"
+            (gen_id,) = await hub.enqueue("tiny-sd", "an async square")
+            async for event in hub.events(max_reconnects=0):
+                if isinstance(event, GenerationCompleted) and event.generation_id == gen_id:
+                    break
+            row = await hub.wait(gen_id, timeout=30)
+            assert row["status"] == "succeeded"
+            assert gen_id in [r["generation_id"] for r in await hub.list(status="succeeded")]
+            with pytest.raises(APIError) as ended:
+                await hub.cancel(gen_id)
+            assert ended.value.status_code == 409
+    asyncio.run(scenario())
