@@ -50,6 +50,29 @@ NANO_BANANA_2_PROPERTIES: dict[str, Any] = {
                     "x-order": 7, "description": "Reference images: https URLs or data URIs."},
 }
 
+_GEMINI_RATIOS = ["auto", "1:1", "16:9", "9:16", "4:3", "3:4", "3:2", "2:3", "4:5", "5:4", "21:9"]
+
+
+def _remote_fields(ratios: list[str], input_images: int, resolutions: list[str] | None = None,
+                   web_search: bool = False) -> dict[str, Any]:
+    """The fields of the other Nano Banana models: nano-banana-2's, less what the model lacks."""
+    fields: dict[str, Any] = {"aspect_ratio": dict(NANO_BANANA_2_PROPERTIES["aspect_ratio"], enum=ratios)}
+    if resolutions:
+        fields["resolution"] = dict(NANO_BANANA_2_PROPERTIES["resolution"], enum=resolutions,
+                                    default=resolutions[0])
+    if web_search:
+        fields["enable_web_search"] = dict(NANO_BANANA_2_PROPERTIES["enable_web_search"], default=False)
+    fields["safety_tolerance"] = dict(NANO_BANANA_2_PROPERTIES["safety_tolerance"], default="4")
+    fields["input_image"] = dict(NANO_BANANA_2_PROPERTIES["input_image"], maxItems=input_images)
+    return fields
+
+
+def _providers(gemini: str, fal: str, oxen: str) -> dict[str, Any]:
+    """Options of a Nano Banana card: Gemini first, then fal.ai, then an upstream Oxen hub."""
+    return {"providers": ["gemini", "fal", "oxen"], "gemini_model": gemini, "fal_model": fal,
+            "oxen_model": oxen}
+
+
 BUILTIN_CARDS: list[ModelCard] = [
     ModelCard(
         id="imagehub-tiny", backend="builtin", display_name="imagehub tiny",
@@ -62,8 +85,33 @@ BUILTIN_CARDS: list[ModelCard] = [
                     "descriptions.",
         developer="Google", inputs=["text", "image"], created=1750000000,
         properties=NANO_BANANA_2_PROPERTIES,
-        unavailable_reason="nano-banana-2 runs at a remote provider, and no provider is configured: "
-                           "set IMAGEHUB_GEMINI_API_KEY (Google Gemini), IMAGEHUB_FAL_API_KEY "
-                           "(fal.ai) or IMAGEHUB_OXEN_API_KEY (an Oxen hub)",
+        options=_providers("gemini-3.1-flash-image-preview", "fal-ai/nano-banana-2", "nano-banana-2"),
+    ),
+    ModelCard(
+        id="nano-banana", backend="gemini", display_name="Nano Banana",
+        description="Nano Banana (Gemini 2.5 Flash Image): Google's first fast image generation "
+                    "and editing model, at 1K.",
+        developer="Google", inputs=["text", "image"], created=1756166400,
+        properties=_remote_fields(_GEMINI_RATIOS, input_images=3),
+        options=_providers("gemini-2.5-flash-image", "fal-ai/nano-banana", "nano-banana"),
+    ),
+    ModelCard(
+        id="nano-banana-2-lite", backend="gemini", display_name="Nano Banana 2 Lite",
+        description="Nano Banana 2 Lite (Gemini 3.1 Flash-Lite Image): the fastest, lowest-cost "
+                    "Nano Banana, fixed at 1K.",
+        developer="Google", inputs=["text", "image"], created=1782777600,
+        properties=_remote_fields(ASPECT_RATIOS, input_images=14),
+        options=_providers("gemini-3.1-flash-lite-image", "fal-ai/nano-banana-2-lite",
+                           "nano-banana-2-lite"),
+    ),
+    ModelCard(
+        id="google-nano-banana-pro", backend="gemini", display_name="Nano Banana Pro",
+        description="Nano Banana Pro (Gemini 3 Pro Image): Google's studio-quality image model "
+                    "with reasoning, search grounding and up to 4K output.",
+        developer="Google", inputs=["text", "image"], created=1763596800,
+        properties=_remote_fields(_GEMINI_RATIOS, input_images=14,
+                                  resolutions=["1K", "2K", "4K"], web_search=True),
+        options=_providers("gemini-3-pro-image-preview", "fal-ai/nano-banana-pro",
+                           "google-nano-banana-pro"),
     ),
 ]

@@ -8,9 +8,13 @@ from typing import Any
 from imagehub.config import Settings
 from imagehub.engines.base import Engine
 
+REMOTE_BACKENDS = ("remote", "gemini", "fal", "oxen")
+"""A remote card's backend names its first provider; ``remote`` takes ``providers`` only."""
+
 BACKENDS: dict[str, str] = {
     "builtin": "imagehub.engines.builtin:BuiltinEngine",
     "diffusers": "imagehub.engines.diffusers:DiffusersEngine",
+    **{name: "imagehub.engines.remote:RemoteEngine" for name in REMOTE_BACKENDS},
 }
 
 
@@ -25,4 +29,24 @@ def create_engine(backend: str, options: dict[str, Any], settings: Settings) -> 
         source = kwargs.pop("source")
         kwargs.setdefault("allow_downloads", settings.allow_hub_downloads)
         return cls(source, **kwargs)
+    if backend in REMOTE_BACKENDS:
+        return cls(settings, **remote_options(backend, kwargs))
     return cls(**kwargs)
+
+
+def remote_options(backend: str, options: dict[str, Any]) -> dict[str, Any]:
+    """A remote card's options → RemoteEngine arguments.
+
+    ``providers`` (default: the backend alone) in order; ``<provider>_model`` each one's model
+    code; any other ``<provider>_<option>`` goes to that provider (``fal_edit_model``).
+    """
+    providers = list(options.pop("providers", None) or [backend])
+    models = {p: options.pop(f"{p}_model", None) for p in providers}
+    per_provider: dict[str, dict[str, Any]] = {p: {} for p in providers}
+    for key in list(options):
+        provider, _, name = key.partition("_")
+        if provider in per_provider and name:
+            per_provider[provider][name] = options.pop(key)
+    if options:
+        raise ValueError(f"unknown options for a remote model: {sorted(options)}")
+    return {"providers": providers, "models": models, "backend": backend, "options": per_provider}

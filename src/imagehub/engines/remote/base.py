@@ -1,0 +1,168 @@
+"""What every remote provider shares: the provider contract, one call's context, image helpers."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import io
+import time
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, Awaitable, TypeVar
+from urllib.parse import urlsplit
+
+from PIL import Image
+
+from imagehub.config import Settings
+from imagehub.engines.base import EngineRequest, StepCallback
+from imagehub.engines.remote.http import ProviderHTTP
+from imagehub.errors import GenerationFailed, ImagehubError, UpstreamError
+from imagehub.services.fetch import ImageFetcher
+
+T = TypeVar("T")
+
+
+class SafetyBlocked(GenerationFailed):
+    """The provider's safety filter refused the prompt or the image: the generation fails, and no
+    other provider is tried (a refusal is an answer, not an outage)."""
+
+
+class NoImage(GenerationFailed):
+    """The provider answered without an image (text only, empty list): the chain tries the next."""
+
+
+@dataclass
+class Call:
+    """One generation at one provider: the request, its HTTP side, progress and the deadline."""
+
+    request: EngineRequest
+    http: ProviderHTTP
+    on_step: StepCallback
+    poll_seconds: float
+    fetcher: ImageFetcher
+    info: dict[str, Any] = field(default_factory=dict)
+    """Provider facts recorded on the row (remote ids, native sizes, text the model returned)."""
+    _steps: int = 0
+
+    def step(self) -> None:
+        """Report one more poll: ``on_step(k, k + 1)`` (a remote job's length is unknown), which
+        raises GenerationCancelled when the job was cancelled."""
+        self._steps += 1
+        self.on_step(self._steps, self._steps + 1)
+
+    def check_deadline(self, what: str) -> None:
+        if time.monotonic() > self.http.deadline:
+            raise self.http.error(f"{what} did not finish before the deadline "
+                                  "(IMAGEHUB_PROVIDER_DEADLINE_SECONDS)")
+
+    async def watch(self, work: Awaitable[T]) -> T:
+        """Await ``work`` while checking for cancel every poll interval; cancel aborts the HTTP call."""
+        task = asyncio.ensure_future(work)
+        try:
+            while True:
+                done, _ = await asyncio.wait({task}, timeout=self.poll_seconds)
+                if done:
+                    return task.result()
+                self.step()
+        finally:
+            if not task.done():
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+
+
+class Provider(ABC):
+    """One provider (Gemini, fal.ai, an Oxen hub...) serving one model code."""
+
+    name: str = ""
+    """``gemini``, ``fal``, ``oxen``, ``openai``: recorded as ``provider`` on the row."""
+    key_setting: str = ""
+    """The Settings attribute holding the key (``gemini_api_key``)."""
+    url_setting: str = ""
+    label: str = ""
+
+    def __init__(self, settings: Settings, model: str, **options: Any) -> None:
+        self.settings = settings
+        self.model = model
+        self.options = options
+        secret = getattr(settings, self.key_setting)
+        self.key = secret.get_secret_value() if secret is not None else ""
+        self.base_url = str(getattr(settings, self.url_setting)).rstrip("/")
+
+    @property
+    def env_var(self) -> str:
+        return f"IMAGEHUB_{self.key_setting.upper()}"
+
+    def configured(self) -> bool:
+        return bool(self.key)
+
+    def same_origin(self, url: str) -> bool:
+        a, b = urlsplit(url), urlsplit(self.base_url)
+        return (a.scheme, a.hostname, a.port) == (b.scheme, b.hostname, b.port)
+
+    @abstractmethod
+    async def generate(self, call: Call) -> list[Image.Image]:
+        """The images of ``call.request``; SafetyBlocked, NoImage or UpstreamError otherwise."""
+
+    async def download(self, call: Call, url: str) -> Image.Image:
+        """A result image by URL: the provider's own origin directly; any other host through the
+        SSRF-checked fetcher (a provider must not make us read our own network)."""
+        if url.startswith("data:"):
+            header, _, payload = url.partition(",")
+            return decode_image(call, payload, what=f"data URI ({header[:40]})")
+        if self.same_origin(url):
+            response = await call.http.request("GET", url, headers=self.auth_headers())
+            return decode_bytes(call, response.content, what=url)
+        try:
+            return await asyncio.to_thread(call.fetcher.fetch, "result image", url)
+        except ImagehubError as exc:
+            raise call.http.error(f"its result image could not be fetched: {exc.detail}") from exc
+
+    def auth_headers(self) -> dict[str, str]:
+        return {}
+
+
+def encode_png_b64(image: Image.Image) -> str:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+def data_uri(image: Image.Image) -> str:
+    return "data:image/png;base64," + encode_png_b64(image)
+
+
+def decode_image(call: Call, payload: str, what: str) -> Image.Image:
+    try:
+        raw = base64.b64decode(payload, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise call.http.error(f"answered an image that is not base64 ({what})") from exc
+    return decode_bytes(call, raw, what)
+
+
+def decode_bytes(call: Call, raw: bytes, what: str) -> Image.Image:
+    try:
+        image = Image.open(io.BytesIO(raw))
+        image.load()
+    except (OSError, ValueError, Image.DecompressionBombError) as exc:
+        raise call.http.error(f"answered an unreadable image ({what}: {exc})") from exc
+    return image.convert("RGB")
+
+
+def web_search(params: dict[str, Any]) -> bool:
+    """``google_search`` (the later name) wins over ``enable_web_search`` when both are given."""
+    if params.get("google_search") is not None:
+        return bool(params["google_search"])
+    return bool(params.get("enable_web_search", False))
+
+
+def json_or_garbage(call: Call, response: Any, what: str) -> Any:
+    try:
+        return response.json()
+    except ValueError as exc:
+        raise call.http.error(f"answered garbage to {what} (not JSON: {response.text[:80]!r})") from exc
+
+
+def require(condition: bool, call: Call, message: str) -> None:
+    if not condition:
+        raise UpstreamError(call.http.scrub(f"{call.http.provider}: {message}"))
