@@ -1,76 +1,25 @@
-"""The cURL / jq / awk snippets of ../shared/seed/nano-banana-2.txt, run by bash against the real
-server with only the host, the key and the model id changed (API.md's note on the page's stray
-extraction spaces applies: they are read without them; the trailing space after the key is kept).
+"""The cURL / jq / awk snippets of ../shared/seed/nano-banana-2.txt, read from the page and run by
+bash against the real server with only the host, the key and the model id changed.
 
-The snippets with nano-banana-2's own fields (enable_web_search, safety_tolerance) need a model
-that takes those fields: they run against nano-banana-2 once a provider serves it (issue 4).
+The page's "full" variants carry nano-banana-2's own fields (enable_web_search,
+safety_tolerance): a local diffusion model refuses those as unknown fields, so they run where
+nano-banana-2 itself is served (tests/e2e/test_providers.py, against a fake Gemini).
 """
 
 from __future__ import annotations
 
 import json
-import subprocess
 
-HOST = "https://hub.oxen.ai"
+from seed import run_snippet, snippets
 
-SYNC = """curl -X POST https://hub.oxen.ai/api/ai/images/generate \\
--H "Content-Type: application/json" \\
--H "Authorization: Bearer $OXEN_API_KEY " \\
--d '{
-"model": "nano-banana-2",
-"prompt": "<prompt>"
-}'
-"""
+SNIPPETS = snippets()
+SYNC, POLL, SSE, MODEL = SNIPPETS["sync"], SNIPPETS["poll"], SNIPPETS["sse"], SNIPPETS["model"]
 
-POLL = """# Enqueue, capture the generation id.
-GEN_ID=$( curl -s -X POST https://hub.oxen.ai/api/ai/queue \\
--H "Content-Type: application/json" \\
--H "Authorization: Bearer $OXEN_API_KEY " \\
--d '{
-"model": "nano-banana-2",
-"prompt": "<prompt>"
-}' | jq -r '.generations[0].generation_id' )
-# Poll until the generation reaches a terminal status.
-while true ; do
-STATUS=$( curl -s -H "Authorization: Bearer $OXEN_API_KEY " \\
-"https://hub.oxen.ai/api/ai/queue/$GEN_ID" | jq -r '.status' )
-echo "Status: $STATUS "
-case $STATUS in succeeded | failed | cancelled ) break ;; esac
-sleep 5
-done
-# Print the result.
-curl -s -H "Authorization: Bearer $OXEN_API_KEY " \\
-"https://hub.oxen.ai/api/ai/queue/$GEN_ID" | jq .
-"""
-
-SSE = """# Enqueue, capture the generation id.
-GEN_ID=$( curl -s -X POST https://hub.oxen.ai/api/ai/queue \\
--H "Content-Type: application/json" \\
--H "Authorization: Bearer $OXEN_API_KEY " \\
--d '{
-"model": "nano-banana-2",
-"prompt": "<prompt>"
-}' | jq -r '.generations[0].generation_id' )
-# Stream the SSE channel, grab the data line that follows a
-# media_generation_completed event for our id, and pretty-print it.
-curl -sN -H "Authorization: Bearer $OXEN_API_KEY " https://hub.oxen.ai/api/events \\
-| awk -v id="$GEN_ID" '
-/^event: media_generation_completed$/ { expect=1; next }
-/^data: / && expect {
-payload = substr($0, 7)
-if (index(payload, "\\"generation_id\\":\\"" id "\\"")) { print payload; exit }
-expect = 0
-}
-' | jq .
-"""
+__all__ = ["SNIPPETS", "SYNC", "POLL", "SSE", "MODEL", "run_snippet"]
 
 
-def run_snippet(server, snippet: str, model: str = "tiny-sd") -> str:  # type: ignore[no-untyped-def]
-    script = snippet.replace(HOST, server.url).replace('"nano-banana-2"', f'"{model}"')
-    done = subprocess.run(["bash", "-c", script], env={"OXEN_API_KEY": server.key, "PATH": "/usr/bin:/bin"},
-                          capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
-    return done.stdout
+def test_page_has_all_snippets() -> None:
+    assert sorted(SNIPPETS) == ["model", "poll", "poll_full", "sse", "sse_full", "sync", "sync_full"]
 
 
 def test_sync_snippet_returns_images(server) -> None:  # type: ignore[no-untyped-def]
@@ -97,3 +46,8 @@ def test_sse_snippet_on_a_slow_job(server) -> None:  # type: ignore[no-untyped-d
     """The stream is open well before the job ends: the live path, not the catch-up window."""
     payload = json.loads(run_snippet(server, SSE, model="tiny-sd-slow"))
     assert payload["status"] == "succeeded" and payload["model"] == "tiny-sd-slow"
+
+
+def test_model_details_snippet(server) -> None:  # type: ignore[no-untyped-def]
+    model = json.loads(run_snippet(server, MODEL))
+    assert model["id"] == "tiny-sd" and model["json_request_schema"] == model["request_schema"]
