@@ -70,7 +70,7 @@ def build_head(config: HeadConfig) -> "torch.nn.Module":
                 nn.TransformerEncoderLayer(d, config.attention_heads, 2 * d, config.dropout,
                                            batch_first=True, norm_first=True),
                 config.encoder_layers, enable_nested_tensor=False,
-            )
+            ) if config.encoder_layers else None
             self.decoder = nn.TransformerDecoder(
                 nn.TransformerDecoderLayer(d, config.attention_heads, 2 * d, config.dropout,
                                            batch_first=True, norm_first=True),
@@ -84,7 +84,9 @@ def build_head(config: HeadConfig) -> "torch.nn.Module":
             weights = mask.unsqueeze(-1).float()
             pooled = (states * weights).sum(1) / weights.sum(1).clamp(min=1.0)
             tokens = self.project(states) + self.positions[:length]
-            memory = self.encoder(tokens, src_key_padding_mask=~mask)
+            memory = tokens
+            if self.encoder is not None:
+                memory = self.encoder(tokens, src_key_padding_mask=~mask)
             queries = self.queries.unsqueeze(0) + self.pooled(pooled).unsqueeze(1)
             out = self.norm(self.decoder(queries, memory, memory_key_padding_mask=~mask))
             return {

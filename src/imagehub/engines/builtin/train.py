@@ -9,6 +9,7 @@ weights bit for bit.
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -43,7 +44,7 @@ class TrainSettings:
     batch_size: int = 64
     learning_rate: float = 2e-3
     weight_decay: float = 0.01
-    threads: int = 2
+    threads: int = 1
     heldout_captions: int = 1500
     head: HeadConfig = field(default_factory=HeadConfig)
 
@@ -173,9 +174,11 @@ def fit(head: "torch.nn.Module", rows: list["torch.Tensor"], targets: dict, weig
     steps_per_epoch = (len(rows) + settings.batch_size - 1) // settings.batch_size
     optimizer = torch.optim.AdamW(head.parameters(), lr=settings.learning_rate,
                                   weight_decay=settings.weight_decay)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(
-        optimizer, max_lr=settings.learning_rate, total_steps=steps_per_epoch * settings.epochs,
-        pct_start=0.1,
+    total = steps_per_epoch * settings.epochs
+    warmup = max(1, total // 20)
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer,
+        lambda step: min((step + 1) / warmup, 0.5 * (1 + math.cos(math.pi * step / total))),
     )
     head.train()
     for epoch in range(settings.epochs):
