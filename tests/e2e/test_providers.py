@@ -13,11 +13,11 @@ from typing import Any
 
 import httpx
 import pytest
-
 from e2e.test_seed_snippets import POLL, SSE, SYNC, run_snippet
 from engines.remote.fakes import KEY, FakeFal, FakeGemini, ImageHost
-from imagehub.testing import ServerProcess
 from tests_helpers import wait_for_status
+
+from imagehub.testing import ServerProcess
 
 NB2 = "gemini-3.1-flash-image-preview"
 MAX_RETRIES = 2
@@ -91,6 +91,10 @@ def test_nano_banana_models_are_listed_available(api: httpx.Client) -> None:
                           "google_search", "thinking_level", "input_image"}
     for other in ("nano-banana", "nano-banana-2-lite", "google-nano-banana-pro"):
         assert by_id[other]["available"] is True and "input_image" in by_id[other]["request_schema"]["properties"]
+    gpt = by_id["gpt-image-1"]  # no OpenAI key here: listed, unavailable, saying what to set
+    assert gpt["available"] is False and "IMAGEHUB_OPENAI_API_KEY" in gpt["unavailable_reason"]
+    r = api.post("/api/ai/queue", json={"model": "gpt-image-1", "prompt": "x"})
+    assert r.status_code == 503 and r.json()["error"]["type"] == "model_unavailable"
 
 
 # ---- the seed page's snippets, host and key changed only -----------------------------------------
@@ -261,3 +265,55 @@ def test_provider_keys_never_leave_the_process(api: httpx.Client, server: Server
         assert not db.execute("SELECT count(*) FROM generations WHERE provenance LIKE ? OR params LIKE ? "
                               "OR error_message LIKE ?", (f"%{KEY}%",) * 3).fetchone()[0]
     assert KEY not in (server.data_dir / "server.log").read_text()
+
+
+# ---- an imagehub fronting another imagehub (the Oxen-hub passthrough) ------------------------------
+
+@pytest.fixture(scope="module")
+def front(tmp_path_factory: pytest.TempPathFactory, server: ServerProcess) -> Iterator[ServerProcess]:
+    """A second imagehub with no provider of its own but the first one as its upstream hub."""
+    env = {"IMAGEHUB_OXEN_API_KEY": server.key, "IMAGEHUB_OXEN_BASE_URL": server.url,
+           "IMAGEHUB_PROVIDER_POLL_SECONDS": "0.1", "IMAGEHUB_PROVIDER_BACKOFF_SECONDS": "0.05"}
+    proc = ServerProcess(tmp_path_factory.mktemp("front"), env).start()
+    yield proc
+    proc.stop()
+
+
+def test_an_imagehub_fronts_another(front: ServerProcess, server: ServerProcess,
+                                    fakes: dict[str, Any]) -> None:
+    with front.client() as client:
+        banana = client.get("/api/ai/models/nano-banana-2").json()
+        assert banana["available"] is True
+        r = client.post("/api/ai/images/generate", json={"model": "nano-banana-2", "prompt": "a fronted cube",
+                                                         "aspect_ratio": "3:2", "resolution": "1K"})
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert body["image_url"].startswith(front.url) and body["images"][0]["width"] == 1248
+    recorded = provenance(front, body["generation_id"])["engine"]
+    assert recorded["provider"] == "oxen" and recorded["provider_model"] == "nano-banana-2"
+    [upstream_id] = recorded["upstream_generation_ids"]
+    with server.client() as upstream:
+        row = upstream.get(f"/api/ai/queue/{upstream_id}").json()
+    assert row["status"] == "succeeded" and row["aspect_ratio"] == "3:2" and row["prompt"] == "a fronted cube"
+    assert provenance(server, upstream_id)["engine"]["provider"] == "gemini"
+    assert last_gemini_body(fakes)["generationConfig"]["imageConfig"] == {"aspectRatio": "3:2", "imageSize": "1K"}
+
+
+def test_cancel_at_the_front_cancels_upstream(front: ServerProcess, server: ServerProcess,
+                                              fakes: dict[str, Any]) -> None:
+    fakes["gemini"].fault("timeout", seconds=20.0)
+    with front.client() as client, server.client() as upstream:
+        generation_id = enqueue(client, prompt="a fronted slow cube")
+        deadline = time.monotonic() + 30
+        while True:
+            rows = upstream.get("/api/ai/queue", params={"status": "processing"}).json()["generations"]
+            mine = [r for r in rows if r["prompt"] == "a fronted slow cube"]
+            if mine:
+                break
+            assert time.monotonic() < deadline, "the upstream never started the job"
+            time.sleep(0.05)
+        assert client.delete(f"/api/ai/queue/{generation_id}").status_code == 200
+        upstream_row = wait_for_status(upstream, mine[0]["generation_id"], {"cancelled", "succeeded", "failed"},
+                                       timeout=15)
+        assert upstream_row["status"] == "cancelled"
+        assert client.get(f"/api/ai/queue/{generation_id}").json()["status"] == "cancelled"

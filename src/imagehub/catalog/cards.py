@@ -73,6 +73,16 @@ def _providers(gemini: str, fal: str, oxen: str) -> dict[str, Any]:
             "oxen_model": oxen}
 
 
+GPT_IMAGE_1_PROPERTIES: dict[str, Any] = {
+    "aspect_ratio": dict(NANO_BANANA_2_PROPERTIES["aspect_ratio"], enum=["auto", "1:1", "3:2", "2:3"]),
+    "quality": {"type": "string", "default": "auto", "enum": ["auto", "low", "medium", "high"],
+                "x-order": 2, "description": "Rendering quality (and cost) of the image."},
+    "safety_tolerance": dict(NANO_BANANA_2_PROPERTIES["safety_tolerance"], default="4",
+                             description="1-4: OpenAI's standard moderation; 5-6: its low setting."),
+    "input_image": dict(NANO_BANANA_2_PROPERTIES["input_image"], maxItems=16),
+}
+
+
 BUILTIN_CARDS: list[ModelCard] = [
     ModelCard(
         id="imagehub-tiny", backend="builtin", display_name="imagehub tiny",
@@ -113,5 +123,12 @@ BUILTIN_CARDS: list[ModelCard] = [
                                   resolutions=["1K", "2K", "4K"], web_search=True),
         options=_providers("gemini-3-pro-image-preview", "fal-ai/nano-banana-pro",
                            "google-nano-banana-pro"),
+    ),
+    ModelCard(
+        id="gpt-image-1", backend="openai", display_name="GPT Image 1",
+        description="OpenAI's natively multimodal image model, through the OpenAI Images API.",
+        developer="OpenAI", inputs=["text", "image"], created=1745366400,
+        properties=GPT_IMAGE_1_PROPERTIES,
+        options={"providers": ["openai"], "openai_model": "gpt-image-1"},
     ),
 ]

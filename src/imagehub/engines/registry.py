@@ -8,7 +8,7 @@ from typing import Any
 from imagehub.config import Settings
 from imagehub.engines.base import Engine
 
-REMOTE_BACKENDS = ("remote", "gemini", "fal", "oxen")
+REMOTE_BACKENDS = ("remote", "gemini", "fal", "oxen", "openai")
 """A remote card's backend names its first provider; ``remote`` takes ``providers`` only."""
 
 BACKENDS: dict[str, str] = {

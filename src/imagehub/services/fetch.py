@@ -18,8 +18,9 @@ import io
 import ipaddress
 import socket
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable
+from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 import httpx
@@ -79,7 +80,7 @@ class ImageFetcher:
                 self._hosts.add(entry)
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> "ImageFetcher":
+    def from_settings(cls, settings: Settings) -> ImageFetcher:
         return cls(max_bytes=settings.fetch_max_bytes, timeout=settings.fetch_timeout_seconds,
                    allow=settings.fetch_allow.split(","))
 

@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from engines.remote.fakes import KEY, FakeFal, FakeGemini, FakeOpenAI, FakeOxenHub, ImageHost
 
-from engines.remote.fakes import KEY, FakeFal, FakeGemini, FakeOxenHub, ImageHost
 from imagehub.config import Settings, load_settings
 
 
@@ -34,6 +34,13 @@ def oxen() -> Iterator[FakeOxenHub]:
 
 
 @pytest.fixture
+def openai() -> Iterator[FakeOpenAI]:
+    server = FakeOpenAI().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
 def image_host() -> Iterator[ImageHost]:
     server = ImageHost().start()
     yield server
@@ -46,11 +53,11 @@ def settings(tmp_path: Path) -> Callable[..., Settings]:
     only (the others unset), fast retries and polls."""
 
     def make(**kwargs: Any) -> Settings:
-        values: dict[str, Any] = dict(
-            data_dir=tmp_path, provider_backoff_seconds=0.01, provider_backoff_max_seconds=2.0,
-            provider_poll_seconds=0.05, provider_timeout_seconds=5.0, provider_deadline_seconds=30.0,
-        )
-        for name in ("gemini", "fal", "oxen"):
+        values: dict[str, Any] = {
+            "data_dir": tmp_path, "provider_backoff_seconds": 0.01, "provider_backoff_max_seconds": 2.0,
+            "provider_poll_seconds": 0.05, "provider_timeout_seconds": 5.0, "provider_deadline_seconds": 30.0,
+        }
+        for name in ("gemini", "fal", "oxen", "openai"):
             server = kwargs.pop(name, None)
             values[f"{name}_api_key"] = KEY if server is not None else None
             if server is not None:

@@ -19,6 +19,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
+from email.parser import BytesParser
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -96,7 +97,7 @@ class FakeServer:
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
         self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
 
-    def start(self) -> "FakeServer":
+    def start(self) -> FakeServer:
         self._thread.start()
         return self
 
@@ -141,8 +142,7 @@ def size_of(resolution: str, ratio: str | None) -> tuple[int, int]:
 
 
 def is_image_ref(value: Any) -> bool:
-    return isinstance(value, str) and (value.startswith(("https://", "http://"))
-                                       or value.startswith("data:image/"))
+    return isinstance(value, str) and (value.startswith(("https://", "http://", "data:image/")))
 
 
 # ---- Google Gemini -----------------------------------------------------------------------------
@@ -259,10 +259,9 @@ class FakeGemini(FakeServer):
         if "imageSize" in image_config and image_config["imageSize"] not in spec["sizes"]:
             raise bad(f"Unsupported image size: {image_config['imageSize']}")
         thinking = config.get("thinkingConfig")
-        if thinking is not None:
-            if thinking.get("thinkingLevel") not in spec["thinking"]:
-                raise bad(f"Thinking level {thinking.get('thinkingLevel')} is not supported for "
-                          f"this model.")
+        if thinking is not None and thinking.get("thinkingLevel") not in spec["thinking"]:
+            raise bad(f"Thinking level {thinking.get('thinkingLevel')} is not supported for "
+                      f"this model.")
         if "seed" in config and not (isinstance(config["seed"], int) and -2**31 <= config["seed"] < 2**31):
             raise bad(f"Invalid value at 'generation_config.seed' (TYPE_INT32), {config['seed']}")
         for tool in body.get("tools") or []:
@@ -571,6 +570,94 @@ class FakeOxenHub(FakeServer):
         elif row["_outcome"] == "hang":
             row["status"] = "processing"
         return {k: v for k, v in row.items() if not k.startswith("_")}
+
+
+# ---- OpenAI Images ------------------------------------------------------------------------------
+
+OPENAI_FIELDS: dict[str, Any] = {
+    "model": ["gpt-image-1"], "prompt": str, "n": int, "size": ["auto", "1024x1024", "1536x1024", "1024x1536"],
+    "quality": ["auto", "low", "medium", "high"], "moderation": ["auto", "low"],
+    "output_format": ["png", "jpeg", "webp"], "background": ["auto", "transparent", "opaque"],
+    "output_compression": int, "user": str,
+}
+
+
+def parse_multipart(content_type: str, raw: bytes) -> tuple[dict[str, str], list[tuple[str, bytes, str]]]:
+    """``multipart/form-data`` → (fields, [(name, bytes, content type)]) with the email parser."""
+    message = BytesParser().parsebytes(f"Content-Type: {content_type}\r\n\r\n".encode() + raw)
+    fields, files = {}, []
+    for part in message.get_payload():
+        name = part.get_param("name", header="content-disposition")
+        data = part.get_payload(decode=True)
+        if part.get_filename():
+            files.append((name, data, part.get_content_type()))
+        else:
+            fields[name] = data.decode()
+    return fields, files
+
+
+class FakeOpenAI(FakeServer):
+    """``POST /v1/images/generations`` (JSON) and ``/v1/images/edits`` (multipart, ``image[]``)."""
+
+    @staticmethod
+    def error(status: int, message: str, code: str | None, param: str | None = None,
+              kind: str = "invalid_request_error") -> Reply:
+        return Reply(status, {"error": {"message": message, "type": kind, "param": param, "code": code}})
+
+    def route(self, request: Received) -> Reply:
+        auth = request.headers.get("authorization", "")
+        if auth != f"Bearer {KEY}":
+            # the real API echoes (a masked form of) the key it was given
+            return self.error(401, f"Incorrect API key provided: {auth.removeprefix('Bearer ')}.",
+                              "invalid_api_key")
+        if request.method != "POST" or request.path not in ("/v1/images/generations", "/v1/images/edits"):
+            return self.error(404, f"Invalid URL ({request.method} {request.path})", None)
+        if request.path.endswith("/edits"):
+            raw = request.body if isinstance(request.body, bytes) else b""
+            fields, files = parse_multipart(request.headers.get("content-type", ""), raw)
+            body: dict[str, Any] = {k: int(v) if k in ("n", "output_compression") else v for k, v in fields.items()}
+            images = [f for f in files if f[0] == "image[]"]
+            if not images:
+                return self.error(400, "Missing required parameter: 'image'.", "missing_required_parameter", "image")
+            self.last_edit_images = images
+        else:
+            body = request.body if isinstance(request.body, dict) else {}
+        problem = self._validate(body)
+        if problem:
+            return problem
+        fault = self.take_fault()
+        if fault and fault[0] in ("429", "500"):
+            return self.error(int(fault[0]), "Rate limit reached" if fault[0] == "429" else "Server error",
+                              None, kind="rate_limit_exceeded" if fault[0] == "429" else "server_error")
+        if fault and fault[0] == "safety":
+            return self.error(400, "Your request was rejected as a result of our safety system.",
+                              "moderation_blocked", kind="image_generation_user_error")
+        if fault and fault[0] == "noimage":
+            return Reply(200, {"created": int(time.time()), "data": []})
+        size = body.get("size", "auto")
+        width, height = (1024, 1024) if size == "auto" else (int(x) for x in size.split("x"))
+        data = [{"b64_json": base64.b64encode(png(width, height, colour_of(body["prompt"] + str(i)))).decode()}
+                for i in range(body.get("n", 1))]
+        return Reply(200, {"created": int(time.time()), "data": data,
+                           "usage": {"input_tokens": 10, "output_tokens": 4160, "total_tokens": 4170}})
+
+    def _validate(self, body: dict[str, Any]) -> Reply | None:
+        for name, value in body.items():
+            spec = OPENAI_FIELDS.get(name)
+            if spec is None:
+                return self.error(400, f"Unknown parameter: '{name}'.", "unknown_parameter", name)
+            if isinstance(spec, list) and value not in spec:
+                return self.error(400, f"Invalid value: '{value}'. Supported values are: {spec}.",
+                                  "invalid_value", name)
+            if isinstance(spec, type) and not isinstance(value, spec):
+                return self.error(400, f"Invalid type for '{name}'.", "invalid_type", name)
+        for required in ("model", "prompt"):
+            if required not in body:
+                return self.error(400, f"Missing required parameter: '{required}'.",
+                                  "missing_required_parameter", required)
+        if not 1 <= body.get("n", 1) <= 10:
+            return self.error(400, "Invalid 'n': must be between 1 and 10.", "integer_out_of_range", "n")
+        return None
 
 
 class ImageHost(FakeServer):

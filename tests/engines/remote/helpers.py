@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from imagehub.catalog.catalog import ModelEntry, bind
 from imagehub.catalog.cards import BUILTIN_CARDS
+from imagehub.catalog.catalog import ModelEntry, bind
 from imagehub.config import Settings
 from imagehub.engines.base import EngineResult, StepCallback, no_progress
 from imagehub.services.requests import engine_request

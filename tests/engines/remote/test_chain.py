@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
-
 from engines.remote.fakes import KEY
 from engines.remote.helpers import entry, run
+
 from imagehub.errors import GenerationFailed, ModelUnavailable, UpstreamError
 
 

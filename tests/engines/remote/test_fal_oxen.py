@@ -6,10 +6,10 @@ import base64
 import io
 
 import pytest
-from PIL import Image
-
 from engines.remote.fakes import KEY, colour_of, size_of
 from engines.remote.helpers import entry, run
+from PIL import Image
+
 from imagehub.errors import GenerationCancelled, GenerationFailed, UpstreamError
 
 

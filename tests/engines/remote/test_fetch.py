@@ -8,7 +8,6 @@ import ipaddress
 
 import pytest
 
-from engines.remote.fakes import ImageHost
 from imagehub.errors import InvalidParams, PayloadTooLarge
 from imagehub.services.fetch import ImageFetcher, check_image_ref
 

@@ -7,10 +7,10 @@ import io
 import time
 
 import pytest
+from engines.remote.fakes import KEY, colour_of, size_of
+from engines.remote.helpers import entry, run
 from PIL import Image
 
-from engines.remote.helpers import entry, run
-from engines.remote.fakes import KEY, colour_of, size_of
 from imagehub.engines.remote.gemini import SAFETY_THRESHOLDS, safety_settings
 from imagehub.errors import GenerationCancelled, GenerationFailed, UpstreamError
 

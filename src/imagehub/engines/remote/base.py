@@ -8,8 +8,9 @@ import binascii
 import io
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, TypeVar
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from PIL import Image

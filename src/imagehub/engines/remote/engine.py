@@ -28,13 +28,15 @@ from imagehub.engines.remote.base import Call, NoImage, Provider, SafetyBlocked
 from imagehub.engines.remote.fal import FalProvider
 from imagehub.engines.remote.gemini import GeminiProvider
 from imagehub.engines.remote.http import ProviderHTTP, RetryPolicy
+from imagehub.engines.remote.openai import OpenAIProvider
 from imagehub.engines.remote.oxen import OxenProvider
 from imagehub.errors import GenerationFailed, UpstreamError
 from imagehub.services.fetch import ImageFetcher
 
 log = logging.getLogger(__name__)
 
-PROVIDERS: dict[str, type[Provider]] = {"gemini": GeminiProvider, "fal": FalProvider, "oxen": OxenProvider}
+PROVIDERS: dict[str, type[Provider]] = {"gemini": GeminiProvider, "fal": FalProvider, "oxen": OxenProvider,
+                                        "openai": OpenAIProvider}
 
 GENERIC_PROPERTIES: dict[str, Any] = {
     "aspect_ratio": {"type": "string", "default": "auto", "x-order": 1,

@@ -21,7 +21,14 @@ import httpx
 from PIL import Image
 
 from imagehub.engines.remote.base import (
-    Call, NoImage, Provider, SafetyBlocked, data_uri, json_or_garbage, require, web_search,
+    Call,
+    NoImage,
+    Provider,
+    SafetyBlocked,
+    data_uri,
+    json_or_garbage,
+    require,
+    web_search,
 )
 from imagehub.errors import GenerationCancelled
 

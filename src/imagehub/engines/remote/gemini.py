@@ -28,7 +28,14 @@ from typing import Any
 from PIL import Image
 
 from imagehub.engines.remote.base import (
-    Call, NoImage, Provider, SafetyBlocked, decode_image, encode_png_b64, json_or_garbage, require,
+    Call,
+    NoImage,
+    Provider,
+    SafetyBlocked,
+    decode_image,
+    encode_png_b64,
+    json_or_garbage,
+    require,
     web_search,
 )
 

@@ -18,7 +18,15 @@ from typing import Any
 import httpx
 from PIL import Image
 
-from imagehub.engines.remote.base import Call, NoImage, Provider, SafetyBlocked, data_uri, json_or_garbage, require
+from imagehub.engines.remote.base import (
+    Call,
+    NoImage,
+    Provider,
+    SafetyBlocked,
+    data_uri,
+    json_or_garbage,
+    require,
+)
 from imagehub.errors import GenerationCancelled
 
 NOT_FORWARDED = {"seed", "input_image"}
