@@ -13,22 +13,17 @@ from typing import Any
 
 import httpx
 import pytest
-from e2e.test_seed_snippets import POLL, SSE, SYNC, run_snippet
 from engines.remote.fakes import KEY, FakeFal, FakeGemini, ImageHost
 from tests_helpers import wait_for_status
 
 from imagehub.testing import ServerProcess
+from seed import run_snippet, snippets
 
 NB2 = "gemini-3.1-flash-image-preview"
 MAX_RETRIES = 2
-SEED_FIELDS = '"prompt": "<prompt>",\n"aspect_ratio": "auto",\n"resolution": "2K",\n' \
-              '"enable_web_search": true,\n"safety_tolerance": "6"\n}'
-
-
-def with_seed_fields(snippet: str) -> str:
-    """The seed page's second variant of each snippet: every field spelled out with its default."""
-    assert snippet.count('"prompt": "<prompt>"\n}') == 1
-    return snippet.replace('"prompt": "<prompt>"\n}', SEED_FIELDS)
+SNIPPETS = snippets()
+"""The seed page's own snippets: ``sync``, ``poll``, ``sse`` and their ``_full`` variants that spell
+out every field with its default (aspect_ratio, resolution, enable_web_search, safety_tolerance)."""
 
 
 @pytest.fixture(scope="module")
@@ -101,7 +96,7 @@ def test_nano_banana_models_are_listed_available(api: httpx.Client) -> None:
 
 @pytest.mark.parametrize("variant", ["plain", "seed fields"])
 def test_sync_snippet(server: ServerProcess, fakes: dict[str, Any], variant: str) -> None:
-    snippet = SYNC if variant == "plain" else with_seed_fields(SYNC)
+    snippet = SNIPPETS["sync" if variant == "plain" else "sync_full"]
     body = json.loads(run_snippet(server, snippet, model="nano-banana-2"))
     assert body["model"] == "nano-banana-2" and body["image_url"] == body["images"][0]["url"]
     assert (body["images"][0]["width"], body["images"][0]["height"]) == (2048, 2048)
@@ -116,7 +111,7 @@ def test_sync_snippet(server: ServerProcess, fakes: dict[str, Any], variant: str
 
 @pytest.mark.parametrize("variant", ["plain", "seed fields"])
 def test_poll_snippet(server: ServerProcess, variant: str) -> None:
-    snippet = POLL if variant == "plain" else with_seed_fields(POLL)
+    snippet = SNIPPETS["poll" if variant == "plain" else "poll_full"]
     out = run_snippet(server, snippet, model="nano-banana-2")
     statuses = [line.split(": ", 1)[1].strip() for line in out.splitlines() if line.startswith("Status:")]
     assert statuses[-1] == "succeeded"
@@ -130,10 +125,16 @@ def test_poll_snippet(server: ServerProcess, variant: str) -> None:
 
 @pytest.mark.parametrize("variant", ["plain", "seed fields"])
 def test_sse_snippet(server: ServerProcess, variant: str) -> None:
-    snippet = SSE if variant == "plain" else with_seed_fields(SSE)
+    snippet = SNIPPETS["sse" if variant == "plain" else "sse_full"]
     payload = json.loads(run_snippet(server, snippet, model="nano-banana-2"))
     assert payload["status"] == "succeeded" and payload["model"] == "nano-banana-2"
     assert payload["url"].startswith(server.url)
+
+
+def test_model_details_snippet(server: ServerProcess) -> None:
+    model = json.loads(run_snippet(server, SNIPPETS["model"], model="nano-banana-2"))
+    assert model["id"] == "nano-banana-2" and model["available"] is True
+    assert model["json_request_schema"] == model["request_schema"]
 
 
 # ---- failover, faults, safety ------------------------------------------------------------------

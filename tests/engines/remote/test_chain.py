@@ -6,6 +6,7 @@ import pytest
 from engines.remote.fakes import KEY
 from engines.remote.helpers import entry, run
 
+from imagehub.catalog.catalog import Catalog
 from imagehub.errors import GenerationFailed, ModelUnavailable, UpstreamError
 
 
@@ -78,3 +79,22 @@ def test_no_image_everywhere_is_a_failed_generation(gemini, fal, settings) -> No
     fal.fault("noimage")
     with pytest.raises(GenerationFailed, match="every provider failed: gemini returned no image"):
         run(entry("nano-banana-2", settings(gemini=gemini, fal=fal)))
+
+
+def test_a_toml_card_serves_a_provider_model_under_its_own_name(oxen, settings, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    (tmp_path / "models.toml").write_text(
+        '[models.house-banana]\nbackend = "oxen"\noxen_model = "nano-banana-2"\n'
+        'display_name = "House Banana"\n')
+    catalog = Catalog.load(settings(oxen=oxen, data_dir=tmp_path))
+    model = catalog.get("house-banana")
+    assert model.available and set(model.schema.properties) == {"prompt", "aspect_ratio", "input_image"}
+    result = run(model, aspect_ratio="9:16")
+    assert result.info["provider"] == "oxen"
+    assert oxen.calls("POST")[0].body == {"model": "nano-banana-2", "prompt": "a red cube",
+                                          "aspect_ratio": "9:16", "num_generations": 1}
+
+
+def test_a_toml_card_with_an_unknown_option_is_listed_unavailable(settings, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    (tmp_path / "models.toml").write_text('[models.odd]\nbackend = "fal"\nfal_model = "x/y"\ncolour = "red"\n')
+    model = Catalog.load(settings(data_dir=tmp_path)).get("odd")
+    assert not model.available and "unknown options for a remote model: ['colour']" in str(model.unavailable_reason)
