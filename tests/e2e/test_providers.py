@@ -14,10 +14,10 @@ from typing import Any
 import httpx
 import pytest
 from engines.remote.fakes import KEY, FakeFal, FakeGemini, ImageHost
+from seed import run_snippet, snippets
 from tests_helpers import wait_for_status
 
 from imagehub.testing import ServerProcess
-from seed import run_snippet, snippets
 
 NB2 = "gemini-3.1-flash-image-preview"
 MAX_RETRIES = 2

@@ -38,6 +38,8 @@ log = logging.getLogger(__name__)
 PROVIDERS: dict[str, type[Provider]] = {"gemini": GeminiProvider, "fal": FalProvider, "oxen": OxenProvider,
                                         "openai": OpenAIProvider}
 
+RESULT_MAX_BYTES = 256 * 1024 * 1024
+
 GENERIC_PROPERTIES: dict[str, Any] = {
     "aspect_ratio": {"type": "string", "default": "auto", "x-order": 1,
                      "enum": ["auto", "1:1", "16:9", "9:16", "4:3", "3:4", "3:2", "2:3", "4:5",
@@ -65,7 +67,11 @@ class RemoteEngine:
                           for p in providers]
         self.policy = RetryPolicy(settings.provider_max_retries, settings.provider_backoff_seconds,
                                   settings.provider_backoff_max_seconds)
-        self.fetcher = ImageFetcher.from_settings(settings)
+        self.fetcher = ImageFetcher(max_bytes=max(settings.fetch_max_bytes, RESULT_MAX_BYTES),
+                                    timeout=settings.provider_timeout_seconds,
+                                    allow=settings.fetch_allow.split(","))
+        """For result images a provider hands out by URL on a host other than its own (fal's CDN):
+        the same SSRF refusals as input images, a limit sized for 4K PNGs."""
 
     # ---- the contract ---------------------------------------------------------------------------
 
