@@ -1,0 +1,1 @@
+"""The Workbench's browser assets (served by ``imagehub.api.routes.workbench``)."""

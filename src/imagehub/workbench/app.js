@@ -1,0 +1,424 @@
+// The Workbench: pick a model, fill its form, run it (sync or through the queue), watch the
+// jobs, compare results, browse the history, copy the same request as code.
+
+import { ApiError, EventStream, apiKey, call } from "./api.js";
+import { copyText, h } from "./dom.js";
+import { SchemaForm } from "./form.js";
+import * as snippets from "./snippets.js";
+
+const $ = (selector) => document.querySelector(selector);
+const ROW_META = new Set(["generation_id", "model_name", "media_type", "status", "result_url",
+  "error_message", "enqueued_at", "started_at", "completed_at", "progress", "images"]);
+const ENDED = new Set(["succeeded", "failed", "cancelled"]);
+const SNIPPETS = {
+  "curl-sync": (base, body) => snippets.curlSync(base, body.sync),
+  "curl-async": (base, body) => snippets.curlAsyncPoll(base, body.queue),
+  "curl-sse": (base, body) => snippets.curlAsyncSse(base, body.queue),
+  python: (base, body, mode) => snippets.python(base, body[mode], mode),
+  javascript: (base, body, mode) => snippets.javascript(base, body[mode], mode),
+};
+
+const state = {
+  models: [],
+  model: null,
+  form: null,
+  results: [],          // {key, generationId, index, url, width, height, model, params, mode}
+  selected: new Set(),  // result keys
+  jobs: new Map(),      // generation id -> Job
+  early: new Map(),     // generation id -> events seen before its job was shown
+  historyPage: 1,
+  stream: null,
+};
+
+// ---- helpers --------------------------------------------------------------------------------
+
+function mode() {
+  return document.querySelector("input[name=mode]:checked").value;
+}
+
+function count() {
+  return Number($("#count").value);
+}
+
+function showError(message) {
+  $("#form-error").textContent = message || "";
+}
+
+function describe(error) {
+  if (error instanceof ApiError && error.status === 401) {
+    return `${error.detail} — enter an API key above (imagehub keys create).`;
+  }
+  return error instanceof ApiError ? `${error.status} ${error.type}: ${error.detail}` : String(error);
+}
+
+/** The request bodies the form stands for, for both endpoints. */
+function bodies() {
+  const fields = state.form ? state.form.values() : {};
+  const base = { model: state.model ? state.model.id : "", ...fields };
+  const n = count();
+  return {
+    sync: n > 1 ? { ...base, n } : base,
+    queue: n > 1 ? { ...base, num_generations: n } : base,
+  };
+}
+
+// ---- models and the form --------------------------------------------------------------------
+
+async function loadModels() {
+  try {
+    state.models = (await call("GET", "/api/ai/models")).data;
+  } catch (error) {
+    $("#model-info").textContent = describe(error);
+    return;
+  }
+  const select = $("#model");
+  const current = select.value || (state.model && state.model.id);
+  select.replaceChildren(h("option", { value: "" }, "— pick a model —"),
+    ...state.models.map((m) => h("option", {
+      value: m.id, disabled: !m.available, title: m.unavailable_reason || m.description,
+    }, `${m.display_name} (${m.id})${m.available ? "" : " — unavailable"}`)));
+  if (current && state.models.some((m) => m.id === current)) {
+    select.value = current;
+    pickModel(current);
+  }
+}
+
+function pickModel(id, values) {
+  const model = state.models.find((m) => m.id === id) || null;
+  state.model = model;
+  $("#model").value = model ? model.id : "";
+  if (!model) {
+    state.form = null;
+    $("#fields").replaceChildren();
+    $("#model-info").textContent = "";
+    renderSnippets();
+    return;
+  }
+  $("#model-info").textContent = [model.description, `backend ${model.backend}`,
+    model.available ? "" : `unavailable: ${model.unavailable_reason}`].filter(Boolean).join(" · ");
+  state.form = new SchemaForm(model.request_schema);
+  if (values) state.form.setValues(values);
+  $("#fields").replaceChildren(state.form.element);
+  renderSnippets();
+}
+
+// ---- running --------------------------------------------------------------------------------
+
+async function run(event) {
+  if (event) event.preventDefault();
+  showError("");
+  if (!state.model) return showError("Pick a model first.");
+  const problem = state.form.validate();
+  if (problem) return showError(`Fix the form first: ${problem}`);
+  const button = $("#run");
+  button.disabled = true;
+  try {
+    if (mode() === "sync") await runSync(bodies().sync);
+    else await runQueued(bodies().queue);
+  } catch (error) {
+    showError(describe(error));
+  } finally {
+    button.disabled = false;
+  }
+}
+
+async function runSync(body) {
+  $("#run").textContent = "Running…";
+  try {
+    const result = await call("POST", "/api/ai/images/generate", body);
+    let seed = body.seed;
+    if (result.generation_id) {
+      const row = await call("GET", `/api/ai/queue/${result.generation_id}`);
+      seed = row.seed ?? seed;
+    }
+    const params = modelParams(body, seed);
+    result.images.forEach((image, index) => addResult({
+      generationId: result.generation_id || `sync-${Date.now()}`, index, url: image.url,
+      width: image.width, height: image.height, model: result.model, params, mode: "sync",
+    }));
+  } finally {
+    $("#run").textContent = "Run";
+  }
+}
+
+async function runQueued(body) {
+  await ensureStream();
+  const result = await call("POST", "/api/ai/queue", body);
+  for (const generation of result.generations) {
+    const job = new Job(generation.generation_id, body.model, body.prompt);
+    state.jobs.set(job.id, job);
+    $("#jobs").prepend(job.element);
+    for (const [name, data] of state.early.get(job.id) || []) job.on(name, data);
+    state.early.delete(job.id);
+  }
+}
+
+function modelParams(body, seed) {
+  const params = { ...body };
+  delete params.model;
+  delete params.n;
+  delete params.num_generations;
+  delete params.response_format;
+  if (seed !== undefined && seed !== null) params.seed = seed;
+  return params;
+}
+
+/** One queued generation: status, step progress, cancel. */
+class Job {
+  constructor(id, model, prompt) {
+    this.id = id;
+    this.model = model;
+    this.status = "queued";
+    this.progress = h("progress", { max: "1", value: "0" });
+    this.label = h("span", { class: "job-status" }, "queued");
+    this.cancelButton = h("button", { type: "button", class: "cancel", onclick: () => this.cancel() },
+      "Cancel");
+    this.element = h("div", { class: "job", "data-generation": id, "data-status": "queued" },
+      h("div", { class: "job-head" }, h("code", {}, id.slice(0, 8)), " ", h("strong", {}, model),
+        " · ", h("span", { class: "job-prompt" }, prompt || "")),
+      this.progress, this.label, this.cancelButton);
+    this.poll = setInterval(() => this.refresh(), 3000);  // in case the stream misses an event
+  }
+
+  setStatus(status, text) {
+    this.status = status;
+    this.element.dataset.status = status;
+    this.label.textContent = text || status;
+    if (ENDED.has(status)) {
+      clearInterval(this.poll);
+      this.cancelButton.remove();
+    }
+  }
+
+  on(name, data) {
+    if (ENDED.has(this.status)) return;
+    if (name === "media_generation_started") this.setStatus("processing", "processing");
+    else if (name === "media_generation_progress") {
+      this.progress.value = data.step / Math.max(data.total_steps, 1);
+      this.setStatus("processing", `step ${data.step}/${data.total_steps}`);
+    } else if (name === "media_generation_cancelled") this.setStatus("cancelled");
+    else if (name === "media_generation_completed") {
+      if (data.status === "succeeded") this.finish();
+      else this.setStatus("failed", `failed: ${data.error || "unknown error"}`);
+    }
+  }
+
+  async finish() {
+    const row = await call("GET", `/api/ai/queue/${this.id}`);
+    this.ended(row);
+  }
+
+  ended(row) {
+    if (ENDED.has(this.status)) return;
+    this.progress.value = row.status === "succeeded" ? 1 : this.progress.value;
+    this.setStatus(row.status, row.status === "failed" ? `failed: ${row.error_message}` : row.status);
+    if (row.status !== "succeeded") return;
+    const images = row.images || [{ url: row.result_url }];
+    images.forEach((image, index) => addResult({
+      generationId: row.generation_id, index, url: image.url, width: image.width,
+      height: image.height, model: row.model_name, params: rowParams(row), mode: "queue",
+    }));
+  }
+
+  async refresh() {
+    try {
+      const row = await call("GET", `/api/ai/queue/${this.id}`);
+      if (ENDED.has(row.status)) this.ended(row);
+      else if (row.status === "processing" && this.status === "queued") this.setStatus("processing");
+    } catch {
+      // the next tick tries again
+    }
+  }
+
+  async cancel() {
+    this.cancelButton.disabled = true;
+    try {
+      await call("DELETE", `/api/ai/queue/${this.id}`);
+      this.setStatus("cancelled");
+    } catch (error) {
+      this.label.textContent = describe(error);
+      this.cancelButton.disabled = false;
+    }
+  }
+}
+
+function rowParams(row) {
+  const params = {};
+  for (const [key, value] of Object.entries(row)) {
+    if (!ROW_META.has(key) && value !== null) params[key] = value;
+  }
+  return params;
+}
+
+async function ensureStream() {
+  if (!state.stream) {
+    state.stream = new EventStream(onEvent, (status) => {
+      $("#key-state").textContent = status === "live" ? "events: live" : `events: ${status}`;
+      if (status === "error" || status === "closed") state.stream = null;
+    });
+  }
+  await state.stream.start();
+}
+
+function onEvent(name, data) {
+  const job = state.jobs.get(data.generation_id);
+  if (job) return job.on(name, data);
+  const seen = state.early.get(data.generation_id) || [];
+  seen.push([name, data]);
+  state.early.set(data.generation_id, seen.slice(-50));
+  if (state.early.size > 200) state.early.delete(state.early.keys().next().value);
+}
+
+// ---- results, compare -----------------------------------------------------------------------
+
+function addResult(result) {
+  result.key = `${result.generationId}/${result.index}`;
+  if (state.results.some((r) => r.key === result.key)) return;
+  state.results.unshift(result);
+  const checkbox = h("input", { type: "checkbox", class: "select", "aria-label": "select for compare" });
+  checkbox.addEventListener("change", () => toggleSelected(result.key, checkbox.checked));
+  const size = result.width ? `${result.width}×${result.height}` : "";
+  const figure = h("figure", { class: "result", "data-key": result.key, "data-generation": result.generationId },
+    h("a", { href: result.url, target: "_blank", rel: "noopener noreferrer" },
+      h("img", { src: result.url, alt: result.params.prompt || "generated image", loading: "lazy" })),
+    h("figcaption", {},
+      h("label", { class: "pick" }, checkbox, " select"),
+      h("div", {}, h("strong", {}, result.model), ` · seed ${result.params.seed ?? "?"} · ${size}`),
+      h("div", { class: "prompt" }, result.params.prompt || ""),
+      h("details", {}, h("summary", {}, "Parameters"),
+        h("pre", { class: "params" }, JSON.stringify(result.params, null, 2))),
+      h("button", { type: "button", class: "rerun", onclick: () => rerun(result) }, "Re-run (same seed)")));
+  $("#gallery").prepend(figure);
+}
+
+function toggleSelected(key, on) {
+  if (on) state.selected.add(key);
+  else state.selected.delete(key);
+  const n = state.selected.size;
+  $("#compare-selected").disabled = n < 2 || n > 4;
+  $("#selection").textContent = n ? `${n} selected${n > 4 ? " (at most 4)" : ""}` :
+    "Select 2–4 results to compare them side by side.";
+}
+
+function renderCompare() {
+  const chosen = state.results.filter((r) => state.selected.has(r.key)).slice(0, 4);
+  const keys = [...new Set(chosen.flatMap((r) => Object.keys(r.params)))].sort();
+  const differs = (key) => new Set(chosen.map((r) => JSON.stringify(r.params[key]))).size > 1;
+  $("#compare").className = `compare cols-${chosen.length}`;
+  $("#compare").replaceChildren(...chosen.map((r) => h("div", { class: "compare-item", "data-key": r.key },
+    h("img", { src: r.url, alt: r.params.prompt || "generated image" }),
+    h("div", {}, h("strong", {}, r.model), r.width ? ` · ${r.width}×${r.height}` : ""),
+    h("table", { class: "params" }, ...keys.map((k) => h("tr", { class: differs(k) ? "diff" : "" },
+      h("th", {}, k), h("td", {}, r.params[k] === undefined ? "—" : JSON.stringify(r.params[k]))))))));
+}
+
+function rerun(result) {
+  pickModel(result.model, result.params);
+  $("#count").value = "1";
+  document.querySelector(`input[name=mode][value=${result.mode}]`).checked = true;
+  renderSnippets();
+  showTab("results");
+  run();
+}
+
+// ---- history --------------------------------------------------------------------------------
+
+async function loadHistory() {
+  const tbody = $("#history tbody");
+  try {
+    const page = await call("GET", `/api/ai/generations?page=${state.historyPage}&page_size=20`);
+    $("#history-page").textContent = `page ${page.page_number} of ${Math.max(page.total_pages, 1)}` +
+      ` · ${page.total_entries} generations`;
+    $("#history-prev").disabled = page.page_number <= 1;
+    $("#history-next").disabled = page.page_number >= page.total_pages;
+    tbody.replaceChildren(...page.generations.map(historyRow));
+  } catch (error) {
+    tbody.replaceChildren(h("tr", {}, h("td", { colspan: "7", class: "error" }, describe(error))));
+  }
+}
+
+function historyRow(row) {
+  const when = new Date(row.enqueued_at * 1000).toLocaleString();
+  const thumb = row.result_url ? h("img", { src: row.result_url, alt: "", class: "thumb", loading: "lazy" }) : "";
+  return h("tr", { "data-generation": row.generation_id },
+    h("td", {}, thumb), h("td", {}, when), h("td", {}, row.model_name),
+    h("td", { class: "prompt" }, row.prompt || ""),
+    h("td", {}, row.status === "failed" ? `failed: ${row.error_message}` : row.status),
+    h("td", {}, row.seed ?? ""),
+    h("td", {}, h("button", { type: "button", onclick: () => {
+      pickModel(row.model_name, rowParams(row));
+      showTab("results");
+    } }, "Open in form")));
+}
+
+// ---- the API tab ----------------------------------------------------------------------------
+
+function renderSnippets() {
+  const base = window.location.origin;
+  const body = bodies();
+  const current = document.querySelector("[data-snippet-tab][aria-selected=true]").dataset.snippetTab;
+  $("#snippets").replaceChildren(...Object.entries(SNIPPETS).map(([name, make]) => {
+    const text = make(base, body, mode());
+    const status = h("span", { class: "muted copy-status" });
+    const copy = h("button", { type: "button", class: "copy", onclick: async () => {
+      status.textContent = (await copyText(text)) ? "copied" : "copy failed: select the text";
+    } }, "Copy");
+    return h("section", { class: "snippet", "data-snippet": name, hidden: name !== current },
+      h("div", { class: "toolbar" }, copy, status), h("pre", {}, h("code", {}, text)));
+  }));
+}
+
+// ---- tabs, key, start -----------------------------------------------------------------------
+
+function showTab(name) {
+  for (const tab of document.querySelectorAll("[data-tab]")) {
+    tab.setAttribute("aria-selected", String(tab.dataset.tab === name));
+    $(`#tab-${tab.dataset.tab}`).hidden = tab.dataset.tab !== name;
+  }
+  if (name === "history") loadHistory();
+  if (name === "compare" && state.selected.size >= 2) renderCompare();
+  if (name === "api") renderSnippets();
+}
+
+function bind() {
+  for (const tab of document.querySelectorAll("[data-tab]")) {
+    tab.addEventListener("click", () => showTab(tab.dataset.tab));
+  }
+  for (const tab of document.querySelectorAll("[data-snippet-tab]")) {
+    tab.addEventListener("click", () => {
+      for (const other of document.querySelectorAll("[data-snippet-tab]")) {
+        other.setAttribute("aria-selected", String(other === tab));
+      }
+      renderSnippets();
+    });
+  }
+  $("#key-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    apiKey.set($("#api-key").value.trim());
+    $("#key-state").textContent = apiKey.get() ? "key set for this tab" : "no key";
+    if (state.stream) state.stream.stop();
+    state.stream = null;
+    loadModels();
+  });
+  $("#key-forget").addEventListener("click", () => {
+    apiKey.set("");
+    $("#api-key").value = "";
+    $("#key-state").textContent = "key forgotten";
+    if (state.stream) state.stream.stop();
+    state.stream = null;
+  });
+  $("#model").addEventListener("change", (event) => pickModel(event.target.value));
+  $("#params").addEventListener("submit", run);
+  $("#params").addEventListener("input", renderSnippets);
+  $("#params").addEventListener("change", renderSnippets);
+  $("#compare-selected").addEventListener("click", () => showTab("compare"));
+  $("#history-refresh").addEventListener("click", loadHistory);
+  $("#history-prev").addEventListener("click", () => { state.historyPage -= 1; loadHistory(); });
+  $("#history-next").addEventListener("click", () => { state.historyPage += 1; loadHistory(); });
+}
+
+bind();
+$("#api-key").value = apiKey.get();
+$("#key-state").textContent = apiKey.get() ? "key set for this tab" : "";
+renderSnippets();
+loadModels();

@@ -1,0 +1,206 @@
+// A form generated from a model's request_schema: `basic` fields first, the rest under
+// "Advanced", each group ordered by x-order. The same schema checks values before sending.
+
+import { h } from "./dom.js";
+
+const IMAGE_FIELDS = /(^|_)images?$/;
+
+function typesOf(spec) {
+  return [].concat(spec.type || "string");
+}
+
+function isImageField(name, spec) {
+  return IMAGE_FIELDS.test(name) && typesOf(spec).some((t) => t === "string" || t === "array");
+}
+
+function byOrder([nameA, a], [nameB, b]) {
+  const order = (a["x-order"] ?? 99) - (b["x-order"] ?? 99);
+  return order || nameA.localeCompare(nameB);
+}
+
+/** Check one value against its property, the way the server does; an error message or null. */
+export function checkValue(name, spec, value, required) {
+  if (value === undefined) return required ? "required" : null;
+  const types = typesOf(spec);
+  if (typeof value === "string" && !types.includes("string") && !types.includes("array")) {
+    return `not a ${types.join(" or ")}`;
+  }
+  if (Array.isArray(value) && !types.includes("array")) return "one value only";
+  if (types.includes("integer") && typeof value === "number" && !Number.isInteger(value)) {
+    return "must be a whole number";
+  }
+  if (typeof value === "number") {
+    if (spec.minimum !== undefined && value < spec.minimum) return `must be ≥ ${spec.minimum}`;
+    if (spec.maximum !== undefined && value > spec.maximum) return `must be ≤ ${spec.maximum}`;
+  }
+  if (typeof value === "string") {
+    if (spec.minLength && value.length < spec.minLength) return "must not be empty";
+    if (spec.pattern && !new RegExp(spec.pattern, "u").test(value)) return "must not be empty";
+  }
+  if (spec.enum && !spec.enum.includes(value)) return `must be one of ${spec.enum.join(", ")}`;
+  return null;
+}
+
+/** One field: its control, how to read and write it. */
+class Field {
+  constructor(name, spec, required) {
+    this.name = name;
+    this.spec = spec;
+    this.required = required;
+    this.error = h("div", { class: "field-error", role: "alert" });
+    this.control = this._control();
+    const hint = spec.description ? h("small", { class: "hint" }, spec.description) : null;
+    this.element = h("div", { class: "field", "data-field": name },
+      h("label", { for: `field-${name}` }, name, required ? h("span", { class: "req" }, " *") : null),
+      this.control, hint, this.error);
+    if (spec.default !== undefined) this.set(spec.default);
+  }
+
+  _control() {
+    const { name, spec } = this;
+    const id = `field-${name}`;
+    const types = typesOf(spec);
+    if (spec.enum) {
+      return h("select", { id, name },
+        ...(this.required || spec.default !== undefined ? [] : [h("option", { value: "" }, "—")]),
+        ...spec.enum.map((v, i) => h("option", { value: String(i) }, String(v))));
+    }
+    if (types.includes("boolean")) {
+      return h("input", { id, name, type: "checkbox", role: "switch", class: "toggle" });
+    }
+    if (types.includes("integer") || types.includes("number")) {
+      const attrs = { id, name, type: "number", step: types.includes("integer") ? "1" : "any" };
+      if (spec.minimum !== undefined) attrs.min = String(spec.minimum);
+      if (spec.maximum !== undefined) attrs.max = String(spec.maximum);
+      return h("input", attrs);
+    }
+    if (isImageField(name, spec)) return this._imageControl(id);
+    if (name === "prompt" || name.endsWith("_prompt")) return h("textarea", { id, name, rows: 3 });
+    return h("input", { id, name, type: "text" });
+  }
+
+  _imageControl(id) {
+    this.multiple = typesOf(this.spec).includes("array");
+    this.uploads = [];
+    this.urlInput = h("input", { id, name: this.name, type: "url",
+      placeholder: this.multiple ? "https://… (one or more, space-separated)" : "https://…" });
+    this.fileInput = h("input", { type: "file", accept: "image/*", "aria-label": `${this.name} upload` });
+    if (this.multiple) this.fileInput.multiple = true;
+    this.preview = h("div", { class: "uploads" });
+    this.fileInput.addEventListener("change", async () => {
+      this.uploads = await Promise.all([...this.fileInput.files].map(readAsDataUri));
+      this.preview.replaceChildren(...this.uploads.map((src) => h("img", { src, alt: "upload" })));
+      this.element.dispatchEvent(new Event("input", { bubbles: true }));
+    });
+    return h("div", { class: "image-input" }, this.urlInput, h("span", {}, " or "), this.fileInput, this.preview);
+  }
+
+  /** The value as the request carries it; undefined when empty; the raw text when unparsable. */
+  get() {
+    const { spec } = this;
+    const types = typesOf(spec);
+    if (this.urlInput) {
+      const urls = this.urlInput.value.split(/\s+/).filter(Boolean);
+      const all = [...urls, ...this.uploads];
+      if (!all.length) return undefined;
+      return this.multiple ? all : all[0];
+    }
+    if (spec.enum) return this.control.value === "" ? undefined : spec.enum[Number(this.control.value)];
+    if (types.includes("boolean")) return this.control.checked;
+    const raw = this.control.value;
+    if (types.includes("integer") || types.includes("number")) {
+      if (raw.trim() === "") return this.control.validity.badInput ? "" : undefined;
+      const n = Number(raw);
+      return Number.isFinite(n) ? n : raw;
+    }
+    if (raw === "" && !this.required) return undefined;
+    return raw;
+  }
+
+  set(value) {
+    const types = typesOf(this.spec);
+    if (this.urlInput) {
+      const values = [].concat(value ?? []);
+      this.urlInput.value = values.filter((v) => !String(v).startsWith("data:")).join(" ");
+      this.uploads = values.filter((v) => String(v).startsWith("data:"));
+    } else if (this.spec.enum) {
+      const index = this.spec.enum.indexOf(value);
+      this.control.value = index < 0 ? "" : String(index);
+    } else if (types.includes("boolean")) {
+      this.control.checked = Boolean(value);
+    } else {
+      this.control.value = value === undefined || value === null ? "" : String(value);
+    }
+  }
+
+  check() {
+    const message = checkValue(this.name, this.spec, this.get(), this.required);
+    this.error.textContent = message ? `${this.name}: ${message}` : "";
+    this.element.classList.toggle("invalid", Boolean(message));
+    (this.urlInput || this.control).setAttribute("aria-invalid", message ? "true" : "false");
+    return message;
+  }
+}
+
+function readAsDataUri(file) {
+  return new Promise((resolve, reject) => {
+    const reader = new FileReader();
+    reader.onload = () => resolve(reader.result);
+    reader.onerror = () => reject(reader.error);
+    reader.readAsDataURL(file);
+  });
+}
+
+/** The whole form of one model. */
+export class SchemaForm {
+  constructor(schema) {
+    const required = new Set(schema.required || []);
+    const basic = new Set(schema.basic || ["prompt"]);
+    const entries = Object.entries(schema.properties || {}).sort(byOrder);
+    this.fields = entries.map(([name, spec]) => new Field(name, spec, required.has(name)));
+    const basicFields = this.fields.filter((f) => basic.has(f.name));
+    const advanced = this.fields.filter((f) => !basic.has(f.name));
+    this.element = h("div", { class: "schema-form" },
+      h("div", { class: "basic" }, ...basicFields.map((f) => f.element)),
+      advanced.length
+        ? h("details", { class: "advanced" }, h("summary", {}, `Advanced (${advanced.length})`),
+          ...advanced.map((f) => f.element))
+        : null);
+    this.element.addEventListener("input", (event) => {
+      const field = this.fields.find((f) => f.element.contains(event.target));
+      if (field) field.check();
+    });
+    this.element.addEventListener("change", (event) => {
+      const field = this.fields.find((f) => f.element.contains(event.target));
+      if (field) field.check();
+    });
+  }
+
+  /** The model's own fields as a request body carries them (empty ones left out). */
+  values() {
+    const out = {};
+    for (const field of this.fields) {
+      const value = field.get();
+      if (value !== undefined) out[field.name] = value;
+    }
+    return out;
+  }
+
+  /** Flag every invalid field; the first problem, or null. Opens "Advanced" to show its own. */
+  validate() {
+    const problems = this.fields.map((f) => [f, f.check()]).filter(([, m]) => m);
+    if (!problems.length) return null;
+    const [field, message] = problems[0];
+    const details = field.element.closest("details");
+    if (details) details.open = true;
+    return `${field.name}: ${message}`;
+  }
+
+  /** Fill from a generation's params (unknown keys ignored). */
+  setValues(values) {
+    for (const field of this.fields) {
+      if (field.name in values) field.set(values[field.name]);
+    }
+    this.fields.forEach((f) => f.check());
+  }
+}

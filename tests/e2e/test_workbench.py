@@ -1,0 +1,259 @@
+"""The Workbench end to end in real headless Chromium (Playwright), against the real server.
+
+Screenshots go to ``artifacts/screenshots/`` at the repository root (or ``$IMAGEHUB_SCREENSHOTS``);
+the folder is printed at the end of the module.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+import httpx
+import pytest
+from playwright.sync_api import Browser, Page, Request, sync_playwright
+
+from conftest import ServerProcess
+from tests_helpers import wait_for_status
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+SCREENSHOTS = Path(os.environ.get("IMAGEHUB_SCREENSHOTS")
+                   or Path(__file__).resolve().parents[2] / "artifacts" / "screenshots")
+ROW_META = {"generation_id", "enqueued_at", "started_at", "completed_at", "result_url", "images",
+            "status", "error_message", "progress"}
+PROMPT = 'a red circle, it\'s "quoted"'
+
+
+@pytest.fixture(scope="module")
+def browser(request: pytest.FixtureRequest) -> Iterator[Browser]:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS,
+                                              headless=True)
+        yield chromium
+        chromium.close()
+    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.write_line(f"workbench screenshots: {SCREENSHOTS}")
+
+
+@dataclass
+class Tab:
+    page: Page
+    server: ServerProcess
+    requests: list[Request] = field(default_factory=list)
+    keyed_from: int = 0
+    """Index of the first request made after the key was entered."""
+
+    def shot(self, name: str) -> None:
+        self.page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
+
+    def open(self) -> "Tab":
+        self.page.goto(f"{self.server.url}/")
+        self.page.wait_for_load_state("networkidle")
+        self.page.fill("#api-key", self.server.key)
+        self.keyed_from = len(self.requests)
+        self.page.click("#key-form button[type=submit]")
+        self.page.wait_for_selector("#model option[value=tiny-sd]", state="attached")
+        return self
+
+    def pick(self, model: str) -> None:
+        self.page.select_option("#model", model)
+        self.page.wait_for_selector("[data-field=prompt] textarea")
+
+    def open_advanced(self) -> None:
+        details = self.page.locator("details.advanced")
+        if details.get_attribute("open") is None:
+            details.locator("summary").click()
+
+    def snippet(self, name: str) -> str:
+        self.page.click("[data-tab=api]")
+        self.page.click(f"[data-snippet-tab={name}]")
+        return self.page.locator(f"[data-snippet={name}] code").inner_text()
+
+
+@pytest.fixture
+def tab(browser: Browser, server: ServerProcess) -> Iterator[Tab]:
+    context = browser.new_context(viewport={"width": 1400, "height": 1000},
+                                  permissions=["clipboard-read", "clipboard-write"])
+    page = context.new_page()
+    opened = Tab(page, server)
+    page.on("request", lambda request: opened.requests.append(request))
+    yield opened
+    context.close()
+
+
+def _row_params(api: httpx.Client, generation_id: str) -> dict[str, Any]:
+    row = wait_for_status(api, generation_id, {"succeeded"})
+    return {k: v for k, v in row.items() if k not in ROW_META}
+
+
+def _run(command: list[str], key: str) -> str:
+    env = {**os.environ, "IMAGEHUB_API_KEY": key}
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def test_run_see_compare_and_copy_the_api_calls(tab: Tab, api: httpx.Client) -> None:
+    page = tab.open().page
+    tab.pick("tiny-sd")
+
+    # the form follows the schema: basic fields first, the rest under Advanced by x-order
+    basic = page.locator(".schema-form > .basic > .field").evaluate_all(
+        "els => els.map(e => e.dataset.field)")
+    advanced = page.locator("details.advanced .field").evaluate_all("els => els.map(e => e.dataset.field)")
+    assert basic == ["prompt", "aspect_ratio", "resolution"]
+    assert advanced == ["negative_prompt", "num_inference_steps", "guidance_scale", "seed"]
+    assert page.locator("[data-field=aspect_ratio] select option").count() == 15
+    assert page.locator("[data-field=num_inference_steps] input").get_attribute("min") == "1"
+
+    # fill and run synchronously; the image shows
+    page.fill("[data-field=prompt] textarea", PROMPT)
+    page.select_option("[data-field=aspect_ratio] select", label="16:9")
+    tab.open_advanced()
+    page.fill("[data-field=seed] input", "7")
+    with page.expect_response(lambda r: r.url.endswith("/api/ai/images/generate")) as sent:
+        page.click("#run")
+    workbench = sent.value.json()
+    sent_body = json.loads(sent.value.request.post_data or "{}")
+    assert sent_body == {"model": "tiny-sd", "prompt": PROMPT, "aspect_ratio": "16:9",
+                         "resolution": "512", "num_inference_steps": 2, "guidance_scale": 7.5,
+                         "seed": 7}
+    page.wait_for_function("() => [...document.querySelectorAll('.result img')]"
+                           ".some(i => i.complete && i.naturalWidth === 688)")
+    tab.shot("01-sync-result")
+
+    # the API tab: copy the cURL, then run every cURL variant and the Python snippet
+    curl_sync = tab.snippet("curl-sync")
+    page.click("[data-snippet=curl-sync] button.copy")
+    page.wait_for_selector("[data-snippet=curl-sync] .copy-status:text('copied')")
+    assert page.evaluate("navigator.clipboard.readText()") == curl_sync
+    assert f"{tab.server.url}/api/ai/images/generate" in curl_sync
+    assert "$IMAGEHUB_API_KEY" in curl_sync and tab.server.key not in curl_sync
+    tab.shot("02-api-tab-curl")
+    python_code = tab.snippet("python")
+    assert "import requests" in python_code and tab.server.key not in python_code
+    tab.shot("03-api-tab-python")
+    curl_async, curl_sse = tab.snippet("curl-async"), tab.snippet("curl-sse")
+
+    from_curl = json.loads(_run(["bash", "-c", curl_sync], tab.server.key))
+    from_python = json.loads(_run([sys.executable, "-c", python_code], tab.server.key))
+    polled = _run(["bash", "-c", curl_async], tab.server.key)
+    assert "Status: succeeded" in polled
+    from_poll = json.loads(polled[polled.index("{"):])
+    streamed = json.loads(_run(["bash", "-c", curl_sse], tab.server.key))
+    assert streamed["status"] == "succeeded" and streamed["url"]
+
+    # the same request: the history rows carry the same params; the same result: the same pixels
+    reference = _row_params(api, workbench["generation_id"])
+    assert reference["prompt"] == PROMPT and reference["seed"] == 7
+    for generation_id in (from_curl["generation_id"], from_python["generation_id"],
+                          from_poll["generation_id"], streamed["generation_id"]):
+        assert _row_params(api, generation_id) == reference
+    pixels = httpx.get(workbench["images"][0]["url"]).content
+    for url in (from_curl["images"][0]["url"], from_python["images"][0]["url"],
+                from_poll["result_url"], streamed["url"]):
+        assert httpx.get(url).content == pixels
+
+    # a second run through the queue with another seed, then compare the two
+    page.click("[data-tab=results]")
+    page.check("input[name=mode][value=queue]")
+    page.fill("[data-field=seed] input", "8")
+    page.click("#run")
+    page.wait_for_selector(".job[data-status=succeeded]")
+    page.wait_for_function("() => document.querySelectorAll('.result img').length === 2")
+    for checkbox in page.locator(".result input.select").all():
+        checkbox.check()
+    page.click("#compare-selected")
+    page.wait_for_function("() => [...document.querySelectorAll('.compare-item img')]"
+                           ".filter(i => i.complete && i.naturalWidth > 0).length === 2")
+    seeds = page.locator(".compare-item tr.diff th").all_inner_texts()
+    assert seeds[:1] == ["seed"]
+    tab.shot("04-compare")
+
+    # the key stayed in session storage: not in a URL, not in local storage, not in a cookie
+    assert page.evaluate("sessionStorage.getItem('imagehub.apiKey')") == tab.server.key
+    assert page.evaluate("localStorage.length") == 0
+    assert page.context.cookies() == []
+    assert tab.requests and all(tab.server.key not in r.url for r in tab.requests)
+    unsigned = [r.url for r in tab.requests[tab.keyed_from:] if "/api/" in r.url and "/api/files/" not in r.url
+                and r.all_headers().get("authorization") != f"Bearer {tab.server.key}"]
+    assert unsigned == []
+
+
+def test_queue_progress_and_cancel(tab: Tab, api: httpx.Client) -> None:
+    page = tab.open().page
+    tab.pick("tiny-sd-slow")
+    page.fill("[data-field=prompt] textarea", "a slow square")
+    page.check("input[name=mode][value=queue]")
+    page.select_option("#count", "2")
+    with page.expect_response(lambda r: r.url.endswith("/api/ai/queue")) as sent:
+        page.click("#run")
+    ids = [g["generation_id"] for g in sent.value.json()["generations"]]
+    assert len(ids) == 2
+    first = page.locator(f".job[data-generation='{ids[0]}']")
+    first.locator(".job-status").filter(has_text=re.compile(r"step \d+/40")).wait_for()
+    assert 0 < float(first.locator("progress").evaluate("p => p.value")) < 1
+    tab.shot("05-queue-progress")
+    first.locator("button.cancel").click()
+    page.wait_for_selector(f".job[data-generation='{ids[0]}'][data-status=cancelled]")
+    page.locator(f".job[data-generation='{ids[1]}'] button.cancel").click()
+    page.wait_for_selector(f".job[data-generation='{ids[1]}'][data-status=cancelled]")
+    assert [wait_for_status(api, i, {"cancelled"})["status"] for i in ids] == ["cancelled"] * 2
+    tab.shot("06-queue-cancelled")
+
+
+def test_invalid_values_are_flagged_before_sending(tab: Tab) -> None:
+    page = tab.open().page
+    tab.pick("tiny-sd")
+    tab.open_advanced()
+    page.fill("[data-field=num_inference_steps] input", "0")
+    assert page.locator("[data-field=num_inference_steps].invalid .field-error").inner_text() == \
+        "num_inference_steps: must be ≥ 1"
+    page.fill("[data-field=guidance_scale] input", "2.5")
+    page.fill("[data-field=prompt] textarea", "   ")
+    page.click("#run")
+    assert "Fix the form first" in page.locator("#form-error").inner_text()
+    assert page.locator("[data-field=prompt].invalid").count() == 1
+    assert page.locator("[data-field=guidance_scale].invalid").count() == 0
+    tab.shot("07-invalid-form")
+    assert not [r for r in tab.requests if r.method == "POST"]
+
+
+def test_history_lists_past_generations_and_refills_the_form(tab: Tab, api: httpx.Client) -> None:
+    r = api.post("/api/ai/images/generate",
+                 json={"model": "tiny-sd", "prompt": "from the history", "seed": 99,
+                       "aspect_ratio": "3:4"})
+    assert r.status_code == 200, r.text
+    page = tab.open().page
+    page.click("[data-tab=history]")
+    row = page.locator("#history tbody tr", has_text="from the history").first
+    row.wait_for()
+    assert "succeeded" in row.inner_text() and "99" in row.inner_text()
+    tab.shot("08-history")
+    row.locator("button").click()
+    assert page.locator("#model").input_value() == "tiny-sd"
+    assert page.locator("[data-field=prompt] textarea").input_value() == "from the history"
+    assert page.locator("[data-field=seed] input").input_value() == "99"
+    assert page.locator("[data-field=aspect_ratio] select option:checked").inner_text() == "3:4"
+
+
+def test_a_new_tab_does_not_know_the_key(browser: Browser, tab: Tab) -> None:
+    tab.open()
+    assert tab.page.evaluate("sessionStorage.getItem('imagehub.apiKey')") == tab.server.key
+    other = browser.new_context().new_page()
+    try:
+        other.goto(f"{tab.server.url}/")
+        assert other.evaluate("sessionStorage.getItem('imagehub.apiKey')") is None
+        other.wait_for_selector("#model-info:text('enter an API key')")
+    finally:
+        other.context.close()
