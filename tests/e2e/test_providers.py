@@ -160,7 +160,7 @@ def test_gemini_429_is_retried_and_still_served_by_gemini(api: httpx.Client, ser
     generation_id = enqueue(api, prompt="a green cube")
     assert wait_for_status(api, generation_id, {"succeeded", "failed"})["status"] == "succeeded"
     recorded = provenance(server, generation_id)["engine"]
-    assert recorded["provider"] == "gemini" and recorded["attempts"] == 2 and "failover" not in recorded
+    assert recorded["provider"] == "gemini" and recorded["http_requests"] == 2 and "failover" not in recorded
 
 
 def test_safety_block_fails_the_row_and_says_so(api: httpx.Client, fakes: dict[str, Any]) -> None:

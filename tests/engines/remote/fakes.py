@@ -485,6 +485,7 @@ OXEN_MODELS: dict[str, set[str]] = {
     "nano-banana-2": {"prompt", "aspect_ratio", "resolution", "enable_web_search", "safety_tolerance",
                       "google_search", "thinking_level", "input_image"},
 }
+UNAVAILABLE_MODELS = {"google-nano-banana-pro"}
 
 
 class FakeOxenHub(FakeServer):
@@ -531,6 +532,9 @@ class FakeOxenHub(FakeServer):
         if not isinstance(body, dict):
             return self.error(400, "invalid_params", "body: expected a JSON object")
         model = body.get("model")
+        if model in UNAVAILABLE_MODELS:
+            return self.error(503, "model_unavailable", f"{model} runs at a remote provider, and no "
+                              "provider is configured: set IMAGEHUB_GEMINI_API_KEY")
         if model not in OXEN_MODELS:
             return self.error(404, "resource_not_found", f"Model not found: {model}")
         for name in body:

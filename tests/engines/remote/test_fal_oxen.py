@@ -148,3 +148,15 @@ def test_oxen_upstream_other_failure_is_upstream_error(oxen, settings) -> None: 
 def test_oxen_rejects_unknown_model_as_upstream_error(oxen, settings) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(UpstreamError, match="oxen: HTTP 404: resource_not_found Model not found: nano-banana"):
         run(entry("nano-banana", settings(oxen=oxen)))
+
+
+def test_oxen_model_unavailable_upstream_is_not_retried(oxen, settings) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(UpstreamError, match="oxen: HTTP 503: model_unavailable google-nano-banana-pro runs"):
+        run(entry("google-nano-banana-pro", settings(oxen=oxen)))
+    assert len(oxen.calls("POST")) == 1
+
+
+def test_oxen_other_5xx_is_retried(oxen, settings) -> None:  # type: ignore[no-untyped-def]
+    oxen.fault("500", times=2)
+    assert run(entry("nano-banana-2", settings(oxen=oxen))).info["http_requests"] >= 3
+    assert len(oxen.calls("POST")) == 3

@@ -124,7 +124,7 @@ def test_429_is_retried_honouring_retry_after(gemini, settings) -> None:  # type
     started = time.monotonic()
     result = run(entry("nano-banana-2", settings(gemini=gemini)))
     assert time.monotonic() - started >= 2.0  # two waits of Retry-After: 1
-    assert len(gemini.calls("POST")) == 3 and result.info["attempts"] == 3
+    assert len(gemini.calls("POST")) == 3 and result.info["http_requests"] == 3
 
 
 def test_500_retries_are_bounded_then_upstream_error(gemini, settings) -> None:  # type: ignore[no-untyped-def]
@@ -139,7 +139,7 @@ def test_500_retries_are_bounded_then_upstream_error(gemini, settings) -> None: 
 
 def test_503_then_success(gemini, settings) -> None:  # type: ignore[no-untyped-def]
     gemini.fault("503", times=1)
-    assert run(entry("nano-banana-2", settings(gemini=gemini))).info["attempts"] == 2
+    assert run(entry("nano-banana-2", settings(gemini=gemini))).info["http_requests"] == 2
 
 
 def test_a_retry_after_beyond_the_cap_fails_at_once(gemini, settings) -> None:  # type: ignore[no-untyped-def]

@@ -117,7 +117,7 @@ class RemoteEngine:
                                  "kind": "no_image" if isinstance(exc, NoImage) else "upstream"})
                 continue
             info = {"provider": provider.name, "provider_model": provider.model,
-                    "attempts": call.http.attempts, "seconds": round(time.monotonic() - started, 3),
+                    "http_requests": call.http.requests, "seconds": round(time.monotonic() - started, 3),
                     "native_sizes": [list(image.size) for image in images], **call.info}
             if failures:
                 info["failover"] = failures

@@ -79,7 +79,8 @@ class ProviderHTTP:
         self.deadline = deadline
         """``time.monotonic()`` past which nothing more is tried."""
         self._secret = secret
-        self.attempts = 0
+        self.requests = 0
+        """HTTP requests sent (retries and polls included), recorded on the row."""
 
     def scrub(self, text: str) -> str:
         return text.replace(self._secret, "***") if self._secret else text
@@ -93,7 +94,7 @@ class ProviderHTTP:
         accept = ok or (lambda r: r.is_success)
         retry = 0
         while True:
-            self.attempts += 1
+            self.requests += 1
             try:
                 response = await self.client.request(method, url, **kwargs)
             except httpx.TransportError as exc:

@@ -27,6 +27,7 @@ from imagehub.engines.remote.base import (
     json_or_garbage,
     require,
 )
+from imagehub.engines.remote.http import provider_message
 from imagehub.errors import GenerationCancelled
 
 NOT_FORWARDED = {"seed", "input_image"}
@@ -49,9 +50,11 @@ class OxenProvider(Provider):
 
     async def generate(self, call: Call) -> list[Image.Image]:
         # 1. enqueue upstream
-        answer = json_or_garbage(call, await call.http.request(
-            "POST", f"{self.base_url}/api/ai/queue", json=self.body(call), headers=self.auth_headers()),
-            "the enqueue")
+        response = await call.http.request("POST", f"{self.base_url}/api/ai/queue", json=self.body(call),
+                                           headers=self.auth_headers(), ok=_success_or_unavailable)
+        if not response.is_success:  # the upstream does not serve this model: no point retrying
+            raise call.http.error(f"HTTP {response.status_code}: {provider_message(response)}")
+        answer = json_or_garbage(call, response, "the enqueue")
         generations = answer.get("generations") if isinstance(answer, dict) else None
         require(isinstance(generations, list) and bool(generations)
                 and all(isinstance(g, dict) and g.get("generation_id") for g in generations), call,
@@ -103,3 +106,13 @@ class OxenProvider(Provider):
                                               headers=self.auth_headers(), timeout=5.0)
             except httpx.HTTPError:
                 pass
+
+
+def _success_or_unavailable(response: httpx.Response) -> bool:
+    """2xx, or the API.md 503 ``model_unavailable`` (permanent, unlike other 503s)."""
+    if response.is_success:
+        return True
+    try:
+        return response.status_code == 503 and response.json()["error"]["type"] == "model_unavailable"
+    except (ValueError, KeyError, TypeError):
+        return False
