@@ -127,8 +127,10 @@ class RemoteEngine:
     def _call(self, provider: Provider, request: EngineRequest, on_step: StepCallback,
               deadline: float) -> Call:
         timeout = self.settings.provider_timeout_seconds
+        # trust_env: HTTPS_PROXY / SSL_CERT_FILE apply to provider calls (corporate egress); the
+        # input-image fetcher ignores them, since it connects to the address it checked
         client = httpx.AsyncClient(timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
-                                   trust_env=False, follow_redirects=False)
+                                   trust_env=True, follow_redirects=False)
         http = ProviderHTTP(client, provider.name, self.policy, deadline, secret=provider.key)
         return Call(request=request, http=http, on_step=on_step,
                     poll_seconds=self.settings.provider_poll_seconds, fetcher=self.fetcher)
