@@ -9,13 +9,19 @@ import threading
 import time
 
 import pytest
+from conftest import ServerProcess
 from PIL import Image
 
-from conftest import ServerProcess
 from imagehub import AsyncClient, Client
 from imagehub.client import (
-    APIError, Event, GenerationCancelled, GenerationCompleted, GenerationProgress,
-    GenerationStarted, SSEDecoder, StreamError,
+    APIError,
+    Event,
+    GenerationCancelled,
+    GenerationCompleted,
+    GenerationProgress,
+    GenerationStarted,
+    SSEDecoder,
+    StreamError,
 )
 
 

@@ -22,8 +22,9 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator, Callable, Iterator, NamedTuple
+from typing import Any, NamedTuple, Self
 
 import httpx
 
@@ -46,7 +47,7 @@ class APIError(Exception):
         self.request_id = request_id
 
     @classmethod
-    def from_response(cls, response: httpx.Response) -> "APIError":
+    def from_response(cls, response: httpx.Response) -> APIError:
         try:
             error = response.json().get("error") or {}
         except (ValueError, AttributeError):
@@ -154,7 +155,7 @@ class SSEDecoder:
         if line.startswith(":"):
             return None
         name, _, value = line.partition(":")
-        value = value[1:] if value.startswith(" ") else value
+        value = value.removeprefix(" ")
         if name == "event":
             self._name = value
         elif name == "data":
@@ -258,7 +259,7 @@ class Client(_Base):
         self._http = httpx.Client(base_url=self.base_url, headers=self._headers, timeout=timeout,
                                   transport=transport)
 
-    def __enter__(self) -> "Client":
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -380,7 +381,7 @@ class AsyncClient(_Base):
         self._http = httpx.AsyncClient(base_url=self.base_url, headers=self._headers,
                                        timeout=timeout, transport=transport)
 
-    async def __aenter__(self) -> "AsyncClient":
+    async def __aenter__(self) -> Self:
         return self
 
     async def __aexit__(self, *exc: object) -> None:

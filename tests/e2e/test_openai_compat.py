@@ -8,9 +8,8 @@ import io
 import httpx
 import openai
 import pytest
-from PIL import Image
-
 from conftest import ServerProcess
+from PIL import Image
 
 
 @pytest.fixture
@@ -31,8 +30,8 @@ def test_openai_sdk_generates_urls(oai: openai.OpenAI) -> None:
 
 
 def test_openai_sdk_b64_webp_and_seed_pass_through(oai: openai.OpenAI) -> None:
-    kwargs = dict(model="tiny-sd", prompt="a blue square", response_format="b64_json",
-                  output_format="webp", extra_body={"seed": 11})
+    kwargs = {"model": "tiny-sd", "prompt": "a blue square", "response_format": "b64_json",
+              "output_format": "webp", "extra_body": {"seed": 11}}
     first, second = oai.images.generate(**kwargs), oai.images.generate(**kwargs)
     image = Image.open(io.BytesIO(base64.b64decode(first.data[0].b64_json)))
     assert image.format == "WEBP" and image.size == (512, 512)

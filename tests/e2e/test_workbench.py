@@ -11,15 +11,15 @@ import os
 import re
 import subprocess
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, Page, Request, sync_playwright
-
 from conftest import ServerProcess
+from playwright.sync_api import Browser, Page, Request, sync_playwright
 from tests_helpers import wait_for_status
 
 CHROMIUM = "/usr/bin/chromium"
@@ -56,7 +56,7 @@ class Tab:
     def shot(self, name: str) -> None:
         self.page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
 
-    def open(self) -> "Tab":
+    def open(self) -> Tab:
         self.page.goto(f"{self.server.url}/")
         self.page.wait_for_load_state("networkidle")
         self.page.fill("#api-key", self.server.key)
@@ -98,7 +98,8 @@ def _row_params(api: httpx.Client, generation_id: str) -> dict[str, Any]:
 
 def _run(command: list[str], key: str) -> str:
     env = {**os.environ, "IMAGEHUB_API_KEY": key}
-    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=180)
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=180,
+                          check=False)
     assert done.returncode == 0, done.stderr
     return done.stdout
 

@@ -82,6 +82,20 @@ def keys_revoke(key: str = typer.Argument(..., help="The key's id or prefix.")) 
     typer.echo(f"revoked {key}")
 
 
+def _mount_client_commands() -> None:
+    """generate, models, queue: against IMAGEHUB_URL, or in-process (``imagehub.cli.target``)."""
+    from imagehub.cli.generate import generate
+    from imagehub.cli.models import models_app
+    from imagehub.cli.queue import queue_app
+
+    app.command("generate")(generate)
+    app.add_typer(models_app, name="models")
+    app.add_typer(queue_app, name="queue")
+
+
+_mount_client_commands()
+
+
 def _mount_optional() -> None:
     """Sub-apps that live beside their feature (the built-in model's train/eval)."""
     try:

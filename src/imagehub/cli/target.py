@@ -1,0 +1,169 @@
+"""Where the CLI's commands go: a running server (``IMAGEHUB_URL`` + ``IMAGEHUB_API_KEY``, through
+:class:`imagehub.Client`), or, when no URL is configured, a hub opened in this process over the
+local data dir (``IMAGEHUB_DATA_DIR``). Both answer with the same JSON shapes and typed events.
+
+Errors of either kind become one ``error: ...`` line and exit status 1 (:func:`one_line_errors`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import queue
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, Protocol
+
+import httpx
+import typer
+
+from imagehub.client import EVENT_TYPES, APIError, Client, Event, StreamError
+
+if TYPE_CHECKING:
+    from imagehub.services.hub import Hub
+
+URL_OPTION = typer.Option(None, "--url", envvar="IMAGEHUB_URL", show_envvar=True,
+                          help="Server to talk to; unset: run in this process over the local data dir.")
+KEY_OPTION = typer.Option(None, "--api-key", envvar="IMAGEHUB_API_KEY", show_envvar=True,
+                          help="API key for --url.", show_default=False)
+
+
+class Target(Protocol):
+    """What the commands need; ``Client`` has all of it, ``LocalHub`` mirrors it."""
+
+    def models(self) -> list[dict[str, Any]]: ...
+    def model(self, model_id: str) -> dict[str, Any]: ...
+    def enqueue(self, model: str, prompt: str, *, num_generations: int = 1,
+                **params: Any) -> list[str]: ...
+    def get(self, generation_id: str) -> dict[str, Any]: ...
+    def list(self, *, status: str | None = None, model: str | None = None) -> list[dict[str, Any]]: ...
+    def cancel(self, generation_id: str) -> dict[str, Any]: ...
+    def events(self) -> Iterator[Event]: ...
+    def image_bytes(self, row: dict[str, Any]) -> list[bytes]: ...
+
+
+class RemoteTarget(Client):
+    """A :class:`Client` plus what the CLI needs on top: an event stream that gives up on drops."""
+
+    def events(self, **kwargs: Any) -> Iterator[Event]:  # type: ignore[override]
+        kwargs.setdefault("max_reconnects", 5)
+        return super().events(**kwargs)
+
+    def image_bytes(self, row: dict[str, Any]) -> list[bytes]:
+        urls = [image["url"] for image in row.get("images") or []] or [row["result_url"]]
+        return [self.download(url) for url in urls]
+
+
+class LocalHub:
+    """The hub in this process: the local store, catalog and (for ``generate``) workers."""
+
+    def __init__(self, run_workers: bool) -> None:
+        from imagehub.config import load_settings
+        from imagehub.services.hub import Hub
+        from imagehub.services.keys import ANONYMOUS
+
+        self.settings = load_settings()
+        self.hub: Hub = Hub(self.settings)
+        self.principal = ANONYMOUS
+        self.hub.start(run_workers=run_workers)
+
+    def close(self) -> None:
+        self.hub.stop()
+
+    def models(self) -> list[dict[str, Any]]:
+        return [_model_dict(entry) for entry in self.hub.deps.catalog.all()]
+
+    def model(self, model_id: str) -> dict[str, Any]:
+        return _model_dict(self.hub.deps.catalog.get(model_id))
+
+    def enqueue(self, model: str, prompt: str, *, num_generations: int = 1,
+                **params: Any) -> list[str]:
+        body = {"model": model, "prompt": prompt, "num_generations": num_generations,
+                **{k: v for k, v in params.items() if v is not None}}
+        answer = self.hub.generations.enqueue(self.principal, body)
+        return [g.generation_id for g in answer.generations]
+
+    def get(self, generation_id: str) -> dict[str, Any]:
+        return self.hub.generations.get(self.principal, generation_id).model_dump()
+
+    def list(self, *, status: str | None = None, model: str | None = None) -> list[dict[str, Any]]:
+        rows = self.hub.generations.list_active(self.principal, status, model, None, 1000)
+        return [row.model_dump() for row in rows.generations]
+
+    def cancel(self, generation_id: str) -> dict[str, Any]:
+        return self.hub.generations.cancel(self.principal, generation_id).model_dump()
+
+    def image_bytes(self, row: dict[str, Any]) -> list[bytes]:
+        count = len(row.get("images") or []) or 1
+        keys = [f"{row['generation_id']}/{index}.png" for index in range(count)]
+        return [self.hub.deps.storage.get(key) or b"" for key in keys]
+
+    def events(self) -> Iterator[Event]:
+        """The bus's events as the client's typed events (the bus wants an event loop: a thread)."""
+        events: queue.Queue[Any] = queue.Queue()
+        ready, stop = threading.Event(), threading.Event()
+
+        async def pump() -> None:
+            subscription = self.hub.deps.bus.subscribe(self.principal.namespaces, None,
+                                                       self.settings.event_catch_up_seconds)
+            ready.set()
+            try:
+                while not stop.is_set():
+                    event = await subscription.get(timeout=0.2)
+                    if event is not None:
+                        events.put(event)
+            finally:
+                subscription.close()
+
+        threading.Thread(target=asyncio.run, args=(pump(),), daemon=True).start()
+        ready.wait(10)
+        try:
+            while True:
+                event = events.get()
+                name = event.name.value
+                yield EVENT_TYPES.get(name, Event)(event=name, data=event.data, id=event.id)
+        finally:
+            stop.set()
+
+
+def _model_dict(entry: Any) -> dict[str, Any]:
+    card = entry.card
+    return {"id": card.id, "display_name": card.display_name, "description": card.description,
+            "backend": card.backend, "available": entry.available,
+            "unavailable_reason": entry.unavailable_reason, "request_schema": entry.schema.document}
+
+
+@contextmanager
+def open_target(url: str | None, api_key: str | None, *, run_workers: bool = False) -> Iterator[Target]:
+    """A client of ``url``, or the local hub when ``url`` is empty."""
+    if url:
+        with RemoteTarget(url, api_key=api_key) as client:
+            yield client
+        return
+    local = LocalHub(run_workers=run_workers)
+    try:
+        yield local
+    finally:
+        local.close()
+
+
+@contextmanager
+def one_line_errors() -> Iterator[None]:
+    """API, hub and connection errors as one ``error: ...`` line on stderr, exit status 1."""
+    from imagehub.errors import ImagehubError
+
+    try:
+        yield
+    except APIError as exc:
+        _fail(f"{exc.status_code} {exc.type}: {exc.detail}", exc)
+    except ImagehubError as exc:
+        _fail(f"{exc.status} {exc.type}: {exc.detail}", exc)
+    except httpx.HTTPError as exc:
+        _fail(f"cannot reach the server: {exc}", exc)
+    except StreamError as exc:
+        _fail(f"event stream lost: {exc}", exc)
+
+
+def _fail(message: str, exc: Exception) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(1) from exc

@@ -1,0 +1,119 @@
+"""``imagehub generate | models | queue`` as a user runs them: subprocesses against the real
+server (IMAGEHUB_URL + IMAGEHUB_API_KEY), and in-process over a local data dir."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+from conftest import ServerProcess, write_catalog
+from PIL import Image
+from tests_helpers import wait_for_status
+
+
+def imagehub(*args: str, env: dict[str, str], timeout: float = 180) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "imagehub", *args], env=env, capture_output=True,
+                          text=True, timeout=timeout, check=False)
+
+
+@pytest.fixture
+def remote(server: ServerProcess) -> dict[str, str]:
+    return {**os.environ, "IMAGEHUB_URL": server.url, "IMAGEHUB_API_KEY": server.key,
+            "COLUMNS": "200", "HF_HUB_OFFLINE": "1"}
+
+
+def test_generate_against_the_server(remote: dict[str, str], tmp_path: Path, api: httpx.Client) -> None:
+    done = imagehub("generate", "a red circle", "-m", "tiny-sd", "--aspect-ratio", "16:9",
+                    "--resolution", "512", "--seed", "7", "-n", "2", "-o", str(tmp_path / "out"),
+                    env=remote)
+    assert done.returncode == 0, done.stderr
+    pngs = sorted((tmp_path / "out").glob("*.png"))
+    assert len(pngs) == 2 and all(Image.open(p).size == (688, 384) for p in pngs)
+    assert done.stderr.count("saved ") == 2 and "2/2" in done.stderr and "done" in done.stderr
+    # the same request as the API's: the CLI's flags became the model's fields, seeds count up
+    rows = [api.get(f"/api/ai/queue/{p.stem}").json() for p in pngs]
+    assert sorted(r["seed"] for r in rows) == [7, 8]
+    assert all((r["model_name"], r["prompt"], r["aspect_ratio"], r["resolution"]) ==
+               ("tiny-sd", "a red circle", "16:9", "512") for r in rows)
+
+
+def test_generate_in_process_without_a_server(tmp_path: Path, tiny_sd_dir: Path) -> None:
+    data_dir = tmp_path / "hub"
+    write_catalog(data_dir, tiny_sd_dir)
+    env = {k: v for k, v in os.environ.items() if k not in ("IMAGEHUB_URL", "IMAGEHUB_API_KEY")}
+    env.update(IMAGEHUB_DATA_DIR=str(data_dir), HF_HUB_OFFLINE="1", COLUMNS="200")
+    done = imagehub("generate", "a blue square", "-m", "tiny-sd", "--seed", "3",
+                    "-p", "num_inference_steps=3", "-o", str(tmp_path / "out"), env=env)
+    assert done.returncode == 0, done.stderr
+    (png,) = (tmp_path / "out").glob("*.png")
+    assert Image.open(png).size == (512, 512)
+    assert "3/3" in done.stderr
+    listed = imagehub("queue", "ls", "--status", "succeeded", env=env)
+    assert listed.returncode == 0 and png.stem in listed.stdout
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["generate", "x", "-m", "tiny-sd", "--aspect-ratio", "7:3"],
+     "error: 400 invalid_params: aspect_ratio: '7:3' is not one of"),
+    (["generate", "x", "-m", "no-such-model"], "error: 404 resource_not_found: Model not found: no-such-model"),
+    (["generate", "x", "-m", "tiny-sd", "-p", "colour=red"], "error: 400 invalid_params: colour: unknown field"),
+    (["models", "show", "nope"], "error: 404 resource_not_found: Model not found: nope"),
+    (["queue", "cancel", "00000000-0000-0000-0000-000000000000"],
+     "error: 404 resource_not_found: Generation not found"),
+])
+def test_errors_print_one_line_and_exit_non_zero(remote: dict[str, str], tmp_path: Path,
+                                                 args: list[str], message: str) -> None:
+    done = imagehub(*args, env=remote)
+    assert done.returncode == 1
+    assert done.stderr.strip().startswith(message) and len(done.stderr.strip().splitlines()) == 1
+
+
+def test_connection_and_key_errors(remote: dict[str, str]) -> None:
+    bad_key = imagehub("models", env={**remote, "IMAGEHUB_API_KEY": "ih_wrong"})
+    assert bad_key.returncode == 1 and bad_key.stderr.startswith("error: 401 unauthenticated:")
+    nowhere = imagehub("models", env={**remote, "IMAGEHUB_URL": "http://127.0.0.1:9"})
+    assert nowhere.returncode == 1
+    assert nowhere.stderr.startswith("error: cannot reach the server:")
+    assert len(nowhere.stderr.strip().splitlines()) == 1
+
+
+def test_models_and_models_show(remote: dict[str, str]) -> None:
+    listed = imagehub("models", env=remote)
+    assert listed.returncode == 0, listed.stderr
+    assert "tiny-sd-slow" in listed.stdout and "Tiny SD (2 steps)" in listed.stdout
+    shown = imagehub("models", "show", "tiny-sd", env=remote)
+    assert shown.returncode == 0, shown.stderr
+    lines = shown.stdout.splitlines()
+    fields = [line.split("│")[1].strip() for line in lines if line.startswith("│")
+              and line.split("│")[1].strip()]
+    assert fields[:4] == ["prompt *", "aspect_ratio", "resolution", "negative_prompt"]
+    steps = next(line for line in lines if "num_inference_steps" in line)
+    assert "16:9" in shown.stdout and "2" in steps and "1.." in steps
+
+
+def test_queue_ls_watch_cancel(remote: dict[str, str], api: httpx.Client) -> None:
+    ids = [g["generation_id"] for g in api.post(
+        "/api/ai/queue", json={"model": "tiny-sd-slow", "prompt": "a long wait",
+                               "num_generations": 2}).json()["generations"]]
+    watcher = subprocess.Popen([sys.executable, "-m", "imagehub", "queue", "watch", *ids],
+                               env=remote, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for_status(api, ids[0], {"processing"})
+        listed = imagehub("queue", "ls", env=remote)
+        assert listed.returncode == 0 and all(i in listed.stdout for i in ids)
+        cancelled = imagehub("queue", "cancel", *ids, env=remote)
+        assert cancelled.returncode == 0, cancelled.stderr
+        assert cancelled.stdout.splitlines() == [f"cancelled {i}" for i in ids]
+        out, err = watcher.communicate(timeout=60)
+    finally:
+        if watcher.poll() is None:
+            watcher.kill()
+    assert watcher.returncode == 0, err
+    assert out.count("cancelled") >= 2 and all(i in out for i in ids)
+    again = imagehub("queue", "cancel", ids[0], env=remote)
+    assert again.returncode == 1 and again.stderr.startswith("error: 409 invalid_state:")
+    assert imagehub("queue", "ls", env=remote).stdout.count(ids[0]) == 0
