@@ -51,6 +51,13 @@ class Settings(BaseSettings):
     max_attempts: int = 3
     """A job interrupted by a crash this many times fails instead of running again."""
     worker_poll_seconds: float = 0.5
+    max_batch_size: int = Field(default=1, ge=1)
+    """Images one engine call may take when the engine batches (diffusers): 16 to 64 on a GPU;
+    1 (the default) runs one job at a time, the best latency on a CPU."""
+    batch_wait_ms: float = Field(default=5.0, ge=0)
+    """How long a batch that is not full waits for more compatible work."""
+    encode_workers: int = Field(default=4, ge=1)
+    """Threads encoding a batch's PNGs, off the engine's thread."""
 
     # events
     keepalive_seconds: float = 15.0

@@ -13,8 +13,9 @@ The same parameter names serve every engine (diffusers ``__call__``): ``prompt``
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from PIL import Image
 
@@ -82,3 +83,18 @@ class Engine(Protocol):
     def generate(self, request: EngineRequest, on_step: StepCallback) -> EngineResult:
         """Generate ``request.num_images`` images of ``request.width`` x ``request.height``."""
         ...
+
+
+@runtime_checkable
+class BatchingEngine(Protocol):
+    """An engine that can run several compatible requests as one batch (an optional capability).
+
+    ``generate_batch`` returns one entry per request, in order: its result, or the exception that
+    request alone ended with (GenerationCancelled when its ``on_step`` raised it, InvalidParams when
+    it was refused). One request's cancel or refusal never spoils the others, and each request's
+    images equal a solo ``generate`` of it within numeric tolerance (own seeds, own progress).
+    """
+
+    def generate_batch(
+        self, requests: list[EngineRequest], on_steps: list[StepCallback]
+    ) -> list[EngineResult | Exception]: ...

@@ -9,8 +9,9 @@ still being ``processing``, which is how a cancel that lands mid-run wins over t
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol, Sequence
+from typing import Any, Protocol
 
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.orm import Session, sessionmaker
@@ -19,6 +20,8 @@ from imagehub.db.records import GenerationRecord
 from imagehub.protocol import GenerationStatus as S
 
 _ACTIVE = (S.QUEUED.value, S.PROCESSING.value)
+_BATCH_WINDOW = 256
+"""How many queued rows of a model past ``limit`` a batch claim looks through for compatible ones."""
 
 
 @dataclass
@@ -42,6 +45,8 @@ class JobQueue(Protocol):
 
     def add(self, records: Sequence[GenerationRecord]) -> None: ...
     def claim(self) -> GenerationRecord | None: ...
+    def claim_batch(self, model: str, key: Hashable, limit: int,
+                    key_of: Callable[[dict[str, Any]], Hashable]) -> list[GenerationRecord]: ...
     def report_progress(self, generation_id: str, progress: float) -> bool: ...
     def finish(self, generation_id: str, images: list[dict[str, Any]], provenance: dict[str, Any]) -> bool: ...
     def fail(self, generation_id: str, message: str) -> bool: ...
@@ -83,6 +88,33 @@ class SqlQueue:
                 ).rowcount
                 if taken:
                     return session.get(GenerationRecord, row_id)
+
+    def claim_batch(self, model: str, key: Hashable, limit: int,
+                    key_of: Callable[[dict[str, Any]], Hashable]) -> list[GenerationRecord]:
+        """Take up to ``limit`` of the oldest queued jobs of ``model`` whose ``key_of(resolved)`` is
+        ``key`` (jobs that can run as one batch), each by the same conditional update as ``claim``."""
+        if limit < 1:
+            return []
+        with self._sessions.begin() as session:
+            candidates = session.execute(
+                select(GenerationRecord.id, GenerationRecord.resolved)
+                .where(GenerationRecord.status == S.QUEUED.value,
+                       GenerationRecord.model_name == model)
+                .order_by(GenerationRecord.order_key)
+                .limit(_BATCH_WINDOW + limit)
+            ).all()
+            wanted = [row_id for row_id, resolved in candidates if key_of(resolved) == key][:limit]
+            taken = [row_id for row_id in wanted if self._take(session, row_id)]
+            return [row for row_id in taken if (row := session.get(GenerationRecord, row_id))]
+
+    @staticmethod
+    def _take(session: Session, row_id: str) -> bool:
+        return bool(session.execute(
+            update(GenerationRecord)
+            .where(GenerationRecord.id == row_id, GenerationRecord.status == S.QUEUED.value)
+            .values(status=S.PROCESSING.value, started_at=int(time.time()),
+                    attempts=GenerationRecord.attempts + 1, progress=0.0)
+        ).rowcount)
 
     def report_progress(self, generation_id: str, progress: float) -> bool:
         """Record progress; False when the row is no longer processing (it was cancelled)."""

@@ -3,29 +3,41 @@
 Engines are blocking (torch, or a provider's long poll), so workers are threads. A semaphore of
 ``concurrency`` slots is shared with the sync path (``slot()``), so sync calls and queued jobs
 never run more engines at once than configured.
+
+With a :class:`~imagehub.jobs.batching.Batcher`, a worker takes a batch of compatible jobs instead
+of one, and sync calls join batches too (``run_sync``): the batch handler gets the batch and
+``slot``, and holds the slot only around the engine call, so loading a model, decoding inputs and
+encoding images never keep the accelerator waiting.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from contextlib import contextmanager
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from typing import Any
 
 from imagehub.db.records import GenerationRecord
+from imagehub.jobs.batching import Batch, Batcher, SyncCall
 from imagehub.jobs.queue import JobQueue
 
 log = logging.getLogger(__name__)
 
 JobHandler = Callable[[GenerationRecord], None]
+BatchHandler = Callable[[Batch, Callable[[], AbstractContextManager[None]]], None]
+"""``handler(batch, slot)``: runs the batch to its end, ``with slot():`` around the engine call;
+every sync call in it gets a result or an exception on its future."""
 
 
 class WorkerPool:
     """``concurrency`` threads, woken at once by ``wake()`` and polling as a fallback."""
 
     def __init__(self, queue: JobQueue, handler: JobHandler, concurrency: int = 1,
-                 poll_seconds: float = 0.5) -> None:
+                 poll_seconds: float = 0.5, *, batcher: Batcher | None = None,
+                 batch_handler: BatchHandler | None = None) -> None:
         self._queue, self._handler = queue, handler
+        self._batcher, self._batch_handler = batcher, batch_handler
         self._concurrency, self._poll = concurrency, poll_seconds
         self._slots = threading.BoundedSemaphore(concurrency)
         self._wake = threading.Event()
@@ -44,9 +56,16 @@ class WorkerPool:
         for thread in self._threads:
             thread.join(timeout)
 
+    @property
+    def batching(self) -> bool:
+        """Whether jobs and sync calls run in batches (a batcher and its handler are set)."""
+        return self._batcher is not None and self._batch_handler is not None
+
     def wake(self) -> None:
         """A job was enqueued: stop waiting."""
         self._wake.set()
+        if self._batcher is not None:
+            self._batcher.notify()
 
     @contextmanager
     def slot(self) -> Iterator[None]:
@@ -67,7 +86,26 @@ class WorkerPool:
                 self._wake.wait(self._poll)
                 self._wake.clear()
 
+    def run_sync(self, call: SyncCall) -> Any:
+        """Run a sync call in a batch and return its result (raise its exception).
+
+        The calling thread leads a batch with its call unless a worker took the call first; then
+        it waits for that batch's answer.
+        """
+        assert self._batcher is not None and self._batch_handler is not None
+        self._batcher.offer(call)
+        self.wake()
+        while not call.future.done():
+            with self._slots:
+                batch = self._batcher.collect(call)
+            if batch is None:  # a worker took it
+                break
+            self._handle(batch)
+        return call.future.result()
+
     def _run_one(self) -> bool:
+        if self.batching:
+            return self._run_batch()
         with self._slots:
             record = self._queue.claim()
             if record is None:
@@ -77,3 +115,21 @@ class WorkerPool:
             except Exception:  # the handler records failures; this is a last guard
                 log.exception("worker handler crashed on %s", record.id)
         return True
+
+    def _run_batch(self) -> bool:
+        with self._slots:
+            batch = self._batcher.collect() if self._batcher else None
+        if batch is None:
+            return False
+        self._handle(batch)
+        return True
+
+    def _handle(self, batch: Batch) -> None:
+        assert self._batch_handler is not None
+        try:
+            self._batch_handler(batch, self.slot)
+        except Exception as exc:  # the handler records failures; this is a last guard
+            log.exception("batch handler crashed on %s", [r.id for r in batch.rows])
+            for call in batch.calls:
+                if not call.future.done():
+                    call.future.set_exception(exc)

@@ -7,22 +7,47 @@ import logging
 import math
 import time
 import uuid
-from dataclasses import dataclass
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
 from typing import Any
 
 from imagehub.catalog.catalog import Catalog, ModelEntry
 from imagehub.db.records import GenerationRecord
-from imagehub.engines.base import EngineResult, no_progress
+from imagehub.engines.base import (
+    BatchingEngine,
+    Engine,
+    EngineRequest,
+    EngineResult,
+    StepCallback,
+    no_progress,
+)
 from imagehub.errors import (
-    Forbidden, GenerationCancelled, GenerationFailed, ImagehubError, InvalidState,
-    ModelUnavailable, NotFound, UpstreamError,
+    Forbidden,
+    GenerationCancelled,
+    GenerationFailed,
+    ImagehubError,
+    InvalidState,
+    ModelUnavailable,
+    NotFound,
+    UpstreamError,
 )
 from imagehub.events.bus import EventBus
+from imagehub.jobs.batching import Batch, BatchPolicy, SyncCall, batch_key
 from imagehub.jobs.queue import RowFilter, SqlQueue
 from imagehub.jobs.worker import WorkerPool
 from imagehub.protocol import (
-    CancelResponse, EnqueuedGeneration, EnqueueResponse, EventName, GenerateResponse,
-    GenerationRow, GenerationStatus, HistoryPage, ImageOut, QueueList,
+    CancelResponse,
+    EnqueuedGeneration,
+    EnqueueResponse,
+    EventName,
+    GenerateResponse,
+    GenerationRow,
+    GenerationStatus,
+    HistoryPage,
+    ImageOut,
+    QueueList,
 )
 from imagehub.services import provenance
 from imagehub.services.keys import Principal
@@ -45,11 +70,19 @@ class Services:
     storage: Storage
     signer: UrlSigner
     workers: WorkerPool | None = None
+    batch_policy: BatchPolicy = field(default_factory=BatchPolicy)
+    encode_workers: int = 4
+    """Threads that encode a batch's PNGs (PIL releases the GIL while it compresses)."""
 
 
 class GenerationService:
     def __init__(self, deps: Services) -> None:
         self.deps = deps
+        self._encoder: ThreadPoolExecutor | None = None
+
+    @property
+    def batch_policy(self) -> BatchPolicy:
+        return self.deps.batch_policy
 
     # ---- sync -----------------------------------------------------------------------------------
 
@@ -63,8 +96,7 @@ class GenerationService:
         assert self.deps.workers is not None, "the worker pool is not running"
         started = int(time.time())
         try:
-            with self.deps.workers.slot():
-                result = engine.generate(engine_request(record.resolved, record.num_images), no_progress)
+            result = self._run_sync(engine, record)
         except GenerationFailed as exc:
             self._save_failed(record, started, str(exc))
             raise UpstreamError(f"{request.entry.id}: {exc}") from exc
@@ -74,6 +106,17 @@ class GenerationService:
         record.status, record.started_at, record.completed_at = S.SUCCEEDED.value, started, int(time.time())
         self.deps.queue.add([record])
         return self._sync_response(record, result, request.response_format)
+
+    def _run_sync(self, engine: Engine, record: GenerationRecord) -> EngineResult:
+        """The engine's result for a sync call: through the batcher when the pool has one."""
+        request = engine_request(record.resolved, record.num_images)
+        workers = self.deps.workers
+        assert workers is not None, "the worker pool is not running"
+        if not workers.batching:
+            with workers.slot():
+                return engine.generate(request, no_progress)
+        call = SyncCall(record.model_name, batch_key(record.resolved), request, record.num_images)
+        return workers.run_sync(call)
 
     def _sync_response(self, record: GenerationRecord, result: EngineResult,
                        response_format: str) -> GenerateResponse:
@@ -155,27 +198,85 @@ class GenerationService:
 
     def run_job(self, record: GenerationRecord) -> None:
         """Run one claimed job to its end: succeeded, failed, or silently dropped if cancelled."""
-        bus = self.deps.bus
-        bus.publish(record.namespace, EventName.STARTED, self._event(record, S.PROCESSING))
+        self._started(record)
         try:
-            entry = self.deps.catalog.get(record.model_name)
-            result = entry.ready_engine().generate(
+            engine = self.deps.catalog.get(record.model_name).ready_engine()
+            outcome: EngineResult | Exception = engine.generate(
                 engine_request(record.resolved, record.num_images), self._progress(record))
-        except GenerationCancelled:
+        except Exception as exc:  # noqa: BLE001 - an outcome per request
+            outcome = exc
+        self._conclude(record, outcome, self._store(record.id, outcome)
+                       if isinstance(outcome, EngineResult) else [])
+
+    def batch_capacity(self, model: str) -> int:
+        """Images one engine call of ``model`` may take: the policy's size if its engine batches."""
+        try:
+            engine = self.deps.catalog.get(model).engine
+        except NotFound:
+            return 1
+        return self.batch_policy.max_size if isinstance(engine, BatchingEngine) else 1
+
+    def run_batch(self, batch: Batch, slot: Callable[[], AbstractContextManager[None]]) -> None:
+        """Run a batch of compatible work of one model (``WorkerPool`` batch handler)."""
+        # 1. prepare outside the slot: events, engine requests (a row whose inputs fail fails
+        #    alone), the model loaded (loading never holds up another resident model's batches)
+        rows, requests = [], []
+        for row in batch.rows:
+            self._started(row)
+            try:
+                requests.append(engine_request(row.resolved, row.num_images))
+            except Exception as exc:  # noqa: BLE001 - an outcome per request
+                self._conclude(row, exc, [])
+                continue
+            rows.append(row)
+        requests += [call.request for call in batch.calls]
+        on_steps = [self._progress(row) for row in rows] + [no_progress] * len(batch.calls)
+        try:
+            engine = self.deps.catalog.get(batch.model).ready_engine()
+        except Exception as exc:  # noqa: BLE001 - an outcome per request
+            outcomes: list[EngineResult | Exception] = [exc] * len(requests)
+        else:
+            # 2. one engine call, in a slot
+            with slot():
+                outcomes = _run_engine(engine, requests, on_steps)
+        # 3. answer the sync calls first (their threads encode in parallel), then end the rows
+        for call, outcome in zip(batch.calls, outcomes[len(rows):], strict=True):
+            if isinstance(outcome, Exception):
+                call.future.set_exception(outcome)
+            else:
+                call.future.set_result(outcome)
+        self._conclude_rows(rows, outcomes[:len(rows)])
+
+    def _started(self, record: GenerationRecord) -> None:
+        self.deps.bus.publish(record.namespace, EventName.STARTED, self._event(record, S.PROCESSING))
+
+    def _conclude_rows(self, rows: list[GenerationRecord],
+                       outcomes: list[EngineResult | Exception]) -> None:
+        done = [(row, o) for row, o in zip(rows, outcomes, strict=True) if isinstance(o, EngineResult)]
+        encoded = self._encode_many([o for _, o in done])
+        stored = {row.id: self._put(row.id, result, data)
+                  for (row, result), data in zip(done, encoded, strict=True)}
+        for row, outcome in zip(rows, outcomes, strict=True):
+            self._conclude(row, outcome, stored.get(row.id, []))
+
+    def _conclude(self, record: GenerationRecord, outcome: EngineResult | Exception,
+                  images: list[dict[str, Any]]) -> None:
+        """End a claimed row with its outcome: succeeded, failed, or dropped (cancelled)."""
+        if isinstance(outcome, GenerationCancelled):
             return  # the cancel already ended the row and published its event
-        except (GenerationFailed, ImagehubError) as exc:
-            return self._fail(record, str(getattr(exc, "detail", exc)))
-        except Exception as exc:
-            log.exception("generation %s failed", record.id)
-            return self._fail(record, f"engine error: {type(exc).__name__}: {exc}")
-        images = self._store(record.id, result)
-        if not self.deps.queue.finish(record.id, images, provenance.collect(entry, result)):
+        if isinstance(outcome, (GenerationFailed, ImagehubError)):
+            return self._fail(record, str(getattr(outcome, "detail", outcome)))
+        if isinstance(outcome, Exception):
+            log.error("generation %s failed", record.id, exc_info=outcome)
+            return self._fail(record, f"engine error: {type(outcome).__name__}: {outcome}")
+        entry = self.deps.catalog.get(record.model_name)
+        if not self.deps.queue.finish(record.id, images, provenance.collect(entry, outcome)):
             self.deps.storage.delete_prefix(record.id)  # cancelled after the last step: keep nothing
             return
         record.images, record.status = images, S.SUCCEEDED.value
         payload = self._event(record, S.SUCCEEDED)
         payload["url"] = self._image_urls(record)[0].url
-        bus.publish(record.namespace, EventName.COMPLETED, payload)
+        self.deps.bus.publish(record.namespace, EventName.COMPLETED, payload)
 
     def _progress(self, record: GenerationRecord):  # type: ignore[no-untyped-def]
         def on_step(step: int, total: int) -> None:
@@ -213,10 +314,28 @@ class GenerationService:
         )
 
     def _store(self, generation_id: str, result: EngineResult) -> list[dict[str, Any]]:
+        return self._put(generation_id, result, [encode_png(image) for image in result.images])
+
+    def _encode_many(self, results: list[EngineResult]) -> list[list[bytes]]:
+        """PNGs of every result's images, encoded in parallel off the engine's thread."""
+        images = [image for result in results for image in result.images]
+        if len(images) > 1:
+            if self._encoder is None:
+                self._encoder = ThreadPoolExecutor(self.deps.encode_workers, "imagehub-encode")
+            encoded = list(self._encoder.map(encode_png, images))
+        else:
+            encoded = [encode_png(image) for image in images]
+        out, start = [], 0
+        for result in results:
+            out.append(encoded[start:start + len(result.images)])
+            start += len(result.images)
+        return out
+
+    def _put(self, generation_id: str, result: EngineResult, data: list[bytes]) -> list[dict[str, Any]]:
         stored = []
-        for index, image in enumerate(result.images):
+        for index, (image, png) in enumerate(zip(result.images, data, strict=True)):
             key = f"{generation_id}/{index}.png"
-            self.deps.storage.put(key, encode_png(image), "image/png")
+            self.deps.storage.put(key, png, "image/png")
             stored.append({"key": key, "width": image.width, "height": image.height})
         return stored
 
@@ -247,6 +366,23 @@ class GenerationService:
     def _event(record: GenerationRecord, status: GenerationStatus) -> dict[str, Any]:
         return {"generation_id": record.id, "status": status.value, "media_type": record.media_type,
                 "model": record.model_name}
+
+
+def _run_engine(engine: Engine, requests: list[EngineRequest],
+                on_steps: list[StepCallback]) -> list[EngineResult | Exception]:
+    """One outcome per request: one batched call when the engine batches, else one by one."""
+    if isinstance(engine, BatchingEngine):
+        try:
+            return engine.generate_batch(requests, on_steps)
+        except Exception as exc:  # noqa: BLE001 - an outcome per request
+            return [exc] * len(requests)
+    outcomes: list[EngineResult | Exception] = []
+    for request, on_step in zip(requests, on_steps, strict=True):
+        try:
+            outcomes.append(engine.generate(request, on_step))
+        except Exception as exc:  # noqa: BLE001 - an outcome per request
+            outcomes.append(exc)
+    return outcomes
 
 
 def _echo(value: Any) -> Any:

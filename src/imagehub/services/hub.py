@@ -8,6 +8,7 @@ from imagehub.catalog.catalog import Catalog
 from imagehub.config import Settings
 from imagehub.db.session import make_engine, make_sessionmaker, migrate
 from imagehub.events.bus import InProcessBus
+from imagehub.jobs.batching import Batcher, BatchPolicy
 from imagehub.jobs.queue import SqlQueue
 from imagehub.jobs.worker import WorkerPool
 from imagehub.services.generation import GenerationService, Services
@@ -36,9 +37,13 @@ class Hub:
             storage=LocalStorage(settings.data_dir / "files"),
             signer=UrlSigner(settings.secret(), settings.base_url, settings.url_ttl_seconds),
         )
+        self.deps.batch_policy = BatchPolicy(settings.max_batch_size, settings.batch_wait_ms)
+        self.deps.encode_workers = settings.encode_workers
         self.generations = GenerationService(self.deps)
+        batcher = Batcher(self.queue, self.deps.batch_policy, self.generations.batch_capacity)
         self.workers = WorkerPool(self.queue, self.generations.run_job,
-                                  settings.worker_concurrency, settings.worker_poll_seconds)
+                                  settings.worker_concurrency, settings.worker_poll_seconds,
+                                  batcher=batcher, batch_handler=self.generations.run_batch)
         self.deps.workers = self.workers
 
     def start(self, run_workers: bool = True) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -59,6 +60,7 @@ class DiffusersEngine:
         self._dtype = dtype
         self._layout: Layout | None = None
         self._pipe: DiffusionPipeline | None = None
+        self._fingerprint: str | None = None
         self._load_lock = threading.Lock()
         self._run_lock = threading.Lock()  # a pipeline keeps per-call state: one run at a time
 
@@ -82,7 +84,9 @@ class DiffusersEngine:
 
     def fingerprint(self) -> str:
         """16 hex of sha256 over the model's files (see ``loading.fingerprint_folder``); raises
-        ModelUnavailable if the model is missing."""
+        ModelUnavailable if the model is missing. While loaded: the loaded files' (hashed once)."""
+        if self._pipe is not None and self._fingerprint is not None:
+            return self._fingerprint
         return loading.fingerprint_folder(self.layout().folder)
 
     def schema_properties(self) -> dict[str, dict[str, Any]]:
@@ -165,13 +169,41 @@ class DiffusersEngine:
                 weights=True,
             )
             dtype = loading.resolve_dtype(self._dtype, self.device)
+            self._fingerprint = loading.fingerprint_folder(folder)
             self._pipe = loading.load_pipeline(folder, self.device, dtype)
 
     # -- generating ----------------------------------------------------------------------------
 
     def generate(self, request: EngineRequest, on_step: StepCallback) -> EngineResult:
-        import torch
+        """One request: a batch of one (the same code path as a batch, so the same pixels)."""
+        result = self.generate_batch([request], [on_step])[0]
+        if isinstance(result, Exception):
+            raise result
+        return result
 
+    def generate_batch(
+        self, requests: list[EngineRequest], on_steps: list[StepCallback]
+    ) -> list[EngineResult | Exception]:
+        """Compatible requests as one pipeline call each; every request keeps its own seeds,
+        progress and cancel, and gets its own result or exception back (see ``BatchingEngine``)."""
+        results: list[EngineResult | Exception | None] = [None] * len(requests)
+        groups: dict[tuple[Any, ...], list[int]] = {}
+        for i, request in enumerate(requests):
+            try:
+                plan = self._plan(request)
+            except Exception as exc:  # noqa: BLE001 - refused alone; the others still run
+                results[i] = exc
+                continue
+            groups.setdefault(plan.signature, []).append(i)
+        for indices in groups.values():
+            plans = [self._plan(requests[i]) for i in indices]
+            outcomes = self._run_group(plans, [on_steps[i] for i in indices])
+            for i, outcome in zip(indices, outcomes, strict=True):
+                results[i] = outcome
+        return [r for r in results if r is not None]
+
+    def _plan(self, request: EngineRequest) -> _Plan:
+        """Check ``request`` and resolve what the pipeline is called with."""
         # 1. Check inputs
         if not 1 <= request.num_images <= MAX_IMAGES:
             raise InvalidParams(f"num_images must be 1 to {MAX_IMAGES}, not {request.num_images}")
@@ -181,71 +213,131 @@ class DiffusersEngine:
             )
         if request.input_images:
             raise InvalidParams(f"{self.source} is a text-to-image model; it takes no input_images")
-        pipe = self.pipeline
         layout = self.layout()
         props = self.schema_properties()
-
         # 2. Native size for the asked ratio
         native_w, native_h = layout.native_size(request.width / request.height)
-
-        # 3. Call arguments: only what this model's schema publishes
+        # 3. Steps, guidance: only what this model's schema publishes
         steps = request.num_inference_steps or props["num_inference_steps"]["default"]
-        kwargs: dict[str, Any] = {
-            "prompt": request.prompt,
-            "width": native_w,
-            "height": native_h,
-            "num_inference_steps": steps,
-            "num_images_per_prompt": request.num_images,
-            "generator": [
-                torch.Generator(device="cpu").manual_seed(request.seed + i)
-                for i in range(request.num_images)
-            ],
-            "callback_on_step_end": _step_reporter(on_step, steps),
-            "output_type": "pil",
-        }
-        if "negative_prompt" in props and request.negative_prompt:
-            kwargs["negative_prompt"] = request.negative_prompt
         guidance = None
         if "guidance_scale" in props:
             guidance = request.guidance_scale
             if guidance is None:
                 guidance = props["guidance_scale"]["default"]
-            kwargs["guidance_scale"] = guidance
+        negative = request.negative_prompt if "negative_prompt" in props else None
+        return _Plan(request, native_w, native_h, steps, guidance, negative or None)
 
-        # 4. Denoise (GenerationCancelled from on_step propagates; nothing is kept)
-        with self._run_lock, torch.inference_mode():
-            output = pipe(**kwargs)
-        flagged = getattr(output, "nsfw_content_detected", None)
-        if flagged and any(flagged):
-            raise GenerationFailed("the model's safety checker blocked the image")
+    def _run_group(
+        self, plans: list[_Plan], on_steps: list[StepCallback]
+    ) -> list[EngineResult | Exception]:
+        """Plans sharing a signature, as one pipeline call."""
+        import torch
 
-        # 5. Scale to the asked size
-        size = (request.width, request.height)
+        pipe = self.pipeline
+        first = plans[0]
+        # 1. One prompt and one seeded generator per image, request after request
+        owners = [n for n, plan in enumerate(plans) for _ in range(plan.request.num_images)]
+        kwargs: dict[str, Any] = {
+            "prompt": [plans[n].request.prompt for n in owners],
+            "width": first.width,
+            "height": first.height,
+            "num_inference_steps": first.steps,
+            "generator": [
+                torch.Generator(device="cpu").manual_seed(plan.request.seed + i)
+                for plan in plans
+                for i in range(plan.request.num_images)
+            ],
+            "output_type": "pil",
+        }
+        if first.negative is not None:
+            kwargs["negative_prompt"] = [plans[n].negative for n in owners]
+        if first.guidance is not None:
+            kwargs["guidance_scale"] = first.guidance
+        steps = _BatchSteps(on_steps, first.steps)
+        kwargs["callback_on_step_end"] = steps.callback
+
+        # 2. Denoise (a cancelled request is dropped from the results; if all are, the run stops)
+        try:
+            with self._run_lock, torch.inference_mode():
+                output = pipe(**kwargs)
+        except Exception as exc:  # noqa: BLE001 - all cancelled, or the run itself failed
+            return [steps.cancelled.get(n, exc) for n in range(len(plans))]
+        flagged = list(getattr(output, "nsfw_content_detected", None) or [])
+
+        # 3. Split the images back to their requests, scaled to the asked size
+        results: list[EngineResult | Exception] = []
+        for n, plan in enumerate(plans):
+            mine = [i for i, owner in enumerate(owners) if owner == n]
+            if n in steps.cancelled:
+                results.append(steps.cancelled[n])
+            elif any(flagged[i] for i in mine if i < len(flagged)):
+                results.append(GenerationFailed("the model's safety checker blocked the image"))
+            else:
+                result = self._result(plan, [output.images[i] for i in mine])
+                result.info["batch_size"] = len(owners)
+                results.append(result)
+        return results
+
+    def _result(self, plan: _Plan, images: list[Any]) -> EngineResult:
+        size = (plan.request.width, plan.request.height)
         images = [
             image if image.size == size else image.resize(size, resample=_lanczos())
-            for image in output.images
+            for image in images
         ]
         info: dict[str, Any] = {
-            "pipeline": layout.pipeline_class.__name__,
-            "native_width": native_w,
-            "native_height": native_h,
-            "num_inference_steps": steps,
+            "pipeline": self.layout().pipeline_class.__name__,
+            "native_width": plan.width,
+            "native_height": plan.height,
+            "num_inference_steps": plan.steps,
         }
-        if guidance is not None:
-            info["guidance_scale"] = guidance
+        if plan.guidance is not None:
+            info["guidance_scale"] = plan.guidance
         return EngineResult(images=images, info=info)
 
 
-def _step_reporter(on_step: StepCallback, steps: int) -> Any:
-    """A ``callback_on_step_end`` that reports 1-based progress to ``on_step``."""
+@dataclass
+class _Plan:
+    """One request resolved to pipeline arguments; equal signatures run as one call."""
 
-    def callback(pipe: Any, step_index: int, timestep: Any, tensors: dict[str, Any]) -> dict:
+    request: EngineRequest
+    width: int
+    height: int
+    steps: int
+    guidance: float | None
+    negative: str | None
+
+    @property
+    def signature(self) -> tuple[Any, ...]:
+        return (self.width, self.height, self.steps, self.guidance, self.negative is not None)
+
+
+class _BatchSteps:
+    """A ``callback_on_step_end`` that reports each step to every live request of a batch.
+
+    A request whose ``on_step`` raises GenerationCancelled leaves the batch: it gets no further
+    progress and its images are dropped. Its latents still ride along to the end (removing rows
+    mid-run would shift the other requests' scheduler noise), unless every request has left,
+    which stops the run.
+    """
+
+    def __init__(self, on_steps: list[StepCallback], steps: int) -> None:
+        self.on_steps = on_steps
+        self.steps = steps
+        self.cancelled: dict[int, Exception] = {}
+
+    def callback(self, pipe: Any, step_index: int, timestep: Any, tensors: dict[str, Any]) -> dict:
         # Some schedulers run more timesteps than asked (Heun: 2n-1); the pipeline counts them.
-        total = getattr(pipe, "num_timesteps", None) or steps
-        on_step(step_index + 1, total)
+        total = getattr(pipe, "num_timesteps", None) or self.steps
+        for n, on_step in enumerate(self.on_steps):
+            if n in self.cancelled:
+                continue
+            try:
+                on_step(step_index + 1, total)
+            except Exception as exc:  # noqa: BLE001 - cancelled, or progress not saved
+                self.cancelled[n] = exc
+        if len(self.cancelled) == len(self.on_steps):
+            raise next(iter(self.cancelled.values()))
         return tensors
-
-    return callback
 
 
 def _lanczos() -> Any:

@@ -1,0 +1,127 @@
+"""Dynamic batching through the real server: queued jobs and sync calls of one model share one
+pipeline call; each keeps its own seed, progress, cancel and result."""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+import sqlalchemy as sa
+from e2e.test_events import StreamReader, _for
+from PIL import Image
+from tests_helpers import wait_for_status
+
+from imagehub.testing import ServerProcess, write_catalog
+
+BATCH = 6
+TOLERANCE = 3  # of 255
+
+
+@pytest.fixture(scope="module")
+def batching_server(tmp_path_factory: pytest.TempPathFactory,
+                    tiny_sd_dir: Path) -> Iterator[ServerProcess]:
+    data_dir = tmp_path_factory.mktemp("batching-hub")
+    write_catalog(data_dir, tiny_sd_dir, **{"tiny-sd-slow": 30})
+    env = {"IMAGEHUB_MAX_BATCH_SIZE": str(BATCH), "IMAGEHUB_BATCH_WAIT_MS": "300"}
+    proc = ServerProcess(data_dir, env).start()
+    yield proc
+    proc.stop()
+
+
+@pytest.fixture
+def api(batching_server: ServerProcess) -> Iterator[httpx.Client]:
+    with batching_server.client() as client:
+        yield client
+
+
+def engine_info(server: ServerProcess, generation_id: str) -> dict[str, Any]:
+    db = sa.create_engine(f"sqlite:///{server.data_dir / 'imagehub.db'}")
+    with db.connect() as conn:
+        value = conn.execute(sa.text("SELECT provenance FROM generations WHERE id=:i"),
+                             {"i": generation_id}).scalar_one()
+    db.dispose()
+    return (json.loads(value) if isinstance(value, str) else value)["engine"]
+
+
+def pixels(api: httpx.Client, url: str) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(api.get(url).content))).astype(np.int16)
+
+
+def test_queued_jobs_run_as_one_batch_with_solo_pixels_and_own_progress(
+    batching_server: ServerProcess, api: httpx.Client
+) -> None:
+    stream = StreamReader(batching_server)
+    try:
+        body = {"model": "tiny-sd", "prompt": "a batch of cats"}
+        ids = [g["generation_id"] for seed, n in ((40, 4), (44, BATCH - 4)) for g in api.post(
+            "/api/ai/queue", json=body | {"seed": seed, "num_generations": n}).json()["generations"]]
+        rows = [wait_for_status(api, i, {"succeeded", "failed"}) for i in ids]
+        for i in ids:
+            stream.wait(_for(i, "media_generation_completed"))
+    finally:
+        stream.close()
+
+    assert [r["status"] for r in rows] == ["succeeded"] * BATCH
+    assert [engine_info(batching_server, i)["batch_size"] for i in ids] == [BATCH] * BATCH
+    for i in ids:  # each job: started, progress 1/2 then 2/2, completed
+        mine = [e for e in stream.events if e["data"].get("generation_id") == i]
+        assert [e["event"] for e in mine] == ["media_generation_started"] + \
+            ["media_generation_progress"] * 2 + ["media_generation_completed"]
+        assert [(e["data"]["step"], e["data"]["total_steps"]) for e in mine[1:3]] == [(1, 2), (2, 2)]
+    # the fourth job (seed 43) has the pixels of a solo sync call with seed 43
+    solo = api.post("/api/ai/images/generate", json={"model": "tiny-sd", "prompt": "a batch of cats",
+                                                      "seed": 43}).json()
+    assert engine_info(batching_server, solo["generation_id"])["batch_size"] == 1
+    batched = pixels(api, rows[3]["result_url"])
+    assert np.abs(batched - pixels(api, solo["image_url"])).max() <= TOLERANCE
+    assert np.abs(batched - pixels(api, rows[2]["result_url"])).max() > 20
+
+
+def test_a_cancel_inside_a_batch_leaves_the_others_running(
+    batching_server: ServerProcess, api: httpx.Client
+) -> None:
+    stream = StreamReader(batching_server)
+    try:
+        body = {"model": "tiny-sd-slow", "prompt": "cancel one", "seed": 1, "num_generations": 4}
+        ids = [g["generation_id"] for g in api.post("/api/ai/queue", json=body).json()["generations"]]
+        victim = ids[1]
+        stream.wait(lambda e: _for(victim, "media_generation_progress")(e) and e["data"]["step"] >= 2)
+        assert api.delete(f"/api/ai/queue/{victim}").status_code == 200
+        rows = {i: wait_for_status(api, i, {"succeeded", "failed", "cancelled"}) for i in ids}
+    finally:
+        stream.close()
+
+    assert [rows[i]["status"] for i in ids] == ["succeeded", "cancelled", "succeeded", "succeeded"]
+    assert rows[victim]["result_url"] is None
+    assert not (batching_server.data_dir / "files" / victim).exists()
+    assert {engine_info(batching_server, i)["batch_size"] for i in ids if i != victim} == {4}
+    victim_steps = [e["data"]["step"] for e in stream.events
+                    if _for(victim, "media_generation_progress")(e)]
+    other_steps = [e["data"]["step"] for e in stream.events
+                   if _for(ids[0], "media_generation_progress")(e)]
+    assert max(victim_steps) < 30 and other_steps == list(range(1, 31))
+
+
+def test_sync_calls_and_queued_jobs_share_batches(
+    batching_server: ServerProcess, api: httpx.Client
+) -> None:
+    body = {"model": "tiny-sd", "prompt": "together", "seed": 5}
+    with ThreadPoolExecutor(4) as pool:
+        syncs = [pool.submit(api.post, "/api/ai/images/generate", json=body | {"seed": 5 + n})
+                 for n in range(3)]
+        queued = api.post("/api/ai/queue", json=body | {"num_generations": 2}).json()["generations"]
+        answers = [f.result().json() for f in syncs]
+
+    rows = [wait_for_status(api, g["generation_id"], {"succeeded"}) for g in queued]
+    ids = [a["generation_id"] for a in answers] + [r["generation_id"] for r in rows]
+    sizes = [engine_info(batching_server, i)["batch_size"] for i in ids]
+    assert all(a["images"][0]["url"] for a in answers)
+    assert max(sizes) > 1  # at least one call carried more than one request
+    assert sum(1 for s in sizes if s > 1) >= 2

@@ -1,0 +1,102 @@
+"""DiffusersEngine.generate_batch: one pipeline call for many requests, each with its own seeds,
+progress, cancel and result."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from imagehub.engines.base import BatchingEngine, EngineRequest, EngineResult, no_progress
+from imagehub.errors import GenerationCancelled, InvalidParams
+
+TOLERANCE = 3  # of 255: batched matmuls round differently from single ones
+
+
+def request(seed: int, prompt: str = "a red cat on a chair", **fields: object) -> EngineRequest:
+    fields.setdefault("num_inference_steps", 2)
+    return EngineRequest(prompt=prompt, width=256, height=256, seed=seed, **fields)  # type: ignore[arg-type]
+
+
+def as_array(result: EngineResult | Exception) -> np.ndarray:
+    assert isinstance(result, EngineResult), result
+    return np.asarray(result.images[0]).astype(np.int16)
+
+
+@pytest.mark.parametrize("family", ["sd", "sdxl"])
+def test_batched_pixels_equal_solo_pixels(family, tiny_engine):
+    engine = tiny_engine(family)
+    requests = [request(1, "a red cat"), request(2, "a blue dog", negative_prompt=None),
+                request(3, "a green ox")]
+
+    batched = engine.generate_batch(requests, [no_progress] * 3)
+    solo = [engine.generate(r, no_progress) for r in requests]
+
+    assert isinstance(engine, BatchingEngine)
+    for b, s in zip(batched, solo, strict=True):
+        assert np.abs(as_array(b) - as_array(s)).max() <= TOLERANCE
+    assert np.abs(as_array(batched[0]) - as_array(batched[1])).max() > 20  # seeds differ
+
+
+def test_each_request_gets_its_own_progress_in_step_order(tiny_engine):
+    engine = tiny_engine("sd")
+    seen: dict[int, list[tuple[int, int]]] = {0: [], 1: []}
+
+    engine.generate_batch([request(1, num_inference_steps=3), request(2, num_inference_steps=3)],
+                          [lambda s, t, n=n: seen[n].append((s, t)) for n in (0, 1)])
+
+    assert seen == {0: [(1, 3), (2, 3), (3, 3)], 1: [(1, 3), (2, 3), (3, 3)]}
+
+
+def test_a_cancel_inside_a_batch_drops_that_request_only(tiny_engine):
+    engine = tiny_engine("sd")
+    steps: list[tuple[int, int]] = []
+
+    def cancel_at_two(step: int, total: int) -> None:
+        steps.append((step, total))
+        if step == 2:
+            raise GenerationCancelled("job-2")
+
+    requests = [request(1, num_inference_steps=4), request(2, num_inference_steps=4),
+                request(3, num_inference_steps=4)]
+    outcomes = engine.generate_batch(requests, [no_progress, cancel_at_two, no_progress])
+    solo = engine.generate(requests[2], no_progress)
+
+    assert isinstance(outcomes[1], GenerationCancelled)
+    assert steps == [(1, 4), (2, 4)]  # no progress after it left
+    assert isinstance(outcomes[0], EngineResult) and isinstance(outcomes[2], EngineResult)
+    assert np.abs(as_array(outcomes[2]) - as_array(solo)).max() <= TOLERANCE
+
+
+def test_when_every_request_cancels_the_run_stops(tiny_engine):
+    engine = tiny_engine("sd")
+    calls: list[int] = []
+
+    def cancel(step: int, total: int) -> None:
+        calls.append(step)
+        raise GenerationCancelled()
+
+    outcomes = engine.generate_batch([request(1, num_inference_steps=5)] * 2, [cancel, cancel])
+
+    assert all(isinstance(o, GenerationCancelled) for o in outcomes)
+    assert calls == [1, 1]
+
+
+def test_a_refused_request_does_not_spoil_the_batch(tiny_engine):
+    engine = tiny_engine("sd")
+
+    outcomes = engine.generate_batch([request(1), request(2, num_images=9)], [no_progress] * 2)
+
+    assert isinstance(outcomes[0], EngineResult) and len(outcomes[0].images) == 1
+    assert isinstance(outcomes[1], InvalidParams)
+
+
+def test_mixed_requests_run_grouped_and_come_back_in_order(tiny_engine):
+    engine = tiny_engine("sd")
+    requests = [request(1, num_inference_steps=1), request(2, num_images=2),
+                EngineRequest(prompt="wide", width=512, height=256, seed=3, num_inference_steps=1)]
+
+    outcomes = engine.generate_batch(requests, [no_progress] * 3)
+
+    sizes = [[image.size for image in o.images] for o in outcomes if isinstance(o, EngineResult)]
+    assert sizes == [[(256, 256)], [(256, 256), (256, 256)], [(512, 256)]]
+    assert [o.info["num_inference_steps"] for o in outcomes] == [1, 2, 1]  # type: ignore[union-attr]
