@@ -6,6 +6,7 @@ the folder is printed at the end of the module.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
@@ -19,6 +20,7 @@ from typing import Any
 import httpx
 import pytest
 from conftest import ServerProcess
+from PIL import Image
 from playwright.sync_api import Browser, Page, Request, sync_playwright
 from tests_helpers import wait_for_status
 
@@ -104,6 +106,21 @@ def _run(command: list[str], key: str) -> str:
     return done.stdout
 
 
+def _pixels(url: str) -> bytes:
+    return Image.open(io.BytesIO(httpx.get(url).content)).tobytes()
+
+
+def _run_javascript(page: Page, code: str, key: str) -> dict[str, Any]:
+    """The JavaScript snippet as written, in the page's engine (same origin), with ``process.env``
+    and ``console.log`` supplied as Node would."""
+    return page.evaluate(
+        "async ([code, key]) => { const logged = [];"
+        " const run = new (Object.getPrototypeOf(async function () {}).constructor)("
+        "  'process', 'console', code);"
+        " await run({ env: { IMAGEHUB_API_KEY: key } }, { log: (v) => logged.push(v) });"
+        " return logged[0]; }", [code, key])
+
+
 def test_run_see_compare_and_copy_the_api_calls(tab: Tab, api: httpx.Client) -> None:
     page = tab.open().page
     tab.pick("tiny-sd")
@@ -145,6 +162,8 @@ def test_run_see_compare_and_copy_the_api_calls(tab: Tab, api: httpx.Client) -> 
     assert "import requests" in python_code and tab.server.key not in python_code
     tab.shot("03-api-tab-python")
     curl_async, curl_sse = tab.snippet("curl-async"), tab.snippet("curl-sse")
+    javascript = tab.snippet("javascript")
+    assert "process.env.IMAGEHUB_API_KEY" in javascript and tab.server.key not in javascript
 
     from_curl = json.loads(_run(["bash", "-c", curl_sync], tab.server.key))
     from_python = json.loads(_run([sys.executable, "-c", python_code], tab.server.key))
@@ -152,18 +171,20 @@ def test_run_see_compare_and_copy_the_api_calls(tab: Tab, api: httpx.Client) -> 
     assert "Status: succeeded" in polled
     from_poll = json.loads(polled[polled.index("{"):])
     streamed = json.loads(_run(["bash", "-c", curl_sse], tab.server.key))
+    from_javascript = _run_javascript(page, javascript, tab.server.key)
     assert streamed["status"] == "succeeded" and streamed["url"]
 
     # the same request: the history rows carry the same params; the same result: the same pixels
     reference = _row_params(api, workbench["generation_id"])
     assert reference["prompt"] == PROMPT and reference["seed"] == 7
     for generation_id in (from_curl["generation_id"], from_python["generation_id"],
-                          from_poll["generation_id"], streamed["generation_id"]):
+                          from_javascript["generation_id"], from_poll["generation_id"],
+                          streamed["generation_id"]):
         assert _row_params(api, generation_id) == reference
-    pixels = httpx.get(workbench["images"][0]["url"]).content
+    pixels = _pixels(workbench["images"][0]["url"])
     for url in (from_curl["images"][0]["url"], from_python["images"][0]["url"],
-                from_poll["result_url"], streamed["url"]):
-        assert httpx.get(url).content == pixels
+                from_javascript["images"][0]["url"], from_poll["result_url"], streamed["url"]):
+        assert _pixels(url) == pixels
 
     # a second run through the queue with another seed, then compare the two
     page.click("[data-tab=results]")
@@ -180,6 +201,14 @@ def test_run_see_compare_and_copy_the_api_calls(tab: Tab, api: httpx.Client) -> 
     seeds = page.locator(".compare-item tr.diff th").all_inner_texts()
     assert seeds[:1] == ["seed"]
     tab.shot("04-compare")
+
+    # re-run the first result: the same seed, the same pixels, a third result
+    page.click("[data-tab=results]")
+    with page.expect_response(lambda r: r.url.endswith("/api/ai/images/generate")) as rerun:
+        page.locator(".result[data-seed='7'] button.rerun").first.click()
+    assert json.loads(rerun.value.request.post_data or "{}") == sent_body
+    page.wait_for_function("() => document.querySelectorAll('.result img').length === 3")
+    assert _pixels(rerun.value.json()["images"][0]["url"]) == pixels
 
     # the key stayed in session storage: not in a URL, not in local storage, not in a cookie
     assert page.evaluate("sessionStorage.getItem('imagehub.apiKey')") == tab.server.key
@@ -258,3 +287,45 @@ def test_a_new_tab_does_not_know_the_key(browser: Browser, tab: Tab) -> None:
         other.wait_for_selector("#model-info:text('enter an API key')")
     finally:
         other.context.close()
+
+
+def test_form_widgets_follow_the_schema(tab: Tab, tmp_path: Path) -> None:
+    """nano-banana-2 (no provider configured here): toggles, tri-state booleans, string enums,
+    an image field fed by an upload; the form still builds the request, the server says 503."""
+    upload = tmp_path / "dot.png"
+    Image.new("RGB", (8, 8), "red").save(upload)
+    page = tab.open().page
+    tab.pick("nano-banana-2")
+    assert "unavailable" in page.locator("#model-info").inner_text()
+    basic = page.locator(".schema-form > .basic > .field").evaluate_all(
+        "els => els.map(e => e.dataset.field)")
+    assert basic == ["prompt", "aspect_ratio", "resolution", "input_image"]
+    tab.open_advanced()
+    assert page.locator("[data-field=enable_web_search] input[type=checkbox]").is_checked()
+    assert page.locator("[data-field=google_search] select option:checked").inner_text() == "—"
+    assert page.locator("[data-field=safety_tolerance] select option:checked").inner_text() == "6"
+    page.fill("[data-field=prompt] textarea", "a cat")
+    page.uncheck("[data-field=enable_web_search] input[type=checkbox]")
+    page.select_option("[data-field=thinking_level] select", label="high")
+    page.set_input_files("[data-field=input_image] input[type=file]", str(upload))
+    page.wait_for_selector("[data-field=input_image] .uploads img")
+    page.fill("[data-field=input_image] input[type=url]", "https://example.com/a.png")
+    with page.expect_response(lambda r: r.url.endswith("/api/ai/images/generate")) as sent:
+        page.click("#run")
+    body = json.loads(sent.value.request.post_data or "{}")
+    assert body["enable_web_search"] is False and "google_search" not in body
+    assert body["safety_tolerance"] == "6" and body["thinking_level"] == "high"
+    assert body["input_image"][0] == "https://example.com/a.png"
+    assert body["input_image"][1].startswith("data:image/png;base64,")
+    # the server checks the URL (no such host here) and the page shows its one-line reason
+    assert sent.value.status == 400
+    page.wait_for_selector("#form-error:text('400 invalid_params: input_image')")
+    page.fill("[data-field=input_image] input[type=url]", "")
+    with page.expect_response(lambda r: r.url.endswith("/api/ai/images/generate")) as again:
+        page.click("#run")
+    assert json.loads(again.value.request.post_data or "{}")["input_image"] == [body["input_image"][1]]
+    assert again.value.status == 503
+    page.wait_for_selector("#form-error:text('503 model_unavailable')")
+    tab.shot("09-unavailable-model-form")
+    curl = tab.snippet("curl-sync")
+    assert '"thinking_level": "high"' in curl and "data:image/png;base64," in curl

@@ -74,9 +74,8 @@ async function loadModels() {
   const select = $("#model");
   const current = select.value || (state.model && state.model.id);
   select.replaceChildren(h("option", { value: "" }, "— pick a model —"),
-    ...state.models.map((m) => h("option", {
-      value: m.id, disabled: !m.available, title: m.unavailable_reason || m.description,
-    }, `${m.display_name} (${m.id})${m.available ? "" : " — unavailable"}`)));
+    ...state.models.map((m) => h("option", { value: m.id, title: m.unavailable_reason || m.description },
+      `${m.display_name} (${m.id})${m.available ? "" : " — unavailable here"}`)));
   if (current && state.models.some((m) => m.id === current)) {
     select.value = current;
     pickModel(current);
@@ -214,6 +213,7 @@ class Job {
     this.setStatus(row.status, row.status === "failed" ? `failed: ${row.error_message}` : row.status);
     if (row.status !== "succeeded") return;
     const images = row.images || [{ url: row.result_url }];
+    this.element.append(h("img", { src: images[0].url, alt: "", class: "thumb" }));
     images.forEach((image, index) => addResult({
       generationId: row.generation_id, index, url: image.url, width: image.width,
       height: image.height, model: row.model_name, params: rowParams(row), mode: "queue",
@@ -278,7 +278,8 @@ function addResult(result) {
   const checkbox = h("input", { type: "checkbox", class: "select", "aria-label": "select for compare" });
   checkbox.addEventListener("change", () => toggleSelected(result.key, checkbox.checked));
   const size = result.width ? `${result.width}×${result.height}` : "";
-  const figure = h("figure", { class: "result", "data-key": result.key, "data-generation": result.generationId },
+  const figure = h("figure", { class: "result", "data-key": result.key,
+    "data-generation": result.generationId, "data-seed": result.params.seed ?? "" },
     h("a", { href: result.url, target: "_blank", rel: "noopener noreferrer" },
       h("img", { src: result.url, alt: result.params.prompt || "generated image", loading: "lazy" })),
     h("figcaption", {},

@@ -26,6 +26,9 @@ export function checkValue(name, spec, value, required) {
     return `not a ${types.join(" or ")}`;
   }
   if (Array.isArray(value) && !types.includes("array")) return "one value only";
+  if (Array.isArray(value) && spec.maxItems !== undefined && value.length > spec.maxItems) {
+    return `at most ${spec.maxItems} values`;
+  }
   if (types.includes("integer") && typeof value === "number" && !Number.isInteger(value)) {
     return "must be a whole number";
   }
@@ -65,8 +68,12 @@ class Field {
         ...(this.required || spec.default !== undefined ? [] : [h("option", { value: "" }, "—")]),
         ...spec.enum.map((v, i) => h("option", { value: String(i) }, String(v))));
     }
-    if (types.includes("boolean")) {
+    if (types.includes("boolean") && spec.default !== undefined) {
       return h("input", { id, name, type: "checkbox", role: "switch", class: "toggle" });
+    }
+    if (types.includes("boolean")) {  // no default: "not sent" must stay possible
+      return h("select", { id, name }, h("option", { value: "" }, "—"),
+        h("option", { value: "true" }, "true"), h("option", { value: "false" }, "false"));
     }
     if (types.includes("integer") || types.includes("number")) {
       const attrs = { id, name, type: "number", step: types.includes("integer") ? "1" : "any" };
@@ -106,7 +113,10 @@ class Field {
       return this.multiple ? all : all[0];
     }
     if (spec.enum) return this.control.value === "" ? undefined : spec.enum[Number(this.control.value)];
-    if (types.includes("boolean")) return this.control.checked;
+    if (types.includes("boolean")) {
+      if (this.control.type === "checkbox") return this.control.checked;
+      return this.control.value === "" ? undefined : this.control.value === "true";
+    }
     const raw = this.control.value;
     if (types.includes("integer") || types.includes("number")) {
       if (raw.trim() === "") return this.control.validity.badInput ? "" : undefined;
@@ -126,8 +136,10 @@ class Field {
     } else if (this.spec.enum) {
       const index = this.spec.enum.indexOf(value);
       this.control.value = index < 0 ? "" : String(index);
-    } else if (types.includes("boolean")) {
+    } else if (types.includes("boolean") && this.control.type === "checkbox") {
       this.control.checked = Boolean(value);
+    } else if (types.includes("boolean")) {
+      this.control.value = value === undefined || value === null ? "" : String(Boolean(value));
     } else {
       this.control.value = value === undefined || value === null ? "" : String(value);
     }
