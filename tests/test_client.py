@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import io
+import os
 import socket
+import subprocess
+import sys
 import threading
 import time
+from importlib import resources
+from pathlib import Path
 
 import pytest
 from conftest import ServerProcess
@@ -222,3 +227,16 @@ def test_async_client(server: ServerProcess) -> None:
                 await hub.cancel(gen_id)
             assert ended.value.status_code == 409
     asyncio.run(scenario())
+
+
+def test_the_documented_example_runs(server: ServerProcess, tmp_path: Path) -> None:
+    """The first example of docs/python-client.md, with only the host and model changed."""
+    page = resources.files("imagehub.docs").joinpath("python-client.md").read_text()
+    code = page.split("```python\n", 1)[1].split("```", 1)[0]
+    code = code.replace("http://127.0.0.1:8000", server.url).replace("imagehub-tiny", "tiny-sd")
+    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=180, check=False,
+                          env={**os.environ, "IMAGEHUB_API_KEY": server.key})
+    assert done.returncode == 0, done.stderr
+    assert Image.open(tmp_path / "circle.png").size == (688, 384)
+    assert done.stdout.count(" succeeded http") == 2 and "tiny-sd" in done.stdout
