@@ -193,6 +193,13 @@ def test_run_see_compare_and_copy_the_api_calls(tab: Tab, api: httpx.Client) -> 
     page.click("#run")
     page.wait_for_selector(".job[data-status=succeeded]")
     page.wait_for_function("() => document.querySelectorAll('.result img').length === 2")
+    # in queue mode the Python and JavaScript snippets enqueue and poll: the same again
+    queued_python = json.loads(_run([sys.executable, "-c", tab.snippet("python")], tab.server.key))
+    queued_javascript = _run_javascript(page, tab.snippet("javascript"), tab.server.key)
+    for row in (queued_python, queued_javascript):
+        assert row["status"] == "succeeded" and row["seed"] == 8 and row["prompt"] == PROMPT
+    assert _pixels(queued_python["result_url"]) == _pixels(queued_javascript["result_url"])
+    page.click("[data-tab=results]")
     for checkbox in page.locator(".result input.select").all():
         checkbox.check()
     page.click("#compare-selected")
