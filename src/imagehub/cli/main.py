@@ -31,6 +31,7 @@ def serve(host: Optional[str] = typer.Option(None, help="Bind address (IMAGEHUB_
                  if v is not None}
     settings = load_settings(**overrides)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # migrations are routine at start-up
     console.print(f"imagehub serving at [bold]{settings.base_url}[/bold]  (data: {settings.data_dir})")
     if settings.auth_enabled:
         console.print("API keys are required: run [bold]imagehub keys create[/bold] and send "
