@@ -11,6 +11,7 @@ from imagehub.events.bus import InProcessBus
 from imagehub.jobs.batching import Batcher, BatchPolicy
 from imagehub.jobs.queue import SqlQueue
 from imagehub.jobs.worker import WorkerPool
+from imagehub.services import fetch
 from imagehub.services.generation import GenerationService, Services
 from imagehub.services.keys import KeyService
 from imagehub.storage.local import LocalStorage
@@ -25,6 +26,7 @@ class Hub:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         settings.data_dir.mkdir(parents=True, exist_ok=True)
+        fetch.configure(settings)  # input-image fetching follows these settings, not the env's
         self.db = make_engine(settings.resolved_database_url)
         migrate(self.db)
         sessions = make_sessionmaker(self.db)
