@@ -140,7 +140,9 @@ class SSEDecoder:
     def __init__(self, last_event_id: str | None = None) -> None:
         self.last_event_id = last_event_id
         self.retry: float | None = None
-        self._name, self._data, self._id = "", [], None  # type: tuple[str, list[str], str | None]
+        self._name: str = ""
+        self._data: list[str] = []
+        self._id: str | None = None
 
     def headers(self) -> dict[str, str]:
         headers = {"Accept": "text/event-stream"}
