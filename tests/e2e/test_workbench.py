@@ -126,11 +126,16 @@ def test_run_see_compare_and_copy_the_api_calls(tab: Tab, api: httpx.Client) -> 
     tab.pick("tiny-sd")
 
     # the form follows the schema: basic fields first, the rest under Advanced by x-order
+    schema = api.get("/api/ai/models/tiny-sd").json()["request_schema"]
+    ordered = [name for name, _ in sorted(schema["properties"].items(),
+                                          key=lambda kv: (kv[1].get("x-order", 99), kv[0]))]
     basic = page.locator(".schema-form > .basic > .field").evaluate_all(
         "els => els.map(e => e.dataset.field)")
     advanced = page.locator("details.advanced .field").evaluate_all("els => els.map(e => e.dataset.field)")
-    assert basic == ["prompt", "aspect_ratio", "resolution"]
-    assert advanced == ["negative_prompt", "num_inference_steps", "guidance_scale", "seed"]
+    assert basic == [f for f in ordered if f in schema["basic"]]
+    assert advanced == [f for f in ordered if f not in schema["basic"]]
+    assert basic[:3] == ["prompt", "aspect_ratio", "resolution"]
+    assert {"negative_prompt", "num_inference_steps", "guidance_scale", "seed"} <= set(advanced)
     assert page.locator("[data-field=aspect_ratio] select option").count() == 15
     assert page.locator("[data-field=num_inference_steps] input").get_attribute("min") == "1"
 
@@ -143,9 +148,10 @@ def test_run_see_compare_and_copy_the_api_calls(tab: Tab, api: httpx.Client) -> 
         page.click("#run")
     workbench = sent.value.json()
     sent_body = json.loads(sent.value.request.post_data or "{}")
-    assert sent_body == {"model": "tiny-sd", "prompt": PROMPT, "aspect_ratio": "16:9",
-                         "resolution": "512", "num_inference_steps": 2, "guidance_scale": 7.5,
+    defaults = {k: spec["default"] for k, spec in schema["properties"].items() if "default" in spec}
+    assert sent_body == {"model": "tiny-sd", **defaults, "prompt": PROMPT, "aspect_ratio": "16:9",
                          "seed": 7}
+    assert sent_body["resolution"] == "512" and sent_body["num_inference_steps"] == 2
     page.wait_for_function("() => [...document.querySelectorAll('.result img')]"
                            ".some(i => i.complete && i.naturalWidth === 688)")
     tab.shot("01-sync-result")
