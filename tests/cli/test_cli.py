@@ -90,7 +90,12 @@ def test_models_and_models_show(remote: dict[str, str]) -> None:
     lines = shown.stdout.splitlines()
     fields = [line.split("│")[1].strip() for line in lines if line.startswith("│")
               and line.split("│")[1].strip()]
-    assert fields[:4] == ["prompt *", "aspect_ratio", "resolution", "negative_prompt"]
+    schema = httpx.get(f"{remote['IMAGEHUB_URL']}/api/ai/models/tiny-sd",
+                       headers={"Authorization": f"Bearer {remote['IMAGEHUB_API_KEY']}"}).json()[
+        "request_schema"]
+    basic = sorted(schema["basic"], key=lambda f: schema["properties"][f].get("x-order", 99))
+    assert fields[:len(basic)] == ["prompt *", *basic[1:]]  # basic fields first, in x-order
+    assert set(fields) == {"prompt *", *schema["properties"]} - {"prompt"}
     steps = next(line for line in lines if "num_inference_steps" in line)
     assert "16:9" in shown.stdout and "2" in steps and "1.." in steps
 
