@@ -17,7 +17,8 @@ _STARLETTE_TYPES = {404: ("resource_not_found", "Resource not found"),
 
 def error_response(status: int, type_: str, title: str, detail: str,
                    headers: dict[str, str] | None = None) -> JSONResponse:
-    body = {"error": {"type": type_, "title": title, "detail": detail},
+    # "message" repeats "detail" (an extension): OpenAI SDKs show error.message to their users.
+    body = {"error": {"type": type_, "title": title, "detail": detail, "message": detail},
             "status": "error", "status_message": type_}
     return JSONResponse(body, status_code=status, headers=headers)
 
