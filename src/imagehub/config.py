@@ -70,6 +70,11 @@ class Settings(BaseSettings):
     # engines
     allow_hub_downloads: bool = False
     """Let diffusers models fetch weights from the Hugging Face hub (off: offline only)."""
+    model_memory_budget_gb: float | None = None
+    """Memory the loaded diffusers models may take per device (GiB); the least recently used
+    idle ones are unloaded to stay under it. Default: no budget (loaded models stay)."""
+    preload_models: str = ""
+    """Comma-separated model ids loaded (and warmed up) at start and never unloaded (pinned)."""
 
     # remote providers (keys are SecretStr: never logged, never echoed)
     gemini_api_key: SecretStr | None = None

@@ -133,7 +133,9 @@ def test_models_catalog(api: httpx.Client) -> None:
     missing = api.get("/api/ai/models/nope")
     assert missing.status_code == 404 and missing.json()["error"]["detail"] == "Model not found: nope"
     t2i = api.get("/api/ai/models", params={"modalities": "image-to-image"}).json()["data"]
-    assert "tiny-sd" not in [m["id"] for m in t2i] and "nano-banana-2" in [m["id"] for m in t2i]
+    # SD takes input_image (image-to-image from the same components); the built-in model does not
+    assert "imagehub-tiny" not in [m["id"] for m in t2i] and "nano-banana-2" in [m["id"] for m in t2i]
+    assert "tiny-sd" in [m["id"] for m in t2i]
 
 
 def test_unavailable_model_answers_503(api: httpx.Client) -> None:

@@ -29,7 +29,8 @@ def batching_server(tmp_path_factory: pytest.TempPathFactory,
                     tiny_sd_dir: Path) -> Iterator[ServerProcess]:
     data_dir = tmp_path_factory.mktemp("batching-hub")
     write_catalog(data_dir, tiny_sd_dir, **{"tiny-sd-slow": 30})
-    env = {"IMAGEHUB_MAX_BATCH_SIZE": str(BATCH), "IMAGEHUB_BATCH_WAIT_MS": "300"}
+    env = {"IMAGEHUB_MAX_BATCH_SIZE": str(BATCH), "IMAGEHUB_BATCH_WAIT_MS": "300",
+           "IMAGEHUB_PRELOAD_MODELS": "tiny-sd", "IMAGEHUB_MODEL_MEMORY_BUDGET_GB": "1"}
     proc = ServerProcess(data_dir, env).start()
     yield proc
     proc.stop()
@@ -125,3 +126,8 @@ def test_sync_calls_and_queued_jobs_share_batches(
     assert all(a["images"][0]["url"] for a in answers)
     assert max(sizes) > 1  # at least one call carried more than one request
     assert sum(1 for s in sizes if s > 1) >= 2
+
+
+def test_preloaded_models_are_loaded_before_the_server_answers(batching_server: ServerProcess) -> None:
+    log = (batching_server.data_dir / "server.log").read_text()
+    assert "preloaded tiny-sd" in log

@@ -233,6 +233,7 @@ class GenerationService:
         on_steps = [self._progress(row) for row in rows] + [no_progress] * len(batch.calls)
         try:
             engine = self.deps.catalog.get(batch.model).ready_engine()
+            engine.load()  # again if it was unloaded to make room for another model
         except Exception as exc:  # noqa: BLE001 - an outcome per request
             outcomes: list[EngineResult | Exception] = [exc] * len(requests)
         else:

@@ -55,8 +55,22 @@ class Hub:
             log.warning("recovered after a stop: %d re-queued, %d failed",
                         len(recovery.requeued), len(recovery.failed))
         self.generations.publish_recovered_failures(recovery.failed)
+        self._load_models()
         if run_workers:
             self.workers.start()
+
+    def _load_models(self) -> None:
+        """Set the model memory budget; load and pin the preloaded models."""
+        if self.settings.model_memory_budget_gb:
+            from imagehub.engines.diffusers.residency import RESIDENCY
+
+            RESIDENCY.configure(self.settings.model_memory_budget_gb)
+        for model_id in filter(None, (m.strip() for m in self.settings.preload_models.split(","))):
+            entry = self.deps.catalog.get(model_id)
+            if entry.engine is not None and hasattr(entry.engine, "pinned"):
+                entry.engine.pinned = True
+            entry.ready_engine()
+            log.info("preloaded %s", model_id)
 
     def stop(self) -> None:
         self.workers.stop()

@@ -232,12 +232,13 @@ def _save(pipe: DiffusionPipeline, folder: str | Path) -> Path:
 # ---------------------------------------------------------------------------------------------
 
 
-def build_tiny_sd(folder: str | Path, seed: int = 0) -> Path:
-    """A tiny StableDiffusionPipeline (native 256²: UNet sample 32 x VAE factor 8) in ``folder``."""
+def build_tiny_sd(folder: str | Path, seed: int = 0, sample_size: int = 32) -> Path:
+    """A tiny StableDiffusionPipeline (native 256²: UNet sample 32 x VAE factor 8) in ``folder``;
+    ``sample_size=64`` makes it native 512² (benchmarks: the size real SD models render)."""
     torch.manual_seed(seed)
     tokenizer = tiny_clip_tokenizer()
     unet = UNet2DConditionModel(
-        sample_size=32,
+        sample_size=sample_size,
         in_channels=4,
         out_channels=4,
         block_out_channels=(32, 64),

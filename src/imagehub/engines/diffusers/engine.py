@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import gc
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from imagehub.catalog.sizes import ASPECT_RATIOS, RESOLUTION_BASES
-from imagehub.engines.base import EngineRequest, EngineResult, StepCallback
+from imagehub.engines.base import EngineRequest, EngineResult, StepCallback, no_progress
 from imagehub.engines.diffusers import loading
 from imagehub.engines.diffusers.loading import Layout
+from imagehub.engines.diffusers.residency import RESIDENCY
 from imagehub.errors import GenerationFailed, InvalidParams, ModelUnavailable
 
 if TYPE_CHECKING:
@@ -19,6 +21,10 @@ if TYPE_CHECKING:
 MAX_IMAGES = 4
 MAX_STEPS = 150
 MAX_GUIDANCE = 30.0
+
+IMAGE_TO_IMAGE_FAMILIES = ("sd", "sdxl")
+"""Families whose components also drive diffusers' image-to-image pipeline (``input_image``)."""
+DEFAULT_STRENGTH = 0.8
 
 # (num_inference_steps, guidance_scale) per family; the signature's defaults (often 50 steps)
 # are slower than these models need.
@@ -52,15 +58,33 @@ class DiffusersEngine:
         dtype: str | None = None,
         allow_downloads: bool = False,
         cache_dir: str | Path | None = None,
+        channels_last: bool = False,
+        fuse_qkv: bool = False,
+        attention: str = "sdpa",
+        compile: str | bool = "off",
+        cuda_graphs: bool = False,
+        tiny_vae: str | None = None,
+        warmup_batches: list[int] | tuple[int, ...] = (),
+        pinned: bool = False,
     ) -> None:
         self.source = source
         self.allow_downloads = allow_downloads
         self.cache_dir = cache_dir
         self._device = device
         self._dtype = dtype
+        if isinstance(compile, bool):
+            compile = "regional" if compile else "off"
+        self.speed = loading.SpeedOptions(
+            channels_last=channels_last, fuse_qkv=fuse_qkv, attention=attention, compile=compile,
+            cuda_graphs=cuda_graphs, tiny_vae=tiny_vae, warmup_batches=tuple(warmup_batches),
+        )
+        self._applied: list[str] = []
+        self.pinned = pinned
+        """A pinned model is never unloaded to make room (``IMAGEHUB_PRELOAD_MODELS`` pins)."""
         self._layout: Layout | None = None
         self._pipe: DiffusionPipeline | None = None
         self._fingerprint: str | None = None
+        self._img2img: tuple[Any, Any] | None = None  # (the pipeline it shares, the img2img one)
         self._load_lock = threading.Lock()
         self._run_lock = threading.Lock()  # a pipeline keeps per-call state: one run at a time
 
@@ -120,6 +144,8 @@ class DiffusersEngine:
                 "maximum": MAX_GUIDANCE,
                 "x-order": 5,
             }
+        if layout.family in IMAGE_TO_IMAGE_FAMILIES:
+            props |= _image_to_image_properties()
         return props | _seed_property(order=6)
 
     def _defaults(self, layout: Layout) -> tuple[int, float]:
@@ -170,7 +196,50 @@ class DiffusersEngine:
             )
             dtype = loading.resolve_dtype(self._dtype, self.device)
             self._fingerprint = loading.fingerprint_folder(folder)
-            self._pipe = loading.load_pipeline(folder, self.device, dtype)
+            RESIDENCY.make_room(self, loading.weights_bytes(folder, dtype))
+            pipe = loading.load_pipeline(folder, self.device, dtype)
+            self._applied = loading.apply_speed(pipe, self.speed, self.layout().family)
+            self._pipe = pipe
+            RESIDENCY.loaded(self, loading.loaded_bytes(pipe))
+            self._warm_up()
+
+    def _image_to_image(self) -> Any:
+        """diffusers' image-to-image pipeline over the loaded components (no second copy)."""
+        pipe = self.pipeline
+        cached = self._img2img
+        if cached is None or cached[0] is not pipe:
+            from diffusers import AutoPipelineForImage2Image
+
+            img2img = AutoPipelineForImage2Image.from_pipe(pipe)
+            img2img.set_progress_bar_config(disable=True)
+            cached = self._img2img = (pipe, img2img)
+        return cached[1]
+
+    @property
+    def loaded(self) -> bool:
+        return self._pipe is not None
+
+    def unload(self) -> None:
+        """Drop the pipeline and give its memory back (the next request loads it again)."""
+        with self._run_lock:
+            self._pipe = self._img2img = None
+        RESIDENCY.unloaded(self)
+        gc.collect()
+        if self.device.startswith("cuda"):
+            import torch
+
+            torch.cuda.empty_cache()
+
+    def _warm_up(self) -> None:
+        """Render each warm-up batch size once at the native square size (compiles happen here)."""
+        layout = self.layout()
+        width, height = layout.native_size(1.0)
+        for size in self.speed.warmups:
+            requests = [EngineRequest(prompt="warm-up", width=width, height=height, seed=n,
+                                      num_inference_steps=1) for n in range(size)]
+            for outcome in self.generate_batch(requests, [no_progress] * size):
+                if isinstance(outcome, Exception):
+                    raise outcome
 
     # -- generating ----------------------------------------------------------------------------
 
@@ -186,6 +255,15 @@ class DiffusersEngine:
     ) -> list[EngineResult | Exception]:
         """Compatible requests as one pipeline call each; every request keeps its own seeds,
         progress and cancel, and gets its own result or exception back (see ``BatchingEngine``)."""
+        RESIDENCY.acquire(self)  # not unloaded while it runs; the most recently used
+        try:
+            return self._generate_batch(requests, on_steps)
+        finally:
+            RESIDENCY.release(self)
+
+    def _generate_batch(
+        self, requests: list[EngineRequest], on_steps: list[StepCallback]
+    ) -> list[EngineResult | Exception]:
         results: list[EngineResult | Exception | None] = [None] * len(requests)
         groups: dict[tuple[Any, ...], list[int]] = {}
         for i, request in enumerate(requests):
@@ -211,9 +289,9 @@ class DiffusersEngine:
             raise InvalidParams(
                 f"width and height must be positive, not {request.width}x{request.height}"
             )
-        if request.input_images:
-            raise InvalidParams(f"{self.source} is a text-to-image model; it takes no input_images")
         layout = self.layout()
+        if request.input_images and layout.family not in IMAGE_TO_IMAGE_FAMILIES:
+            raise InvalidParams(f"{self.source} is a text-to-image model; it takes no input_images")
         props = self.schema_properties()
         # 2. Native size for the asked ratio
         native_w, native_h = layout.native_size(request.width / request.height)
@@ -225,7 +303,8 @@ class DiffusersEngine:
             if guidance is None:
                 guidance = props["guidance_scale"]["default"]
         negative = request.negative_prompt if "negative_prompt" in props else None
-        return _Plan(request, native_w, native_h, steps, guidance, negative or None)
+        plan = _Plan(request, native_w, native_h, steps, guidance, negative or None)
+        return _with_input_image(plan) if request.input_images else plan
 
     def _run_group(
         self, plans: list[_Plan], on_steps: list[StepCallback]
@@ -233,22 +312,27 @@ class DiffusersEngine:
         """Plans sharing a signature, as one pipeline call."""
         import torch
 
-        pipe = self.pipeline
         first = plans[0]
+        if first.mode == "identity":  # strength 0: the input image is the answer
+            return [self._result(p, [p.image] * p.request.num_images) for p in plans]
+        pipe = self._image_to_image() if first.mode == "image" else self.pipeline
         # 1. One prompt and one seeded generator per image, request after request
         owners = [n for n, plan in enumerate(plans) for _ in range(plan.request.num_images)]
         kwargs: dict[str, Any] = {
             "prompt": [plans[n].request.prompt for n in owners],
-            "width": first.width,
-            "height": first.height,
             "num_inference_steps": first.steps,
             "generator": [
                 torch.Generator(device="cpu").manual_seed(plan.request.seed + i)
                 for plan in plans
                 for i in range(plan.request.num_images)
             ],
-            "output_type": "pil",
+            "output_type": "pt",  # made 8-bit on the device; PIL images made off the run lock
         }
+        if first.mode == "image":  # the size comes from the image
+            kwargs["image"] = [plans[n].image for n in owners]
+            kwargs["strength"] = first.strength
+        else:
+            kwargs["width"], kwargs["height"] = first.width, first.height
         if first.negative is not None:
             kwargs["negative_prompt"] = [plans[n].negative for n in owners]
         if first.guidance is not None:
@@ -260,9 +344,11 @@ class DiffusersEngine:
         try:
             with self._run_lock, torch.inference_mode():
                 output = pipe(**kwargs)
+                pixels = _to_uint8(output.images)
         except Exception as exc:  # noqa: BLE001 - all cancelled, or the run itself failed
             return [steps.cancelled.get(n, exc) for n in range(len(plans))]
         flagged = list(getattr(output, "nsfw_content_detected", None) or [])
+        images = _pil_images(pixels)
 
         # 3. Split the images back to their requests, scaled to the asked size
         results: list[EngineResult | Exception] = []
@@ -273,7 +359,7 @@ class DiffusersEngine:
             elif any(flagged[i] for i in mine if i < len(flagged)):
                 results.append(GenerationFailed("the model's safety checker blocked the image"))
             else:
-                result = self._result(plan, [output.images[i] for i in mine])
+                result = self._result(plan, [images[i] for i in mine])
                 result.info["batch_size"] = len(owners)
                 results.append(result)
         return results
@@ -292,6 +378,10 @@ class DiffusersEngine:
         }
         if plan.guidance is not None:
             info["guidance_scale"] = plan.guidance
+        if plan.strength is not None:
+            info["strength"] = plan.strength
+        if self._applied:
+            info["speed"] = list(self._applied)
         return EngineResult(images=images, info=info)
 
 
@@ -305,10 +395,38 @@ class _Plan:
     steps: int
     guidance: float | None
     negative: str | None
+    mode: str = "text"
+    """``text`` (text-to-image), ``image`` (image-to-image) or ``identity`` (strength 0)."""
+    strength: float | None = None
+    image: Any = None
+    """The input image at the native size (``image`` and ``identity`` modes)."""
 
     @property
     def signature(self) -> tuple[Any, ...]:
-        return (self.width, self.height, self.steps, self.guidance, self.negative is not None)
+        return (self.width, self.height, self.steps, self.guidance, self.negative is not None,
+                self.mode, self.strength)
+
+
+def _with_input_image(plan: _Plan) -> _Plan:
+    """``plan`` for a request with an input image: strength 0 keeps the image, 1 ignores it."""
+    request = plan.request
+    if len(request.input_images) != 1:
+        raise InvalidParams(f"input_image: one image, not {len(request.input_images)}")
+    strength = request.params.get("strength")
+    strength = DEFAULT_STRENGTH if strength is None else float(strength)
+    if not 0 <= strength <= 1:
+        raise InvalidParams(f"strength must be 0 to 1, not {strength}")
+    if strength >= 1:  # nothing of the input survives: text-to-image with the same seed
+        return plan
+    image = request.input_images[0].convert("RGB").resize((plan.width, plan.height), _lanczos())
+    if strength == 0:
+        return replace(plan, mode="identity", strength=0.0, steps=0, image=image)
+    if int(plan.steps * strength) < 1:
+        raise InvalidParams(
+            f"strength x num_inference_steps must be at least 1 denoising step, not "
+            f"{strength} x {plan.steps}: raise num_inference_steps or strength"
+        )
+    return replace(plan, mode="image", strength=strength, image=image)
 
 
 class _BatchSteps:
@@ -338,6 +456,20 @@ class _BatchSteps:
         if len(self.cancelled) == len(self.on_steps):
             raise next(iter(self.cancelled.values()))
         return tensors
+
+
+def _to_uint8(images: Any) -> Any:
+    """Pipeline ``pt`` output (N, C, H, W in [0, 1]) as 8-bit N, H, W, C on the CPU, rounded in
+    float32 exactly as diffusers' PIL output is (``numpy_to_pil``)."""
+    import torch
+
+    return (images.float() * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu()
+
+
+def _pil_images(pixels: Any) -> list[Any]:
+    from PIL import Image
+
+    return [Image.fromarray(array) for array in pixels.numpy()]
 
 
 def _lanczos() -> Any:
@@ -373,6 +505,24 @@ def _size_properties(default_resolution: str) -> dict[str, dict[str, Any]]:
             "enum": list(RESOLUTION_BASES),
             "default": default_resolution,
             "x-order": 2,
+        },
+    }
+
+
+def _image_to_image_properties() -> dict[str, dict[str, Any]]:
+    return {
+        "input_image": {
+            "type": "string",
+            "description": "An image to start from (https URL or data URI): image-to-image.",
+            "x-order": 7,
+        },
+        "strength": {
+            "type": "number",
+            "description": "How much of input_image to change: 0 returns it, 1 ignores it.",
+            "default": DEFAULT_STRENGTH,
+            "minimum": 0,
+            "maximum": 1,
+            "x-order": 8,
         },
     }
 

@@ -333,6 +333,142 @@ def load_pipeline(folder: Path, device: str, dtype: torch.dtype) -> DiffusionPip
     return pipe
 
 
+@dataclass(frozen=True)
+class SpeedOptions:
+    """How a loaded pipeline is made fast; each is a card option (``models.toml``)."""
+
+    channels_last: bool = False
+    """UNet and VAE weights in channels-last memory order (faster convolutions on CUDA)."""
+    fuse_qkv: bool = False
+    """One matmul for each attention's query, key and value projections."""
+    attention: str = "sdpa"
+    """``sdpa``: torch's fused scaled-dot-product kernels (diffusers' default); ``eager``: the
+    plain matmul-softmax processor (a baseline to measure SDPA against)."""
+    compile: str = "off"
+    """``off``, ``regional`` (torch.compile each repeated transformer block: compiles in seconds,
+    most of the gain) or ``full`` (the whole denoiser). Warmed up at load, not at a request."""
+    cuda_graphs: bool = False
+    """With ``compile``: inductor's CUDA graphs (mode ``reduce-overhead``); shapes must repeat."""
+    tiny_vae: str | None = None
+    """A local AutoencoderTiny (TAESD) folder, or ``auto`` for ``madebyollin/taesd`` (``taesdxl``
+    for SDXL) when it is in the local Hugging Face cache; else the model's own VAE stays."""
+    warmup_batches: tuple[int, ...] = ()
+    """Batch sizes rendered once at load (default: 1 when compiling), so no request compiles."""
+
+    def __post_init__(self) -> None:
+        if self.compile not in ("off", "regional", "full"):
+            raise ValueError(f"compile must be off, regional or full, not {self.compile!r}")
+        if self.attention not in ("sdpa", "eager"):
+            raise ValueError(f"attention must be sdpa or eager, not {self.attention!r}")
+
+    @property
+    def warmups(self) -> tuple[int, ...]:
+        return self.warmup_batches or ((1,) if self.compile != "off" else ())
+
+
+_TINY_VAES = {"sd": "madebyollin/taesd", "sdxl": "madebyollin/taesdxl", "sd3": "madebyollin/taesd3",
+              "flux": "madebyollin/taef1"}
+
+
+def apply_speed(pipe: DiffusionPipeline, options: SpeedOptions, family: str) -> list[str]:
+    """Apply ``options`` to a loaded pipeline; returns what was applied (for provenance)."""
+    import torch
+
+    applied = []
+    denoiser = getattr(pipe, "unet", None) or getattr(pipe, "transformer", None)
+    # 1. Tiny VAE (decoder cost drops ~10x; pixels change, so it is opt-in)
+    tiny = _tiny_vae_folder(options.tiny_vae, family)
+    if tiny is not None:
+        from diffusers import AutoencoderTiny
+
+        vae = AutoencoderTiny.from_pretrained(str(tiny), local_files_only=True)
+        pipe.vae = vae.to(device=pipe.device, dtype=pipe.dtype)
+        applied.append(f"tiny_vae={tiny.name}")
+    # 2. Attention kernels
+    if options.attention == "eager" and denoiser is not None:
+        from diffusers.models.attention_processor import AttnProcessor
+
+        denoiser.set_attn_processor(AttnProcessor())
+        applied.append("attention=eager")
+    if options.fuse_qkv and hasattr(denoiser, "fuse_qkv_projections"):
+        denoiser.fuse_qkv_projections()
+        applied.append("fuse_qkv")
+    # 3. Memory order
+    if options.channels_last:
+        for module in (denoiser, getattr(pipe, "vae", None)):
+            if module is not None:
+                module.to(memory_format=torch.channels_last)
+        applied.append("channels_last")
+    # 4. Compilation
+    mode = "reduce-overhead" if options.cuda_graphs else None
+    if options.compile == "regional" and denoiser is not None:
+        denoiser.compile_repeated_blocks(fullgraph=True, mode=mode)
+        applied.append("compile=regional")
+    elif options.compile == "full" and denoiser is not None:
+        denoiser.compile(fullgraph=True, mode=mode)
+        applied.append("compile=full")
+    if options.cuda_graphs and options.compile != "off":
+        applied.append("cuda_graphs")
+    return applied
+
+
+def _tiny_vae_folder(option: str | None, family: str) -> Path | None:
+    if not option:
+        return None
+    if option != "auto":
+        folder = Path(option).expanduser()
+        if not (folder / "config.json").is_file():
+            raise ModelUnavailable(f"tiny_vae: no AutoencoderTiny folder at {folder}")
+        return folder
+    repo = _TINY_VAES.get(family)
+    if repo is None:
+        return None
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(repo, local_files_only=True))
+    except Exception:  # noqa: BLE001 - not in the cache: the model's own VAE stays
+        return None
+
+
+def weights_bytes(folder: Path, dtype: torch.dtype) -> int:
+    """Bytes the pipeline's weights take once loaded in ``dtype``, from the safetensors headers
+    (floating tensors count at ``dtype``'s size, others as stored); 0 when there are none."""
+    import struct
+
+    item = dtype.itemsize
+    total = 0
+    for name in components(read_json(folder / "model_index.json")):
+        for path in (folder / name).glob("*.safetensors"):
+            with path.open("rb") as f:
+                (length,) = struct.unpack("<Q", f.read(8))
+                header = json.loads(f.read(length))
+            for key, entry in header.items():
+                if key == "__metadata__":
+                    continue
+                numel = math.prod(entry["shape"])
+                stored = _SAFETENSORS_SIZES.get(entry["dtype"], 4)
+                total += numel * (item if entry["dtype"] in _FLOATS else stored)
+    return total
+
+
+_SAFETENSORS_SIZES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2,
+                      "I8": 1, "U8": 1, "BOOL": 1, "F8_E4M3": 1, "F8_E5M2": 1}
+_FLOATS = {"F64", "F32", "F16", "BF16"}
+
+
+def loaded_bytes(pipe: DiffusionPipeline) -> int:
+    """Bytes of every parameter and buffer of the pipeline's torch modules."""
+    import torch
+
+    total = 0
+    for component in pipe.components.values():
+        if isinstance(component, torch.nn.Module):
+            tensors = [*component.parameters(), *component.buffers()]
+            total += sum(t.numel() * t.element_size() for t in tensors)
+    return total
+
+
 def _dtype_kwarg() -> str:
     # diffusers renamed torch_dtype to dtype (and warns about the old name); older ones only
     # know torch_dtype.

@@ -1,0 +1,454 @@
+"""Images per second: plain diffusers against imagehub served over HTTP, one run, one device.
+
+    python bench/gpu_throughput.py                     # random-weight SD-Turbo on CUDA, tiny on CPU
+    python bench/gpu_throughput.py --model /models/sd-turbo --steps 1 --resolution 512
+    python bench/gpu_throughput.py --families sd-turbo,sdxl --out results.json
+
+For each model, in the same process and on the same device:
+
+1. plain diffusers, batch 1, eager, one render after another (what a plain script gets);
+2. plain diffusers at its best batch (the fastest of ``--batches``);
+3. imagehub over HTTP (``imagehub serve`` in a subprocess), ``--clients`` concurrent clients,
+   first through ``POST /api/ai/images/generate`` (sync), then ``POST /api/ai/queue`` with the
+   completion read from ``/api/events`` (queue). Every served image is stored as a PNG.
+
+Prints images/s, p50/p99 latency, mean GPU utilisation (NVML, when present) and the ratios of
+served to plain. With no ``--model``, the full-size architecture is built with random weights
+(compute does not depend on them): SD-Turbo (SD2.1 UNet, OpenCLIP-H) at 512² and 1 step; SDXL at
+1024² and 4 steps. On a CPU the tiny test pipeline stands in (512², 2 steps).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import json
+import os
+import statistics
+import tempfile
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Self
+
+import httpx
+
+from imagehub.testing import ServerProcess
+
+PROMPT = "a photo of a cat sitting on a red chair"
+
+
+@dataclass
+class Workload:
+    """One model and the request every measurement makes of it."""
+
+    name: str
+    folder: Path
+    steps: int
+    guidance: float
+    resolution: str
+    size: int
+
+    def plain_kwargs(self) -> dict[str, Any]:
+        return {"num_inference_steps": self.steps, "guidance_scale": self.guidance,
+                "width": self.size, "height": self.size}
+
+    def api_body(self) -> dict[str, Any]:
+        return {"model": "bench", "prompt": PROMPT, "resolution": self.resolution,
+                "aspect_ratio": "1:1", "num_inference_steps": self.steps}
+
+
+@dataclass
+class Row:
+    """One measured configuration."""
+
+    config: str
+    images_per_s: float
+    p50_s: float
+    p99_s: float
+    gpu_util_pct: float | None
+    batch: int | None = None
+    errors: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+# ---------------------------------------------------------------------------------------------
+# Device and sampling
+# ---------------------------------------------------------------------------------------------
+
+
+def device_name(device: str) -> str:
+    import torch
+
+    if device == "cuda":
+        return torch.cuda.get_device_name(0)
+    return f"CPU ({os.cpu_count()} cores, {torch.get_num_threads()} torch threads)"
+
+
+class GpuSampler:
+    """Mean GPU utilisation over a phase, sampled from NVML every 100 ms (None without NVML)."""
+
+    def __init__(self) -> None:
+        self._samples: list[int] = []
+        self._stop = threading.Event()
+        self._handle: Any = None
+        try:
+            import pynvml
+
+            pynvml.nvmlInit()
+            self._nvml = pynvml
+            self._handle = pynvml.nvmlDeviceGetHandleByIndex(0)
+        except Exception:  # noqa: BLE001 - no NVML (CPU, or no driver): utilisation is n/a
+            self._handle = None
+
+    def __enter__(self) -> Self:
+        if self._handle is not None:
+            self._thread = threading.Thread(target=self._run, daemon=True)
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._handle is not None:
+            self._thread.join()
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.1):
+            self._samples.append(self._nvml.nvmlDeviceGetUtilizationRates(self._handle).gpu)
+
+    @property
+    def mean(self) -> float | None:
+        return statistics.fmean(self._samples) if self._samples else None
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
+
+
+# ---------------------------------------------------------------------------------------------
+# Models
+# ---------------------------------------------------------------------------------------------
+
+
+def build_workloads(args: argparse.Namespace, device: str, root: Path) -> list[Workload]:
+    from imagehub.engines.diffusers import dummy
+
+    if args.model:
+        return [Workload("model", Path(args.model), args.steps or 1, args.guidance,
+                         args.resolution, _size(args.resolution))]
+    if device != "cuda":
+        folder = dummy.build_tiny_sd(root / "tiny-sd", sample_size=64)  # native 512²
+        return [Workload("tiny-sd (CPU)", folder, args.steps or 2, 0.0, "512", 512)]
+    plans = {"sd-turbo": ("sd-turbo 512² 1 step", 1, "512", 512),
+             "sdxl": ("sdxl 1024² 4 steps", 4, "1K", 1024)}
+    workloads = []
+    for family in args.families.split(","):
+        label, steps, resolution, size = plans[family]
+        started = time.perf_counter()
+        folder = dummy.build_full_size(family, root / family, dtype="bf16", device="cuda")
+        print(f"built {family} in {time.perf_counter() - started:.1f} s", flush=True)
+        workloads.append(Workload(label, folder, args.steps or steps, 0.0, resolution, size))
+    return workloads
+
+
+def _size(resolution: str) -> int:
+    from imagehub.catalog.sizes import RESOLUTION_BASES
+
+    return RESOLUTION_BASES[resolution]
+
+
+# ---------------------------------------------------------------------------------------------
+# Plain diffusers
+# ---------------------------------------------------------------------------------------------
+
+
+def bench_plain(work: Workload, device: str, batches: list[int], runs: int) -> list[Row]:
+    import torch
+    from diffusers import DiffusionPipeline
+
+    dtype = torch.bfloat16 if device == "cuda" else torch.float32
+    pipe = DiffusionPipeline.from_pretrained(str(work.folder), torch_dtype=dtype).to(device)
+    pipe.set_progress_bar_config(disable=True)
+
+    def render(batch: int) -> float:
+        generators = [torch.Generator("cpu").manual_seed(i) for i in range(batch)]
+        started = time.perf_counter()
+        pipe(prompt=[PROMPT] * batch, generator=generators, **work.plain_kwargs())
+        if device == "cuda":
+            torch.cuda.synchronize()
+        return time.perf_counter() - started
+
+    rows = [_plain_sequential(render, runs)]
+    best: Row | None = None
+    for batch in batches:
+        try:
+            row = _plain_batch(render, batch, max(2, runs // 8))
+        except torch.OutOfMemoryError:
+            print(f"plain batch {batch}: out of memory", flush=True)
+            break
+        print(f"plain batch {batch}: {row.images_per_s:.1f} images/s", flush=True)
+        if best is None or row.images_per_s > best.images_per_s:
+            best = row
+    if best is not None:
+        rows.append(best)
+    pipe = None  # the closure's cell too: free the GPU memory before the server starts
+    gc.collect()
+    if device == "cuda":
+        torch.cuda.empty_cache()
+    return rows
+
+
+def _plain_sequential(render: Any, runs: int) -> Row:
+    for _ in range(3):
+        render(1)
+    with GpuSampler() as gpu:
+        times = [render(1) for _ in range(runs)]
+    return Row("plain diffusers, batch 1, eager", runs / sum(times), percentile(times, 50),
+               percentile(times, 99), gpu.mean, batch=1)
+
+
+def _plain_batch(render: Any, batch: int, runs: int) -> Row:
+    render(batch)
+    with GpuSampler() as gpu:
+        times = [render(batch) for _ in range(runs)]
+    return Row(f"plain diffusers, best batch ({batch})", batch * runs / sum(times),
+               percentile(times, 50), percentile(times, 99), gpu.mean, batch=batch)
+
+
+# ---------------------------------------------------------------------------------------------
+# imagehub over HTTP
+# ---------------------------------------------------------------------------------------------
+
+
+def write_bench_catalog(data_dir: Path, work: Workload, device: str,
+                        options: dict[str, Any]) -> None:
+    data_dir.mkdir(parents=True, exist_ok=True)
+    lines = ["[models.bench]", 'backend = "diffusers"', f'source = "{work.folder}"',
+             f'device = "{device}"', 'display_name = "bench"']
+    if device == "cuda":
+        lines.append('dtype = "bf16"')
+    lines += [f"{key} = {json.dumps(value)}" for key, value in options.items()]
+    lines += ["[models.bench.defaults]", f"num_inference_steps = {work.steps}",
+              f'resolution = "{work.resolution}"']
+    (data_dir / "models.toml").write_text("\n".join(lines) + "\n")
+
+
+def bench_served(work: Workload, device: str, args: argparse.Namespace, root: Path,
+                 max_batch: int, options: dict[str, Any]) -> list[Row]:
+    data_dir = Path(tempfile.mkdtemp(prefix="hub-", dir=root))
+    write_bench_catalog(data_dir, work, device, options)
+    label = ", ".join(f"{k}={v}" for k, v in options.items() if k != "warmup_batches") or "eager"
+    env = {"IMAGEHUB_MAX_BATCH_SIZE": str(max_batch),
+           "IMAGEHUB_BATCH_WAIT_MS": str(args.batch_wait_ms),
+           "IMAGEHUB_WORKER_CONCURRENCY": str(args.worker_concurrency),
+           "IMAGEHUB_ENCODE_WORKERS": str(args.encode_workers),
+           "IMAGEHUB_RATE_LIMIT_PER_MINUTE": "0"}
+    server = ServerProcess(data_dir, env).start(timeout=600)
+    try:
+        started = time.perf_counter()
+        asyncio.run(_warm_up(server, work, args.clients))
+        print(f"served warm-up (load + first batches) {time.perf_counter() - started:.1f} s",
+              flush=True)
+        rows = []
+        for mode in ("sync", "queue"):
+            with GpuSampler() as gpu:
+                stats = asyncio.run(_load(server, work, args.clients, args.seconds, mode))
+            rows.append(Row(f"imagehub {mode}, {args.clients} clients, {label}",
+                            stats["images_per_s"], stats["p50"], stats["p99"], gpu.mean,
+                            errors=stats["errors"], extra={"completed": stats["completed"]}))
+            print(f"served {mode}: {stats['images_per_s']:.1f} images/s", flush=True)
+        return rows
+    finally:
+        server.stop()
+
+
+async def _warm_up(server: ServerProcess, work: Workload, clients: int) -> None:
+    async with _client(server, clients) as client:
+        (await client.post("/api/ai/images/generate", json=work.api_body())).raise_for_status()
+        bodies = [work.api_body() | {"seed": i} for i in range(clients)]
+        for _ in range(2):  # each batch size the load will see, roughly, once
+            answers = await asyncio.gather(*(client.post("/api/ai/images/generate", json=b)
+                                             for b in bodies))
+            for answer in answers:
+                answer.raise_for_status()
+
+
+def _client(server: ServerProcess, clients: int) -> httpx.AsyncClient:
+    return httpx.AsyncClient(base_url=server.url, timeout=600,
+                             headers={"Authorization": f"Bearer {server.key}"},
+                             limits=httpx.Limits(max_connections=clients + 8,
+                                                 max_keepalive_connections=clients + 8))
+
+
+async def _load(server: ServerProcess, work: Workload, clients: int, seconds: float,
+                mode: str) -> dict[str, Any]:
+    """``clients`` closed-loop clients for ``seconds``; throughput over first start → last end."""
+    latencies: list[float] = []
+    errors = 0
+    async with _client(server, clients) as client:
+        events = _Completions(client) if mode == "queue" else None
+        if events is not None:
+            await events.start()
+        started = time.perf_counter()
+        deadline = started + seconds
+        seeds = iter(range(10**9))
+
+        async def one_client() -> None:
+            nonlocal errors
+            while time.perf_counter() < deadline:
+                body = work.api_body() | {"seed": next(seeds)}
+                t = time.perf_counter()
+                ok = await (_sync_one(client, body) if events is None
+                            else events.run_one(body))
+                if ok:
+                    latencies.append(time.perf_counter() - t)
+                else:
+                    errors += 1
+
+        await asyncio.gather(*(one_client() for _ in range(clients)))
+        elapsed = time.perf_counter() - started
+        if events is not None:
+            await events.stop()
+    return {"images_per_s": len(latencies) / elapsed, "p50": percentile(latencies, 50),
+            "p99": percentile(latencies, 99), "errors": errors, "completed": len(latencies)}
+
+
+async def _sync_one(client: httpx.AsyncClient, body: dict[str, Any]) -> bool:
+    answer = await client.post("/api/ai/images/generate", json=body)
+    return answer.status_code == 200
+
+
+class _Completions:
+    """One ``/api/events`` stream; queued jobs wait on their completed event."""
+
+    def __init__(self, client: httpx.AsyncClient) -> None:
+        self._client = client
+        self._waiting: dict[str, asyncio.Future[bool]] = {}
+        self._done: dict[str, bool] = {}
+        self._ready = asyncio.Event()
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._read())
+        await asyncio.wait_for(self._ready.wait(), 30)
+
+    async def stop(self) -> None:
+        self._task.cancel()
+        try:
+            await self._task
+        except (asyncio.CancelledError, httpx.HTTPError):
+            pass
+
+    async def run_one(self, body: dict[str, Any]) -> bool:
+        answer = await self._client.post("/api/ai/queue", json=body)
+        if answer.status_code != 200:
+            return False
+        generation_id = answer.json()["generations"][0]["generation_id"]
+        if generation_id in self._done:
+            return self._done.pop(generation_id)
+        future = asyncio.get_running_loop().create_future()
+        self._waiting[generation_id] = future
+        return await future
+
+    async def _read(self) -> None:
+        async with self._client.stream("GET", "/api/events", timeout=None) as stream:
+            self._ready.set()
+            name = ""
+            async for line in stream.aiter_lines():
+                if line.startswith("event: "):
+                    name = line[7:]
+                elif line.startswith("data: ") and name == "media_generation_completed":
+                    data = json.loads(line[6:])
+                    self._complete(data["generation_id"], data.get("status") == "succeeded")
+
+    def _complete(self, generation_id: str, ok: bool) -> None:
+        future = self._waiting.pop(generation_id, None)
+        if future is None:
+            self._done[generation_id] = ok
+        elif not future.done():
+            future.set_result(ok)
+
+
+# ---------------------------------------------------------------------------------------------
+# Report
+# ---------------------------------------------------------------------------------------------
+
+
+def print_table(title: str, rows: list[Row]) -> None:
+    base, best = rows[0].images_per_s, rows[1].images_per_s if len(rows) > 1 else None
+    print(f"\n{title}")
+    header = (f"{'configuration':<42} {'images/s':>9} {'p50 s':>8} {'p99 s':>8} {'GPU %':>6} "
+              f"{'x seq':>7} {'x best':>7}")
+    print(header)
+    print("-" * len(header))
+    for row in rows:
+        util = f"{row.gpu_util_pct:.0f}" if row.gpu_util_pct is not None else "n/a"
+        vs_best = f"{row.images_per_s / best:.2f}" if best else "-"
+        errors = f"  ({row.errors} errors)" if row.errors else ""
+        print(f"{row.config:<42} {row.images_per_s:>9.2f} {row.p50_s:>8.3f} {row.p99_s:>8.3f} "
+              f"{util:>6} {row.images_per_s / base:>7.2f} {vs_best:>7}{errors}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", help="a diffusers folder (default: random full-size weights)")
+    parser.add_argument("--families", default="sd-turbo", help="sd-turbo and/or sdxl (on CUDA)")
+    parser.add_argument("--steps", type=int, default=None)
+    parser.add_argument("--guidance", type=float, default=0.0)
+    parser.add_argument("--resolution", default="512")
+    parser.add_argument("--batches", default=None, help="plain batch sizes to try, e.g. 8,16,32,64")
+    parser.add_argument("--runs", type=int, default=None, help="timed batch-1 renders")
+    parser.add_argument("--clients", type=int, default=64)
+    parser.add_argument("--seconds", type=float, default=None, help="per served mode")
+    parser.add_argument("--max-batch", type=int, default=None, help="served batch cap")
+    parser.add_argument("--batch-wait-ms", type=float, default=10.0)
+    parser.add_argument("--worker-concurrency", type=int, default=2)
+    parser.add_argument("--encode-workers", type=int, default=8)
+    parser.add_argument("--served", nargs="*", default=["{}"],
+                        help='served configurations: engine options of the card, one JSON object '
+                             'each, e.g. \'{}\' \'{"channels_last": true, "fuse_qkv": true}\'')
+    parser.add_argument("--deadline-s", type=float, default=None,
+                        help="skip the served configurations that start after this many seconds")
+    parser.add_argument("--out", help="write the rows as JSON here")
+    args = parser.parse_args()
+
+    import torch
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    gpu = device == "cuda"
+    batches = [int(b) for b in (args.batches or ("8,16,32,64" if gpu else "4,8")).split(",")]
+    runs = args.runs or (40 if gpu else 8)
+    seconds = args.seconds or (20.0 if gpu else 15.0)
+    args.seconds = seconds
+    print(f"device: {device_name(device)}; torch {torch.__version__}", flush=True)
+
+    root = Path(tempfile.mkdtemp(prefix="imagehub-gpu-bench-"))
+    results: dict[str, Any] = {"device": device_name(device), "workloads": {}}
+    started = time.monotonic()
+    for work in build_workloads(args, device, root):
+        plain = bench_plain(work, device, batches, runs)
+        max_batch = args.max_batch or max(batches)
+        served: list[Row] = []
+        for options in map(json.loads, args.served):
+            if args.deadline_s and time.monotonic() - started > args.deadline_s:
+                print(f"skipped served {options}: past --deadline-s", flush=True)
+                continue
+            try:
+                served += bench_served(work, device, args, root, max_batch, options)
+            except Exception as exc:  # noqa: BLE001 - report it and go on to the next one
+                print(f"served {options} failed: {type(exc).__name__}: {exc}", flush=True)
+        rows = plain + served
+        print_table(f"{work.name} on {device_name(device)} (served max batch {max_batch}, "
+                    f"wait {args.batch_wait_ms} ms)", rows)
+        results["workloads"][work.name] = [asdict(r) for r in rows]
+    if args.out:
+        Path(args.out).write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
