@@ -22,8 +22,8 @@ from imagehub.engines.builtin.render import render
 from imagehub.engines.builtin.sampler import sample_scene
 
 PROMPTS = [
-    "three small blue stars in the top left corner on a background fading from navy at the "
-    "top to white at the bottom",
+    ("three small blue stars in the top left corner on a background fading from navy at the "
+     "top to white at the bottom"),
     "a crimson disc in the upper left corner",
     "a huge yellow heart above a small purple square on a pink background",
 ]

@@ -30,9 +30,10 @@ def _eval_group() -> None:
 def train_builtin(
     out_dir: Path = typer.Option(Path("var/imagehub-tiny"), "--out", help="Where to write the weights."),
     seed: int | None = typer.Option(None, help="Seed of captions, order and initialisation "
-                                                "[default: the shipped model's]."),
-    captions: int | None = typer.Option(None, help="Training captions to write and encode."),
-    epochs: int | None = typer.Option(None, help="Passes over the captions."),
+                                                "(default 1234: the shipped model's)."),
+    captions: int | None = typer.Option(None, help="Training captions to write and encode "
+                                                    "(default 16000)."),
+    epochs: int | None = typer.Option(None, help="Passes over the captions (default 10)."),
     threads: int | None = typer.Option(None, help="CPU threads for torch (1 shares the machine "
                                                   "best)."),
 ) -> None:

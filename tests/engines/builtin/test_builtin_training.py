@@ -13,7 +13,7 @@ from imagehub.engines.builtin.train import CONFIG_FILE, WEIGHTS_FILE, TrainSetti
 
 def tiny(seed: int) -> TrainSettings:
     return TrainSettings(seed=seed, captions=96, epochs=1, batch_size=32, heldout_captions=16,
-                         threads=1, head=HeadConfig(dim=32, decoder_layers=1))
+                         threads=1, head=HeadConfig(dim=32, encoder_layers=1))
 
 
 def test_tiny_training_loads_runs_and_reproduces(tmp_path: Path) -> None:

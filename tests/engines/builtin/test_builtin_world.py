@@ -10,8 +10,18 @@ from imagehub.engines.builtin.detect import read_image
 from imagehub.engines.builtin.layout import layout_scene
 from imagehub.engines.builtin.render import render
 from imagehub.engines.builtin.world import (
-    BACKGROUNDS, COLOUR_NAMES, POSITIONS, RELATIONS, SHAPES, SIZES, Background, ObjectSpec, Scene,
-    clashes, colour_distance, position_cell,
+    BACKGROUNDS,
+    COLOUR_NAMES,
+    POSITIONS,
+    RELATIONS,
+    SHAPES,
+    SIZES,
+    Background,
+    ObjectSpec,
+    Scene,
+    clashes,
+    colour_distance,
+    position_cell,
 )
 
 

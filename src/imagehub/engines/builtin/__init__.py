@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from .engine import BuiltinEngine
 
-__all__ = ["BuiltinEngine", "MODEL_ID"]
+__all__ = ["MODEL_ID", "BuiltinEngine"]
 
 MODEL_ID = "imagehub-tiny"
 

@@ -1,8 +1,10 @@
 """The writer of training (and held-out evaluation) captions: scene graphs -> plain English.
 
 This is the only module that knows English words for the world's classes. It is used to make
-data; the generation path never reads it. Every phrase list is split in two: phrasings the model
-trains on and phrasings kept back for evaluation (``heldout=True``), and a fixed set of
+data; the generation path never reads it. Phrase lists are split in two: phrasings the model
+trains on and phrasings kept back for evaluation (``heldout=True``): sentence frames, noun-phrase
+frames, prefixes and the phrasings of counts, sizes, positions, relations and backgrounds. The
+colour and shape words are the model's vocabulary and are all trained on. A fixed set of
 colour x shape pairs never appears in training captions.
 """
 
@@ -17,47 +19,70 @@ from .world import BACKGROUNDS, COLOUR_NAMES, COUNTS, POSITIONS, RELATIONS, SHAP
 
 # Phrase tables: class -> (training phrasings, held-out phrasings).
 COLOUR_WORDS: dict[str, tuple[list[str], list[str]]] = {
-    "red": (["red", "crimson", "scarlet", "ruby", "cherry red"], ["bright red"]),
-    "orange": (["orange", "tangerine", "amber"], ["bright orange"]),
-    "yellow": (["yellow", "golden", "lemon", "gold"], ["lemon yellow"]),
-    "lime": (["lime", "lime green", "chartreuse"], ["bright lime"]),
-    "green": (["green", "emerald", "forest green", "grass green"], ["dark green"]),
-    "teal": (["teal", "deep teal", "teal blue"], ["dark teal"]),
-    "cyan": (["cyan", "aqua", "turquoise"], ["light cyan"]),
-    "blue": (["blue", "azure", "cobalt", "royal blue", "sapphire"], ["bright blue"]),
-    "navy": (["navy", "navy blue", "dark blue", "midnight blue"], ["deep navy"]),
-    "purple": (["purple", "violet", "plum", "amethyst"], ["deep purple"]),
-    "pink": (["pink", "rose", "hot pink", "magenta", "fuchsia"], ["bright pink"]),
-    "brown": (["brown", "chocolate", "coffee", "chestnut"], ["dark brown"]),
-    "black": (["black", "jet black", "ebony", "coal black"], ["pitch black"]),
-    "white": (["white", "ivory", "snow white", "pure white"], ["bright white"]),
-    "gray": (["gray", "grey", "silver", "slate grey", "ash grey"], ["light grey"]),
+    "red": (["red", "crimson", "scarlet", "ruby", "cherry red", "vivid red"], []),
+    "orange": (["orange", "tangerine", "amber", "vivid orange"], []),
+    "yellow": (["yellow", "golden", "lemon", "gold", "sunny yellow"], []),
+    "lime": (["lime", "lime green", "chartreuse", "bright lime"], []),
+    "green": (["green", "emerald", "forest green", "grass green", "leafy green"], []),
+    "teal": (["teal", "deep teal", "teal blue", "rich teal"], []),
+    "cyan": (["cyan", "aqua", "turquoise", "vivid cyan"], []),
+    "blue": (["blue", "azure", "cobalt", "royal blue", "sapphire", "vivid blue"], []),
+    "navy": (["navy", "navy blue", "dark blue", "midnight blue", "deep navy"], []),
+    "purple": (["purple", "violet", "plum", "amethyst", "vivid purple"], []),
+    "pink": (["pink", "rose", "hot pink", "magenta", "fuchsia", "soft pink"], []),
+    "brown": (["brown", "chocolate", "coffee", "chestnut", "earthy brown"], []),
+    "black": (["black", "jet black", "ebony", "coal black", "pitch black"], []),
+    "white": (["white", "ivory", "snow white", "pure white", "bright white"], []),
+    "gray": (["gray", "grey", "silver", "slate grey", "ash grey", "light grey"], []),
 }
 SHAPE_WORDS: dict[str, tuple[list[tuple[str, str]], list[tuple[str, str]]]] = {
-    "circle": ([("circle", "circles"), ("disc", "discs"), ("dot", "dots"), ("round disk", "round disks")],
-               [("ball", "balls")]),
-    "oval": ([("oval", "ovals"), ("ellipse", "ellipses"), ("egg shape", "egg shapes")],
-             [("elongated circle", "elongated circles")]),
-    "square": ([("square", "squares"), ("box", "boxes"), ("block", "blocks")],
-               [("square tile", "square tiles")]),
-    "diamond": ([("diamond", "diamonds"), ("rhombus", "rhombi"), ("lozenge", "lozenges")],
-                [("diamond shape", "diamond shapes")]),
-    "triangle": ([("triangle", "triangles"), ("pyramid shape", "pyramid shapes")],
-                 [("three-sided shape", "three-sided shapes")]),
-    "pentagon": ([("pentagon", "pentagons"), ("five-sided shape", "five-sided shapes")],
-                 [("pentagonal shape", "pentagonal shapes")]),
-    "hexagon": ([("hexagon", "hexagons"), ("six-sided shape", "six-sided shapes")],
-                [("hexagonal tile", "hexagonal tiles")]),
-    "star": ([("star", "stars"), ("five-pointed star", "five-pointed stars")],
-             [("starburst", "starbursts")]),
-    "heart": ([("heart", "hearts"), ("love heart", "love hearts")],
-              [("heart shape", "heart shapes")]),
-    "ring": ([("ring", "rings"), ("donut", "donuts"), ("hoop", "hoops"), ("annulus", "annuli")],
-             [("doughnut", "doughnuts")]),
-    "cross": ([("cross", "crosses"), ("plus sign", "plus signs"), ("plus", "pluses")],
-              [("plus symbol", "plus symbols")]),
-    "moon": ([("moon", "moons"), ("crescent", "crescents"), ("crescent moon", "crescent moons")],
-             [("lunar crescent", "lunar crescents")]),
+    "circle": ([
+        ("circle", "circles"), ("disc", "discs"), ("dot", "dots"), ("round disk", "round disks"),
+        ("ball", "balls")
+    ], []),
+    "oval": ([
+        ("oval", "ovals"), ("ellipse", "ellipses"), ("egg shape", "egg shapes"),
+        ("elongated circle", "elongated circles")
+    ], []),
+    "square": ([
+        ("square", "squares"), ("box", "boxes"), ("block", "blocks"),
+        ("square tile", "square tiles")
+    ], []),
+    "diamond": ([
+        ("diamond", "diamonds"), ("rhombus", "rhombi"), ("lozenge", "lozenges"),
+        ("diamond shape", "diamond shapes")
+    ], []),
+    "triangle": ([
+        ("triangle", "triangles"), ("pyramid shape", "pyramid shapes"),
+        ("three-sided shape", "three-sided shapes")
+    ], []),
+    "pentagon": ([
+        ("pentagon", "pentagons"), ("five-sided shape", "five-sided shapes"),
+        ("pentagonal shape", "pentagonal shapes")
+    ], []),
+    "hexagon": ([
+        ("hexagon", "hexagons"), ("six-sided shape", "six-sided shapes"),
+        ("hexagonal tile", "hexagonal tiles")
+    ], []),
+    "star": ([
+        ("star", "stars"), ("five-pointed star", "five-pointed stars"),
+        ("starburst", "starbursts")
+    ], []),
+    "heart": ([
+        ("heart", "hearts"), ("love heart", "love hearts"), ("heart shape", "heart shapes")
+    ], []),
+    "ring": ([
+        ("ring", "rings"), ("donut", "donuts"), ("hoop", "hoops"), ("annulus", "annuli"),
+        ("doughnut", "doughnuts")
+    ], []),
+    "cross": ([
+        ("cross", "crosses"), ("plus sign", "plus signs"), ("plus", "pluses"),
+        ("plus symbol", "plus symbols")
+    ], []),
+    "moon": ([
+        ("moon", "moons"), ("crescent", "crescents"), ("crescent moon", "crescent moons"),
+        ("lunar crescent", "lunar crescents")
+    ], []),
 }
 GENERIC_SHAPE_WORDS = ([("shape", "shapes"), ("object", "objects"), ("thing", "things")],
                        [("item", "items")])
@@ -159,6 +184,8 @@ class Labels:
 class Caption:
     text: str
     labels: Labels
+    spans: dict[str, list[tuple[int, int]]] = field(default_factory=dict)
+    """Head -> character ranges of the words that say it (for the head's attention)."""
 
 
 class CaptionWriter:
@@ -205,7 +232,7 @@ class CaptionWriter:
             if not self.heldout or self._used_heldout:
                 return cap
 
-    def _np(self, colour: str | None, shape: str | None, size: str | None,
+    def _np(self, side: str, colour: str | None, shape: str | None, size: str | None,
             count: int | None, plural: bool) -> str:
         """A noun phrase; ``count`` None with ``plural`` writes "some ...s"."""
         if shape is None:
@@ -218,6 +245,8 @@ class CaptionWriter:
             count_word = self.pick(PLURAL_WORDS) if plural else "a"
         else:
             count_word = self.pick(COUNT_WORDS[count])
+        if side == "a":
+            count_word = mark("a_count", count_word)
         if colour is None:
             frame = "{count} {size} {shape}" if size else "{count} {shape}"
         else:
@@ -227,9 +256,9 @@ class CaptionWriter:
             frame = self.pick((train, held))
         text = frame.format(
             count=count_word,
-            size=self.pick(SIZE_WORDS[size]) if size else "",
-            colour=self.pick(COLOUR_WORDS[colour]) if colour else "",
-            shape=noun,
+            size=mark(f"{side}_size", self.pick(SIZE_WORDS[size])) if size else "",
+            colour=mark(f"{side}_colour", self.pick(COLOUR_WORDS[colour])) if colour else "",
+            shape=mark(f"{side}_shape", noun),
         )
         return " ".join(text.split())
 
@@ -239,7 +268,8 @@ class CaptionWriter:
         options = [c for c in COLOUR_NAMES if c not in forbidden]
         c1 = self.choice(options)
         c2 = self.choice([c for c in options if c != c1])
-        w1, w2 = self.pick(COLOUR_WORDS[c1]), self.pick(COLOUR_WORDS[c2])
+        w1 = mark("bg_colour", self.pick(COLOUR_WORDS[c1]))
+        w2 = mark("bg_colour2", self.pick(COLOUR_WORDS[c2]))
         i1, i2 = COLOUR_NAMES.index(c1), COLOUR_NAMES.index(c2)
         vertical, horizontal = BACKGROUNDS.index("vertical"), BACKGROUNDS.index("horizontal")
         if roll < 0.3:
@@ -248,9 +278,9 @@ class CaptionWriter:
         if roll < 0.7:
             labels.values.update(bg_kind=BACKGROUNDS.index("solid"), bg_colour=i1)
             if self.rng.random() < 0.15:
-                sentence = self.pick(BG_SENTENCES).format(c=w1)
+                sentence = mark("bg_kind", self.pick(BG_SENTENCES).format(c=w1))
                 return ". " + sentence, sentence.rstrip(".")
-            phrase = self.pick(SOLID_BG).format(c=w1)
+            phrase = mark("bg_kind", self.pick(SOLID_BG).format(c=w1))
             return " " + phrase, phrase[0].upper() + phrase[1:]
         if roll < 0.8:
             table, kind = GRADIENT_BG, (vertical, horizontal)
@@ -259,7 +289,7 @@ class CaptionWriter:
         else:
             table, kind = HORIZONTAL_BG, horizontal
         labels.values.update(bg_kind=kind, bg_colour=i1, bg_colour2=i2)
-        phrase = self.pick(table).format(c=w1, d=w2)
+        phrase = mark("bg_kind", self.pick(table).format(c=w1, d=w2))
         return " " + phrase, phrase[0].upper() + phrase[1:]
 
     def _group(self) -> Caption:
@@ -283,18 +313,18 @@ class CaptionWriter:
             a_position=POSITIONS.index(position) if position else None,
             relation=RELATIONS.index("none"),
         )
-        np_text = self._np(colour, shape, size, count, plural)
+        np_text = self._np("a", colour, shape, size, count, plural)
         bg_end, bg_start = self._background(labels, {colour} if colour else set())
         if position is None:
             text = self.pick(PREFIXES) + np_text + bg_end
         else:
-            pos = self.pick(POSITION_WORDS[position])
+            pos = mark("a_position", self.pick(POSITION_WORDS[position]))
             frame = self.pick(GROUP_FRAMES)
             if "{Bg}" in frame and not bg_start:
                 frame = "{np} {pos}{bg}"
             text = frame.format(np=np_text, pos=pos, Pos=pos[0].upper() + pos[1:], bg=bg_end,
                                 Bg=bg_start, pre=self.pick(PREFIXES))
-        return Caption(_tidy(text), labels)
+        return _finish(text, labels)
 
     def _pair(self) -> Caption:
         labels = Labels()
@@ -313,18 +343,46 @@ class CaptionWriter:
             b_shape=SHAPES.index(sb), b_colour=COLOUR_NAMES.index(cb),
             b_size=SIZES.index(size_b) if size_b else None,
         )
-        a_text = self._np(ca, sa, size_a, 1, False)
-        b_text = self._np(cb, sb, size_b, 1, False)
+        a_text = self._np("a", ca, sa, size_a, 1, False)
+        b_text = self._np("b", cb, sb, size_b, 1, False)
         bg_end, bg_start = self._background(labels, {ca, cb})
         frame = self.pick(PAIR_FRAMES)
         if "{Bg}" in frame and not bg_start:
             frame = "{a} {rel} {b}{bg}"
-        text = frame.format(a=a_text, b=b_text, rel=self.pick(RELATION_WORDS[relation]),
+        text = frame.format(a=a_text, b=b_text,
+                            rel=mark("relation", self.pick(RELATION_WORDS[relation])),
                             bg=bg_end, Bg=bg_start, pre=self.pick(PREFIXES))
-        return Caption(_tidy(text), labels)
+        return _finish(text, labels)
 
 
-def _tidy(text: str) -> str:
-    text = " ".join(text.split()).replace(" ,", ",").replace("..", ".")
-    text = re.sub(r"\b([Aa]) (?=[aeiouAEIOU])", r"\1n ", text)
-    return text[0].upper() + text[1:] if text else text
+def mark(head: str, words: str) -> str:
+    """``words`` tagged as saying ``head`` (stripped into :attr:`Caption.spans` at the end)."""
+    return f"{_OPEN}{head}{_NAMED}{words}{_CLOSE}"
+
+
+_OPEN, _NAMED, _CLOSE = "\x01", "\x02", "\x03"
+
+
+def _finish(marked: str, labels: Labels) -> Caption:
+    """Tidy spacing and articles, then strip the tags into character spans."""
+    marked = " ".join(marked.split()).replace(" ,", ",").replace("..", ".")
+    marked = re.sub(r"\b([Aa])(\x03?) (?=(?:\x01\w+\x02)*[aeiouAEIOU])", r"\1n\2 ", marked)
+    text: list[str] = []
+    spans: dict[str, list[tuple[int, int]]] = {}
+    stack: list[tuple[str, int]] = []
+    i = 0
+    while i < len(marked):
+        ch = marked[i]
+        if ch == _OPEN:
+            j = marked.index(_NAMED, i)
+            stack.append((marked[i + 1:j], len(text)))
+            i = j + 1
+            continue
+        if ch == _CLOSE:
+            head, start = stack.pop()
+            spans.setdefault(head, []).append((start, len(text)))
+        else:
+            text.append(ch)
+        i += 1
+    out = "".join(text)
+    return Caption(out[:1].upper() + out[1:], labels, spans)

@@ -14,7 +14,7 @@ import numpy as np
 from PIL import Image
 
 from .render import shape_mask
-from .world import COLOURS, COLOUR_NAMES, SHAPES, shape_extent
+from .world import COLOUR_NAMES, COLOURS, SHAPES, shape_extent
 
 FOREGROUND_DELTA = 40
 """A pixel further than this (max over channels) from the background is foreground."""
@@ -63,7 +63,7 @@ def read_image(image: Image.Image) -> Reading:
     height, width = pixels.shape[:2]
     background, kind, colours = _background(pixels)
     foreground = np.abs(pixels - background).max(axis=2) > FOREGROUND_DELTA
-    labels, count = ndimage.label(foreground, structure=np.ones((3, 3)))
+    labels, _ = ndimage.label(foreground, structure=np.ones((3, 3)))
     reading = Reading(width, height, colours, kind)
     min_area = MIN_AREA_FRACTION * width * height
     for index, box in enumerate(ndimage.find_objects(labels), start=1):

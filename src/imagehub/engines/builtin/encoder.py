@@ -48,7 +48,7 @@ class TextEncoder:
         self._tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
         self._model = AutoModel.from_pretrained(path, local_files_only=True).eval()
 
-    def encode(self, texts: list[str]) -> tuple["torch.Tensor", "torch.Tensor"]:
+    def encode(self, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
         """Token states ``[n, length, 384]`` (float32) and the attention mask ``[n, length]``."""
         import torch
 
@@ -61,3 +61,10 @@ class TextEncoder:
                 input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]
             ).last_hidden_state
         return states.clone(), batch["attention_mask"].bool()
+
+    def offsets(self, texts: list[str]) -> list[list[tuple[int, int]]]:
+        """Per text, the character range of each token (``(0, 0)`` for [CLS]/[SEP]/padding)."""
+        self.load()
+        batch = self._tokenizer(texts, truncation=True, max_length=MAX_TOKENS,
+                                return_offsets_mapping=True)
+        return [[tuple(pair) for pair in row] for row in batch["offset_mapping"]]

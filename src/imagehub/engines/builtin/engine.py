@@ -20,6 +20,7 @@ from PIL import Image
 from imagehub.catalog.sizes import ASPECT_RATIOS, RESOLUTION_BASES
 from imagehub.engines.base import EngineRequest, EngineResult, StepCallback
 
+from . import MODEL_ID
 from .encoder import TextEncoder
 from .layout import layout_scene
 from .model import CLASS_NAMES, HEADS, HeadConfig, build_head
@@ -28,9 +29,8 @@ from .sampler import Distributions, sample_scene
 from .train import CONFIG_FILE, WEIGHTS_FILE
 from .world import Scene
 
-from . import MODEL_ID
 SHIPPED_WEIGHTS = Path(__file__).resolve().parent / "weights"
-DEFAULT_VARIETY = 0.6
+DEFAULT_VARIETY = 0.5
 
 
 class BuiltinEngine:
@@ -42,6 +42,7 @@ class BuiltinEngine:
         self.weights_dir = Path(weights_dir) if weights_dir is not None else SHIPPED_WEIGHTS
         self._encoder = TextEncoder()
         self._head: Any = None
+        self._fingerprint: str | None = None
         self._lock = threading.Lock()
 
     # -- contract ------------------------------------------------------------------------------
@@ -80,8 +81,10 @@ class BuiltinEngine:
         return None
 
     def fingerprint(self) -> str:
-        digest = hashlib.sha256((self.weights_dir / WEIGHTS_FILE).read_bytes()).hexdigest()
-        return digest[:16]
+        if self._fingerprint is None:
+            digest = hashlib.sha256((self.weights_dir / WEIGHTS_FILE).read_bytes()).hexdigest()
+            self._fingerprint = digest[:16]
+        return self._fingerprint
 
     def load(self) -> None:
         with self._lock:
@@ -135,7 +138,7 @@ class BuiltinEngine:
 
         self.load()
         with torch.inference_mode():
-            logits = self._head(states, mask)
+            logits, _ = self._head(states, mask)
         probs = {name: torch.softmax(v.float(), -1).numpy() for name, v in logits.items()}
         return [{name: p[i] for name, p in probs.items()} for i in range(len(states))]
 

@@ -17,9 +17,16 @@ import numpy as np
 from imagehub.catalog.sizes import output_size
 
 from .captions import Caption, CaptionWriter
-from .detect import Reading, read_image
+from .detect import Found, Reading, read_image
 from .world import (
-    BACKGROUNDS, COLOUR_NAMES, COUNTS, POSITIONS, RELATIONS, SHAPES, Background, clashes,
+    BACKGROUNDS,
+    COLOUR_NAMES,
+    COUNTS,
+    POSITIONS,
+    RELATIONS,
+    SHAPES,
+    Background,
+    clashes,
     position_cell,
 )
 
@@ -96,13 +103,21 @@ def grade(expected: Expected, reading: Reading) -> dict[str, bool]:
 
 
 def _relation_holds(expected: Expected, reading: Reading) -> bool:
-    def find(i: int):
-        hits = [o for o in reading.objects
-                if o.colour == expected.colours[i] and o.shape == expected.shapes[i]]
-        return hits[0] if len(hits) == 1 else None
+    """The asked side, with each object found by its colour and shape (colour alone when the
+    shape was misdrawn but the colours tell the two apart): a relation is judged on placement."""
+
+    def find(i: int) -> Found | None:
+        colour, shape = expected.colours[i], expected.shapes[i]
+        exact = [o for o in reading.objects if (o.colour, o.shape) == (colour, shape)]
+        if len(exact) == 1:
+            return exact[0]
+        by_colour = [o for o in reading.objects if o.colour == colour]
+        if expected.colours[0] != expected.colours[1] and len(by_colour) == 1:
+            return by_colour[0]
+        return None
 
     a, b = find(0), find(1)
-    if a is None or b is None:
+    if a is None or b is None or a is b:
         return False
     dx, dy = b.cx - a.cx, b.cy - a.cy
     return {
@@ -149,8 +164,9 @@ def evaluate(
 
 
 def format_report(report: dict[str, Any]) -> str:
-    lines = [f"imagehub-tiny {report['fingerprint']}: {report['prompts']} held-out prompts "
-             f"at {report['resolution']}"]
+    header = (f"imagehub-tiny {report['fingerprint']}: {report['prompts']} held-out prompts "
+              f"at {report['resolution']}")
+    lines = [header]
     for key, acc in report["accuracy"].items():
         target = report["targets"].get(key)
         mark = "" if target is None else ("  ok" if acc >= target else "  BELOW")

@@ -12,7 +12,7 @@ import math
 import numpy as np
 from PIL import Image, ImageDraw
 
-from .world import COLOURS, Background, Layout, PlacedObject, SHAPE_OPS, shape_extent
+from .world import COLOURS, SHAPE_OPS, Background, Layout, PlacedObject, shape_extent
 
 
 def render(layout: Layout) -> Image.Image:

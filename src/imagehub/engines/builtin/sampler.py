@@ -12,8 +12,18 @@ from __future__ import annotations
 import numpy as np
 
 from .world import (
-    BACKGROUNDS, COLOUR_NAMES, COUNTS, POSITIONS, RELATIONS, SHAPES, SIZES,
-    Background, ObjectSpec, Scene, clashes, colour_distance,
+    BACKGROUNDS,
+    COLOUR_NAMES,
+    COUNTS,
+    POSITIONS,
+    RELATIONS,
+    SHAPES,
+    SIZES,
+    Background,
+    ObjectSpec,
+    Scene,
+    clashes,
+    colour_distance,
 )
 
 Distributions = dict[str, np.ndarray]
@@ -40,7 +50,7 @@ def _entropy(probs: np.ndarray) -> float:
     return float(-(nz * np.log(nz)).sum())
 
 
-def sample_scene(dists: Distributions, rng: np.random.Generator, variety: float = 0.6) -> Scene:
+def sample_scene(dists: Distributions, rng: np.random.Generator, variety: float = 0.5) -> Scene:
     """A scene drawn from ``dists`` (head name -> probabilities)."""
     p = {name: trim(v, variety) for name, v in dists.items()}
     relation = RELATIONS[draw(p["relation"], rng)]

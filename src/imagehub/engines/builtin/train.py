@@ -39,8 +39,8 @@ PRIORS: dict[str, list[float]] = {
 @dataclass
 class TrainSettings:
     seed: int = SHIPPED_SEED
-    captions: int = 24000
-    epochs: int = 14
+    captions: int = 16000
+    epochs: int = 10
     batch_size: int = 64
     learning_rate: float = 2e-3
     weight_decay: float = 0.01
@@ -76,14 +76,15 @@ def train(
     cache = encode_all(encoder, texts)
     log(f"encoded in {time.perf_counter() - started:.0f}s")
 
-    # 3. Fit the head.
+    # 3. Fit the head: labels say what each caption asks, word tags say where it says it.
     head = build_head(settings.head)
-    rows = [cache[c.text] for c in captions]
+    rows = [cache[c.text][0] for c in captions]
+    tags = [token_tags(c, cache[c.text][1]) for c in captions]
     targets, weights = label_tensors(captions)
-    fit(head, rows, targets, weights, settings, log)
+    fit(head, rows, tags, targets, weights, settings, log)
 
     # 4. Check it on held-out phrasings (text level), save.
-    accuracy = text_accuracy(head, [cache[c.text] for c in held], held)
+    accuracy = text_accuracy(head, [cache[c.text][0] for c in held], held)
     log("held-out caption accuracy: " + ", ".join(f"{k} {v:.3f}" for k, v in accuracy.items()))
     config = {
         "name": "imagehub-tiny",
@@ -105,19 +106,46 @@ def train(
     return config
 
 
-def encode_all(encoder: TextEncoder, texts: list[str], chunk: int = 256) -> dict[str, "torch.Tensor"]:
-    """caption -> its token states ``[length, 384]`` in float16 (padding dropped)."""
+def encode_all(encoder: TextEncoder, texts: list[str], chunk: int = 256
+               ) -> dict[str, tuple[torch.Tensor, list[tuple[int, int]]]]:
+    """caption -> (token states ``[length, 384]`` in float16, token character offsets)."""
     order = sorted(texts, key=len)
     cache = {}
     for start in range(0, len(order), chunk):
         part = order[start:start + chunk]
         states, mask = encoder.encode(part)
-        for text, s, m in zip(part, states, mask):
-            cache[text] = s[: int(m.sum())].half()
+        offsets = encoder.offsets(part)
+        for text, s, m, o in zip(part, states, mask, offsets):
+            cache[text] = (s[: int(m.sum())].half(), o)
     return cache
 
 
-def label_tensors(captions: list[Caption]) -> tuple[dict[str, "torch.Tensor"], dict[str, "torch.Tensor"]]:
+def token_tags(caption: Caption, offsets: list[tuple[int, int]]) -> torch.Tensor:
+    """``[length, heads]`` booleans: token i is (part of) the words that say head h."""
+    import torch
+
+    tags = torch.zeros(len(offsets), len(HEADS), dtype=torch.bool)
+    for h, name in enumerate(HEADS):
+        for a, b in caption.spans.get(name, []):
+            for i, (s, e) in enumerate(offsets):
+                if e > s and s < b and e > a:
+                    tags[i, h] = True
+    return tags
+
+
+def attention_targets(tags: list[torch.Tensor], length: int) -> torch.Tensor:
+    """``[n, length + 1, heads]``: uniform over a head's tagged tokens, else all on "unsaid"."""
+    import torch
+
+    out = torch.zeros(len(tags), length + 1, len(HEADS))
+    for i, t in enumerate(tags):
+        out[i, : t.shape[0]] = t.float()
+    counts = out.sum(1, keepdim=True)
+    out[:, length:, :] = (counts[:, :, :] == 0).float()
+    return out / out.sum(1, keepdim=True)
+
+
+def label_tensors(captions: list[Caption]) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
     """Soft targets ``[n, k]`` and loss weights ``[n]`` per head."""
     import torch
 
@@ -141,7 +169,7 @@ def label_tensors(captions: list[Caption]) -> tuple[dict[str, "torch.Tensor"], d
     return targets, weights
 
 
-def pad(rows: list["torch.Tensor"]) -> tuple["torch.Tensor", "torch.Tensor"]:
+def pad(rows: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
     """Stack ragged token states into ``[n, length, 384]`` float32 plus a mask."""
     import torch
 
@@ -155,19 +183,22 @@ def pad(rows: list["torch.Tensor"]) -> tuple["torch.Tensor", "torch.Tensor"]:
     return states, mask
 
 
-def loss_fn(logits: dict[str, "torch.Tensor"], targets: dict[str, "torch.Tensor"],
-            weights: dict[str, "torch.Tensor"]) -> "torch.Tensor":
+def loss_fn(logp: dict[str, torch.Tensor], scores: torch.Tensor, targets: dict[str, torch.Tensor],
+            weights: dict[str, torch.Tensor], attention: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of each attribute against its (soft) label, plus of each attention
+    against the tagged words."""
     import torch
 
     total = torch.zeros(())
-    for name, out in logits.items():
-        ce = -(targets[name] * torch.log_softmax(out, -1)).sum(-1)
+    for name, out in logp.items():
+        ce = -(targets[name] * out).sum(-1)
         total = total + (ce * weights[name]).sum() / len(out)
-    return total
+    log_attention = torch.log_softmax(scores, dim=1).clamp_min(-1e4)
+    return total - (attention * log_attention).sum() / len(scores)
 
 
-def fit(head: "torch.nn.Module", rows: list["torch.Tensor"], targets: dict, weights: dict,
-        settings: TrainSettings, log: Callable[[str], None]) -> None:
+def fit(head: torch.nn.Module, rows: list[torch.Tensor], tags: list[torch.Tensor],
+        targets: dict, weights: dict, settings: TrainSettings, log: Callable[[str], None]) -> None:
     import torch
 
     generator = torch.Generator().manual_seed(settings.seed)
@@ -188,8 +219,10 @@ def fit(head: "torch.nn.Module", rows: list["torch.Tensor"], targets: dict, weig
         for step in range(steps_per_epoch):
             index = order[step * settings.batch_size:(step + 1) * settings.batch_size]
             states, mask = pad([rows[i] for i in index.tolist()])
-            loss = loss_fn(head(states, mask), {k: v[index] for k, v in targets.items()},
-                           {k: v[index] for k, v in weights.items()})
+            attention = attention_targets([tags[i] for i in index.tolist()], states.shape[1])
+            logp, scores = head(states, mask)
+            loss = loss_fn(logp, scores, {k: v[index] for k, v in targets.items()},
+                           {k: v[index] for k, v in weights.items()}, attention)
             optimizer.zero_grad()
             loss.backward()
             torch.nn.utils.clip_grad_norm_(head.parameters(), 1.0)
@@ -201,7 +234,7 @@ def fit(head: "torch.nn.Module", rows: list["torch.Tensor"], targets: dict, weig
     head.eval()
 
 
-def text_accuracy(head: "torch.nn.Module", rows: list["torch.Tensor"],
+def text_accuracy(head: torch.nn.Module, rows: list[torch.Tensor],
                   captions: list[Caption]) -> dict[str, float]:
     """Share of fixed (integer) labels the head's most likely class gets right, per head."""
     import torch
@@ -210,7 +243,7 @@ def text_accuracy(head: "torch.nn.Module", rows: list["torch.Tensor"],
     with torch.inference_mode():
         for start in range(0, len(rows), 256):
             states, mask = pad(rows[start:start + 256])
-            logits = head(states, mask)
+            logits, _ = head(states, mask)
             for name, out in logits.items():
                 best = out.argmax(-1).tolist()
                 for cap, guess in zip(captions[start:start + 256], best):
@@ -220,7 +253,7 @@ def text_accuracy(head: "torch.nn.Module", rows: list["torch.Tensor"],
     return {name: float(np.mean(h)) for name, h in hits.items() if h}
 
 
-def save(head: "torch.nn.Module", config: dict[str, Any], out_dir: Path) -> None:
+def save(head: torch.nn.Module, config: dict[str, Any], out_dir: Path) -> None:
     from safetensors.torch import save_file
 
     out_dir.mkdir(parents=True, exist_ok=True)
