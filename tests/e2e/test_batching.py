@@ -131,3 +131,22 @@ def test_sync_calls_and_queued_jobs_share_batches(
 def test_preloaded_models_are_loaded_before_the_server_answers(batching_server: ServerProcess) -> None:
     log = (batching_server.data_dir / "server.log").read_text()
     assert "preloaded tiny-sd" in log
+
+
+def test_image_to_image_over_http_strength_zero_returns_the_input(api: httpx.Client) -> None:
+    import base64
+
+    image = Image.new("RGB", (512, 512), (200, 40, 40))
+    image.paste((20, 20, 220), (0, 0, 256, 512))
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    uri = "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+    schema = api.get("/api/ai/models/tiny-sd").json()["request_schema"]["properties"]
+
+    answer = api.post("/api/ai/images/edit", json={"model": "tiny-sd", "prompt": "keep it",
+                                                   "image": uri, "strength": 0})
+
+    assert {"input_image", "strength"} <= set(schema)
+    assert answer.status_code == 200, answer.text
+    out = pixels(api, answer.json()["image_url"])
+    assert np.abs(out - np.asarray(image).astype(np.int16)).max() <= TOLERANCE

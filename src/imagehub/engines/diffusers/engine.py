@@ -418,9 +418,11 @@ def _with_input_image(plan: _Plan) -> _Plan:
         raise InvalidParams(f"strength must be 0 to 1, not {strength}")
     if strength >= 1:  # nothing of the input survives: text-to-image with the same seed
         return plan
-    image = request.input_images[0].convert("RGB").resize((plan.width, plan.height), _lanczos())
-    if strength == 0:
+    image = request.input_images[0].convert("RGB")
+    if strength == 0:  # straight to the asked size: no round trip through the native size
+        image = image.resize((request.width, request.height), _lanczos())
         return replace(plan, mode="identity", strength=0.0, steps=0, image=image)
+    image = image.resize((plan.width, plan.height), _lanczos())
     if int(plan.steps * strength) < 1:
         raise InvalidParams(
             f"strength x num_inference_steps must be at least 1 denoising step, not "
