@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -131,3 +132,16 @@ def test_importing_the_package_is_cheap() -> None:
             "assert b.BuiltinEngine.backend == 'builtin'; "
             "assert 'torch' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_loads_offline_from_the_package_alone(tmp_path: Path) -> None:
+    code = (
+        "from imagehub.engines.builtin.engine import BuiltinEngine\n"
+        "from imagehub.engines.base import EngineRequest, no_progress\n"
+        "r = BuiltinEngine().generate(EngineRequest(prompt='a red star', width=64, height=48,"
+        " seed=1), no_progress)\n"
+        "assert r.images[0].size == (64, 48)\n"
+    )
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
+           "HF_HOME": str(tmp_path / "empty-hf-home")}
+    subprocess.run([sys.executable, "-c", code], check=True, env=env, timeout=120)

@@ -56,45 +56,43 @@ def sample_scene(dists: Distributions, rng: np.random.Generator, variety: float 
     relation = RELATIONS[draw(p["relation"], rng)]
     paired = relation != "none"
     kind = BACKGROUNDS[draw(p["bg_kind"], rng)]
-    object_heads = ["a_colour", "b_colour"] if paired else ["a_colour"]
-    object_entropy = min(_entropy(p[h]) for h in object_heads)
-    if _entropy(p["bg_colour"]) < object_entropy:
-        background = _draw_background(p, kind, [], rng)
-        colours = [_draw_colour(p[h], background, rng) for h in object_heads]
-    else:
-        colours = [COLOUR_NAMES[draw(p[h], rng)] for h in object_heads]
-        background = _draw_background(p, kind, colours, rng)
+    colours = _draw_colours(p, kind, paired, rng)
+    background = Background(kind, colours["bg_colour"],
+                            None if kind == "solid" else colours["bg_colour2"])
     a = ObjectSpec(
-        shape=SHAPES[draw(p["a_shape"], rng)], colour=colours[0],
+        shape=SHAPES[draw(p["a_shape"], rng)], colour=colours["a_colour"],
         size=SIZES[draw(p["a_size"], rng)],
         count=1 if paired else COUNTS[draw(p["a_count"], rng)],
         position=None if paired else POSITIONS[draw(p["a_position"], rng)],
     )
     if not paired:
         return Scene(a=a, background=background)
-    b = ObjectSpec(shape=SHAPES[draw(p["b_shape"], rng)], colour=colours[1],
+    b = ObjectSpec(shape=SHAPES[draw(p["b_shape"], rng)], colour=colours["b_colour"],
                    size=SIZES[draw(p["b_size"], rng)])
     return Scene(a=a, background=background, relation=relation, b=b)
 
 
-def _draw_colour(probs: np.ndarray, background: Background, rng: np.random.Generator) -> str:
-    allowed = np.array([not clashes(c, background) for c in COLOUR_NAMES], dtype=float)
-    return COLOUR_NAMES[draw(probs, rng, allowed)]
+def _draw_colours(p: Distributions, kind: str, paired: bool,
+                  rng: np.random.Generator) -> dict[str, str]:
+    """Every colour, most certain first; each later one avoids clashing with those drawn."""
+    objects = ["a_colour", "b_colour"] if paired else ["a_colour"]
+    grounds = ["bg_colour"] if kind == "solid" else ["bg_colour", "bg_colour2"]
+    drawn: dict[str, str] = {}
+    for head in sorted(objects + grounds, key=lambda h: _entropy(p[h])):
+        ok = np.array([_fits(head, c, drawn, objects, kind) for c in COLOUR_NAMES], dtype=float)
+        drawn[head] = COLOUR_NAMES[draw(p[head], rng, ok)]
+    return drawn
 
 
-def _draw_background(
-    p: Distributions, kind: str, colours: list[str], rng: np.random.Generator
-) -> Background:
-    def fine(background: Background) -> bool:
-        return not any(clashes(c, background) for c in colours)
-
-    first_ok = np.array([fine(Background("solid", c)) for c in COLOUR_NAMES], dtype=float)
-    first = COLOUR_NAMES[draw(p["bg_colour"], rng, first_ok)]
-    if kind == "solid":
-        return Background("solid", first)
-    second_ok = np.array(
-        [colour_distance(first, c) >= 90 and fine(Background(kind, first, c)) for c in COLOUR_NAMES],
-        dtype=float,
-    )
-    second = COLOUR_NAMES[draw(p["bg_colour2"], rng, second_ok)]
-    return Background(kind, first, second)
+def _fits(head: str, colour: str, drawn: dict[str, str], objects: list[str], kind: str) -> bool:
+    trial = {**drawn, head: colour}
+    first, second = trial.get("bg_colour"), trial.get("bg_colour2")
+    if first and second and colour_distance(first, second) < 90:
+        return False
+    if first is None and second is None:
+        return True
+    if first and second and kind != "solid":
+        background = Background(kind, first, second)
+    else:
+        background = Background("solid", first or second or "")
+    return not any(clashes(trial[o], background) for o in objects if o in trial)

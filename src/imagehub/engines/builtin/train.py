@@ -58,8 +58,18 @@ def train(
     import torch
 
     settings = settings or TrainSettings()
-    started = time.perf_counter()
+    threads_before = torch.get_num_threads()
     torch.set_num_threads(settings.threads)
+    try:
+        return _train(Path(out_dir), settings, log)
+    finally:
+        torch.set_num_threads(threads_before)
+
+
+def _train(out_dir: Path, settings: TrainSettings, log: Callable[[str], None]) -> dict[str, Any]:
+    import torch
+
+    started = time.perf_counter()
     torch.manual_seed(settings.seed)
     rng = np.random.default_rng(settings.seed)
 
@@ -101,8 +111,8 @@ def train(
             "heldout_caption_accuracy": {k: round(v, 4) for k, v in accuracy.items()},
         },
     }
-    save(head, config, Path(out_dir))
-    log(f"saved {Path(out_dir) / WEIGHTS_FILE} in {config['training']['wall_time_s']}s")
+    save(head, config, out_dir)
+    log(f"saved {out_dir / WEIGHTS_FILE} in {config['training']['wall_time_s']}s")
     return config
 
 
