@@ -263,15 +263,30 @@ def bench_served(work: Workload, device: str, args: argparse.Namespace, root: Pa
               flush=True)
         rows = []
         for mode in ("sync", "queue"):
+            since = int(time.time()) + 1
             with GpuSampler() as gpu:
                 stats = asyncio.run(_load(server, work, args.clients, args.seconds, mode))
             rows.append(Row(f"imagehub {mode}, {args.clients} clients, {label}",
                             stats["images_per_s"], stats["p50"], stats["p99"], gpu.mean,
-                            errors=stats["errors"], extra={"completed": stats["completed"]}))
+                            batch=mean_batch(data_dir, mode, since), errors=stats["errors"],
+                            extra={"completed": stats["completed"]}))
             print(f"served {mode}: {stats['images_per_s']:.1f} images/s", flush=True)
         return rows
     finally:
         server.stop()
+
+
+def mean_batch(data_dir: Path, source: str, since: int) -> int | None:
+    """Mean images per engine call of the generations of ``source`` (sync, queue) that
+    succeeded from ``since`` (epoch seconds) on."""
+    import sqlite3
+
+    with sqlite3.connect(data_dir / "imagehub.db") as db:
+        rows = db.execute("SELECT provenance FROM generations WHERE status='succeeded' "
+                          "AND source=? AND completed_at>=?", (source, since)).fetchall()
+    sizes = [json.loads(p).get("engine", {}).get("batch_size") for (p,) in rows]
+    sizes = [size for size in sizes if size]
+    return round(statistics.fmean(sizes)) if sizes else None
 
 
 async def _warm_up(server: ServerProcess, work: Workload, clients: int) -> None:
@@ -392,15 +407,16 @@ def print_table(title: str, rows: list[Row]) -> None:
     base, best = rows[0].images_per_s, rows[1].images_per_s if len(rows) > 1 else None
     print(f"\n{title}")
     header = (f"{'configuration':<62} {'images/s':>9} {'p50 s':>8} {'p99 s':>8} {'GPU %':>6} "
-              f"{'x seq':>7} {'x best':>7}")
+              f"{'batch':>6} {'x seq':>7} {'x best':>7}")
     print(header)
     print("-" * len(header))
     for row in rows:
         util = f"{row.gpu_util_pct:.0f}" if row.gpu_util_pct is not None else "n/a"
         vs_best = f"{row.images_per_s / best:.2f}" if best else "-"
         errors = f"  ({row.errors} errors)" if row.errors else ""
+        batch = str(row.batch) if row.batch else "-"
         print(f"{row.config:<62} {row.images_per_s:>9.2f} {row.p50_s:>8.3f} {row.p99_s:>8.3f} "
-              f"{util:>6} {row.images_per_s / base:>7.2f} {vs_best:>7}{errors}")
+              f"{util:>6} {batch:>6} {row.images_per_s / base:>7.2f} {vs_best:>7}{errors}")
 
 
 def main() -> None:

@@ -194,3 +194,19 @@ def test_a_handler_crash_answers_the_waiting_sync_calls(queue: SqlQueue) -> None
 
     with pytest.raises(RuntimeError, match="boom"):
         pool.run_sync(SyncCall("m", key(), request="s"))
+
+
+def test_top_up_adds_what_arrived_while_the_batch_waited_up_to_its_capacity(queue: SqlQueue) -> None:
+    batcher = Batcher(queue, BatchPolicy(max_size=4))
+    queue.add([record(prompt="first")])
+    batch = batcher.collect()
+    assert batch is not None and batch.size == 1
+    queue.add([record(prompt=str(i)) for i in range(4)] + [record(steps=9)])
+    call = SyncCall("m", key(), request="s")
+    batcher.offer(call)
+
+    added = batcher.top_up(batch)
+
+    assert added.calls == [call] and [r.prompt for r in added.rows] == ["0", "1"]
+    assert batch.size == 4 and batch.calls == [call] and len(batch.rows) == 3
+    assert batcher.top_up(batch).size == 0  # full

@@ -115,6 +115,17 @@ class Batcher:
             with self._arrived:
                 self._arrived.wait(remaining)
 
+    def top_up(self, batch: Batch) -> Batch:
+        """More compatible work for ``batch``, up to its capacity, without waiting: what arrived
+        while the batch waited for the engine. Returns the added work alone."""
+        added = Batch(batch.model, batch.key)
+        limit = max(1, self._capacity(batch.model)) - batch.size
+        if limit > 0:
+            self._fill(added, limit)
+        batch.rows += added.rows
+        batch.calls += added.calls
+        return added
+
     def _start(self, lead: SyncCall | None) -> Batch | None:
         with self._arrived:
             call = lead if lead is not None and not lead.taken else None

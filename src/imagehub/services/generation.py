@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import logging
 import math
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -34,7 +35,7 @@ from imagehub.errors import (
     UpstreamError,
 )
 from imagehub.events.bus import EventBus
-from imagehub.jobs.batching import Batch, BatchPolicy, SyncCall, batch_key
+from imagehub.jobs.batching import Batch, Batcher, BatchPolicy, SyncCall, batch_key
 from imagehub.jobs.queue import RowFilter, SqlQueue
 from imagehub.jobs.worker import WorkerPool
 from imagehub.protocol import (
@@ -71,6 +72,8 @@ class Services:
     signer: UrlSigner
     workers: WorkerPool | None = None
     batch_policy: BatchPolicy = field(default_factory=BatchPolicy)
+    batcher: Batcher | None = None
+    """Tops a batch up with the work that arrived while it waited for its engine."""
     encode_workers: int = 4
     """Threads that encode a batch's PNGs (PIL releases the GIL while it compresses)."""
 
@@ -79,6 +82,8 @@ class GenerationService:
     def __init__(self, deps: Services) -> None:
         self.deps = deps
         self._encoder: ThreadPoolExecutor | None = None
+        self._engine_locks: dict[str, threading.Lock] = {}
+        self._locks_lock = threading.Lock()
 
     @property
     def batch_policy(self) -> BatchPolicy:
@@ -220,26 +225,22 @@ class GenerationService:
         """Run a batch of compatible work of one model (``WorkerPool`` batch handler)."""
         # 1. prepare outside the slot: events, engine requests (a row whose inputs fail fails
         #    alone), the model loaded (loading never holds up another resident model's batches)
-        rows, requests = [], []
-        for row in batch.rows:
-            self._started(row)
-            try:
-                requests.append(engine_request(row.resolved, row.num_images))
-            except Exception as exc:  # noqa: BLE001 - an outcome per request
-                self._conclude(row, exc, [])
-                continue
-            rows.append(row)
-        requests += [call.request for call in batch.calls]
-        on_steps = [self._progress(row) for row in rows] + [no_progress] * len(batch.calls)
+        rows, requests = self._prepared(batch.rows)
         try:
             engine = self.deps.catalog.get(batch.model).ready_engine()
             engine.load()  # again if it was unloaded to make room for another model
         except Exception as exc:  # noqa: BLE001 - an outcome per request
-            outcomes: list[EngineResult | Exception] = [exc] * len(requests)
+            outcomes: list[EngineResult | Exception] = [exc] * (len(requests) + len(batch.calls))
         else:
-            # 2. one engine call, in a slot
-            with slot():
-                outcomes = _run_engine(engine, requests, on_steps)
+            # 2. one engine call, in a slot, topped up with what came while it waited
+            with slot(), self._engine_lock(batch.model):
+                if self.deps.batcher is not None:
+                    added = self.deps.batcher.top_up(batch)
+                    more_rows, more_requests = self._prepared(added.rows)
+                    rows, requests = rows + more_rows, requests + more_requests
+                calls = [call.request for call in batch.calls]
+                on_steps = [self._progress(row) for row in rows] + [no_progress] * len(calls)
+                outcomes = _run_engine(engine, requests + calls, on_steps)
         # 3. answer the sync calls first (their threads encode in parallel), then end the rows
         for call, outcome in zip(batch.calls, outcomes[len(rows):], strict=True):
             if isinstance(outcome, Exception):
@@ -247,6 +248,26 @@ class GenerationService:
             else:
                 call.future.set_result(outcome)
         self._conclude_rows(rows, outcomes[:len(rows)])
+
+    def _prepared(self, records: list[GenerationRecord]) -> tuple[list[GenerationRecord],
+                                                                  list[EngineRequest]]:
+        """Started rows and their engine requests; a row whose inputs fail is failed alone."""
+        rows, requests = [], []
+        for row in records:
+            self._started(row)
+            try:
+                requests.append(engine_request(row.resolved, row.num_images))
+            except Exception as exc:  # noqa: BLE001 - an outcome per request
+                self._conclude(row, exc, [])
+                continue
+            rows.append(row)
+        return rows, requests
+
+    def _engine_lock(self, model: str) -> threading.Lock:
+        """One batch of a model at the engine at a time: the next one waits here, topping up
+        with the work that arrives meanwhile, instead of running half empty."""
+        with self._locks_lock:
+            return self._engine_locks.setdefault(model, threading.Lock())
 
     def _started(self, record: GenerationRecord) -> None:
         self.deps.bus.publish(record.namespace, EventName.STARTED, self._event(record, S.PROCESSING))

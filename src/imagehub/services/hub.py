@@ -43,6 +43,7 @@ class Hub:
         self.deps.encode_workers = settings.encode_workers
         self.generations = GenerationService(self.deps)
         batcher = Batcher(self.queue, self.deps.batch_policy, self.generations.batch_capacity)
+        self.deps.batcher = batcher
         self.workers = WorkerPool(self.queue, self.generations.run_job,
                                   settings.worker_concurrency, settings.worker_poll_seconds,
                                   batcher=batcher, batch_handler=self.generations.run_batch)
