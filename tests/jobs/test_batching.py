@@ -210,3 +210,15 @@ def test_top_up_adds_what_arrived_while_the_batch_waited_up_to_its_capacity(queu
     assert added.calls == [call] and [r.prompt for r in added.rows] == ["0", "1"]
     assert batch.size == 4 and batch.calls == [call] and len(batch.rows) == 3
     assert batcher.top_up(batch).size == 0  # full
+
+
+def test_progress_of_many_rows_in_one_statement_names_the_rows_still_running(queue: SqlQueue) -> None:
+    rows = [record(), record(), record()]
+    queue.add(rows)
+    queue.claim_batch("m", key(), 3, batch_key)
+    queue.cancel(rows[1].id)
+
+    live = queue.report_progress_many([r.id for r in rows], 0.5)
+
+    assert live == {rows[0].id, rows[2].id}
+    assert queue.get(rows[0].id).progress == 0.5 and queue.get(rows[1].id).status == "cancelled"

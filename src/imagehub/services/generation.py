@@ -239,7 +239,8 @@ class GenerationService:
                     more_rows, more_requests = self._prepared(added.rows)
                     rows, requests = rows + more_rows, requests + more_requests
                 calls = [call.request for call in batch.calls]
-                on_steps = [self._progress(row) for row in rows] + [no_progress] * len(calls)
+                progress = _BatchProgress(self, rows)
+                on_steps = [progress.on_step(row) for row in rows] + [no_progress] * len(calls)
                 outcomes = _run_engine(engine, requests + calls, on_steps)
         # 3. answer the sync calls first (their threads encode in parallel), then end the rows
         for call, outcome in zip(batch.calls, outcomes[len(rows):], strict=True):
@@ -304,10 +305,13 @@ class GenerationService:
         def on_step(step: int, total: int) -> None:
             if not self.deps.queue.report_progress(record.id, step / max(total, 1)):
                 raise GenerationCancelled(record.id)
-            payload = self._event(record, S.PROCESSING)
-            payload.update(step=step, total_steps=total, progress=round(step / max(total, 1), 4))
-            self.deps.bus.publish(record.namespace, EventName.PROGRESS, payload)
+            self._publish_progress(record, step, total)
         return on_step
+
+    def _publish_progress(self, record: GenerationRecord, step: int, total: int) -> None:
+        payload = self._event(record, S.PROCESSING)
+        payload.update(step=step, total_steps=total, progress=round(step / max(total, 1), 4))
+        self.deps.bus.publish(record.namespace, EventName.PROGRESS, payload)
 
     def _fail(self, record: GenerationRecord, message: str) -> None:
         if self.deps.queue.fail(record.id, message):
@@ -388,6 +392,27 @@ class GenerationService:
     def _event(record: GenerationRecord, status: GenerationStatus) -> dict[str, Any]:
         return {"generation_id": record.id, "status": status.value, "media_type": record.media_type,
                 "model": record.model_name}
+
+
+class _BatchProgress:
+    """Per-row step callbacks of one batch that write the step once for all its rows (one
+    statement, not one per row, while the engine waits); a row no longer processing was
+    cancelled, and its callback raises GenerationCancelled."""
+
+    def __init__(self, service: GenerationService, rows: list[GenerationRecord]) -> None:
+        self._service, self._live = service, {row.id for row in rows}
+        self._step: tuple[int, int] | None = None
+
+    def on_step(self, record: GenerationRecord) -> StepCallback:
+        def callback(step: int, total: int) -> None:
+            if self._step != (step, total):  # the first row to see this step writes it for all
+                self._step = (step, total)
+                self._live = self._service.deps.queue.report_progress_many(
+                    sorted(self._live), step / max(total, 1))
+            if record.id not in self._live:
+                raise GenerationCancelled(record.id)
+            self._service._publish_progress(record, step, total)
+        return callback
 
 
 def _run_engine(engine: Engine, requests: list[EngineRequest],
