@@ -34,6 +34,8 @@ class Settings(BaseSettings):
     public_url: str | None = None
     """Base URL put in image links; default ``http://<host>:<port>``."""
     auth_enabled: bool = True
+    http_threads: int = 256
+    """Threads for blocking routes (sync generate waits in one per request)."""
     max_body_bytes: int = 20 * 1024 * 1024
     rate_limit_per_minute: int = 0
     """Requests per key per minute; 0 turns the limiter off."""

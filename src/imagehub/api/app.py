@@ -6,6 +6,7 @@ import logging
 from contextlib import asynccontextmanager
 from typing import AsyncIterator
 
+import anyio.to_thread
 from fastapi import FastAPI
 
 from imagehub import __version__
@@ -28,6 +29,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # sync routes (a blocking generate) run in AnyIO's thread pool: 40 threads by default,
+        # which would cap concurrent sync generations below what a batching GPU can take
+        anyio.to_thread.current_default_thread_limiter().total_tokens = settings.http_threads
         hub = Hub(settings)
         hub.start(run_workers=settings.run_workers)
         app.state.hub = hub
