@@ -49,21 +49,6 @@ class JobQueue(Protocol):
                     key_of: Callable[[dict[str, Any]], Hashable]) -> list[GenerationRecord]: ...
     def report_progress(self, generation_id: str, progress: float) -> bool: ...
     def report_progress_many(self, generation_ids: Sequence[str], progress: float) -> set[str]: ...
-    def report_progress_many(self, generation_ids: Sequence[str], progress: float) -> set[str]:
-        """Record one progress for many rows in one transaction; the ids still processing (the
-        others were cancelled)."""
-        ids = list(generation_ids)
-        with self._sessions.begin() as session:
-            session.execute(
-                update(GenerationRecord)
-                .where(GenerationRecord.id.in_(ids), GenerationRecord.status == S.PROCESSING.value)
-                .values(progress=progress)
-            )
-            return set(session.scalars(
-                select(GenerationRecord.id)
-                .where(GenerationRecord.id.in_(ids), GenerationRecord.status == S.PROCESSING.value)
-            ))
-
     def finish(self, generation_id: str, images: list[dict[str, Any]], provenance: dict[str, Any]) -> bool: ...
     def fail(self, generation_id: str, message: str) -> bool: ...
     def cancel(self, generation_id: str) -> bool: ...
