@@ -98,7 +98,8 @@ def tiny_clip_tokenizer(model_max_length: int = 77, merges: int = 300) -> CLIPTo
         Path(tmp, "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False))
         lines = ["#version: 0.2", *(f"{left} {right}" for left, right in learned)]
         Path(tmp, "merges.txt").write_text("\n".join(lines) + "\n")
-        return CLIPTokenizer.from_pretrained(tmp, model_max_length=model_max_length)
+        return CLIPTokenizer.from_pretrained(tmp, model_max_length=model_max_length,
+                                             local_files_only=True)
 
 
 def _learn_merges(words: Counter[tuple[str, ...]], limit: int) -> list[tuple[str, str]]:
@@ -163,7 +164,8 @@ def tiny_t5_tokenizer() -> T5TokenizerFast:
     with tempfile.TemporaryDirectory() as tmp:
         tok.save(str(Path(tmp, "tokenizer.json")))
         return T5TokenizerFast.from_pretrained(
-            tmp, extra_ids=0, eos_token="</s>", unk_token="<unk>", pad_token="<pad>"
+            tmp, extra_ids=0, eos_token="</s>", unk_token="<unk>", pad_token="<pad>",
+            local_files_only=True,
         )
 
 
