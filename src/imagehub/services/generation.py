@@ -98,19 +98,19 @@ class GenerationService:
         engine = request.entry.ready_engine()
         record = self._record(principal, request, seeded(request.resolved, 0), "sync", request.count)
         # 2. run in one of the shared engine slots
-        assert self.deps.workers is not None, "the worker pool is not running"
         started = int(time.time())
         try:
             result = self._run_sync(engine, record)
         except GenerationFailed as exc:
             self._save_failed(record, started, str(exc))
             raise UpstreamError(f"{request.entry.id}: {exc}") from exc
-        # 3. store, record, answer
-        record.images = self._store(record.id, result)
+        # 3. store, record, answer (each PNG is encoded once, for storage and for b64_json)
+        pngs = [encode_png(image) for image in result.images]
+        record.images = self._put(record.id, result, pngs)
         record.provenance = provenance.collect(request.entry, result)
         record.status, record.started_at, record.completed_at = S.SUCCEEDED.value, started, int(time.time())
         self.deps.queue.add([record])
-        return self._sync_response(record, result, request.response_format)
+        return self._sync_response(record, result, pngs, request.response_format)
 
     def _run_sync(self, engine: Engine, record: GenerationRecord) -> EngineResult:
         """The engine's result for a sync call: through the batcher when the pool has one."""
@@ -123,11 +123,11 @@ class GenerationService:
         call = SyncCall(record.model_name, batch_key(record.resolved), request, record.num_images)
         return workers.run_sync(call)
 
-    def _sync_response(self, record: GenerationRecord, result: EngineResult,
+    def _sync_response(self, record: GenerationRecord, result: EngineResult, pngs: list[bytes],
                        response_format: str) -> GenerateResponse:
         if response_format == "b64_json":
-            images = [ImageOut(b64_json=base64.b64encode(encode_png(img)).decode(), width=img.width,
-                               height=img.height) for img in result.images]
+            images = [ImageOut(b64_json=base64.b64encode(png).decode(), width=img.width,
+                               height=img.height) for img, png in zip(result.images, pngs, strict=True)]
         else:
             images = self._image_urls(record)
         return GenerateResponse(model=record.model_name, created=record.completed_at or 0,
