@@ -1,30 +1,70 @@
 """Where the engine runs matters on a small CPU: the same queued jobs drained on the main thread,
-on another thread, and through the worker pool, in one run (ms per job; compare, don't trust
-absolutes). Try it with OMP_NUM_THREADS=1 too.
+on another thread, and through the worker pool, in one run (ms per job; compare the three, don't
+trust absolutes). Try it with OMP_NUM_THREADS=1 as well.
 
-    python bench/engine_threads.py
+    python bench/engine_threads.py [--jobs 20]
 """
-import pathlib
+
+from __future__ import annotations
+
+import argparse
 import tempfile
 import threading
 import time
+from pathlib import Path
 
 from imagehub.config import load_settings
-from imagehub.services.hub import Hub
-from imagehub.testing import write_catalog
 from imagehub.engines.diffusers.dummy import build_tiny_sd
-from imagehub.services.keys import ANONYMOUS
 from imagehub.jobs.queue import RowFilter
-d = pathlib.Path(tempfile.mkdtemp()); m = build_tiny_sd(d/"m"); write_catalog(d/"hub", m)
-hub = Hub(load_settings(data_dir=d/"hub", auth_enabled=False)); hub.start(run_workers=False)
-body = {"model":"tiny-sd","prompt":"a red cube on a table","resolution":"512","aspect_ratio":"1:1","seed":1}
-hub.generations.enqueue(ANONYMOUS, body); hub.workers.drain()
-for i in range(5): hub.generations.enqueue(ANONYMOUS, {**body, "num_generations": 4})
-t=time.perf_counter(); n=hub.workers.drain(); print("main-thread drain", (time.perf_counter()-t)/n*1000, "ms/job")
-for i in range(5): hub.generations.enqueue(ANONYMOUS, {**body, "num_generations": 4})
-th = threading.Thread(target=hub.workers.drain); t=time.perf_counter(); th.start(); th.join(); print("other-thread drain", (time.perf_counter()-t)/20*1000, "ms/job")
-for i in range(5): hub.generations.enqueue(ANONYMOUS, {**body, "num_generations": 4})
-t=time.perf_counter(); hub.workers.start()
-while hub.queue.count(RowFilter(["default"], ["queued","processing"])): time.sleep(0.02)
-print("worker pool", (time.perf_counter()-t)/20*1000, "ms/job")
-hub.stop()
+from imagehub.services.hub import Hub
+from imagehub.services.keys import ANONYMOUS
+from imagehub.testing import write_catalog
+
+BODY = {"model": "tiny-sd", "prompt": "a red cube on a table", "resolution": "512",
+        "aspect_ratio": "1:1", "seed": 1}
+
+
+def enqueue(hub: Hub, jobs: int) -> None:
+    for start in range(0, jobs, 4):
+        hub.generations.enqueue(ANONYMOUS, {**BODY, "num_generations": min(4, jobs - start)})
+
+
+def timed(run, jobs: int) -> float:  # type: ignore[no-untyped-def]
+    start = time.perf_counter()
+    run()
+    return (time.perf_counter() - start) / jobs * 1000
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--jobs", type=int, default=20)
+    jobs = parser.parse_args().jobs
+    root = Path(tempfile.mkdtemp(prefix="imagehub-threads-"))
+    write_catalog(root / "hub", build_tiny_sd(root / "tiny-sd"))
+    hub = Hub(load_settings(data_dir=root / "hub", auth_enabled=False))
+    hub.start(run_workers=False)
+    enqueue(hub, 1)
+    hub.workers.drain()  # model loaded, warmed up
+
+    enqueue(hub, jobs)
+    main_ms = timed(hub.workers.drain, jobs)
+
+    enqueue(hub, jobs)
+    other = threading.Thread(target=hub.workers.drain)
+    other_ms = timed(lambda: (other.start(), other.join()), jobs)
+
+    def through_pool() -> None:
+        hub.workers.start()
+        while hub.queue.count(RowFilter(["default"], ["queued", "processing"])):
+            time.sleep(0.02)
+
+    enqueue(hub, jobs)
+    pool_ms = timed(through_pool, jobs)
+    hub.stop()
+    print(f"main thread   {main_ms:7.1f} ms/job")
+    print(f"other thread  {other_ms:7.1f} ms/job  ({other_ms / main_ms:.2f}x)")
+    print(f"worker pool   {pool_ms:7.1f} ms/job  ({pool_ms / main_ms:.2f}x)")
+
+
+if __name__ == "__main__":
+    main()
