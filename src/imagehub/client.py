@@ -364,10 +364,16 @@ class Client(_Base):
                 if not reconnect:
                     return
                 cause = StreamError("the server closed the event stream")
-            drops += 1
-            if max_reconnects is not None and drops > max_reconnects:
-                raise StreamError(f"event stream dropped {drops} times in a row") from cause
+            drops = _count_drop(drops, max_reconnects, cause)
             time.sleep(decoder.retry or retry_delay)
+
+
+def _count_drop(drops: int, max_reconnects: int | None, cause: Exception) -> int:
+    """One more dropped stream in a row; StreamError once there were more than allowed."""
+    drops += 1
+    if max_reconnects is not None and drops > max_reconnects:
+        raise StreamError(f"event stream dropped {drops} times in a row") from cause
+    return drops
 
 
 # ---- AsyncClient --------------------------------------------------------------------------------
@@ -473,9 +479,7 @@ class AsyncClient(_Base):
                 if not reconnect:
                     return
                 cause = StreamError("the server closed the event stream")
-            drops += 1
-            if max_reconnects is not None and drops > max_reconnects:
-                raise StreamError(f"event stream dropped {drops} times in a row") from cause
+            drops = _count_drop(drops, max_reconnects, cause)
             await asyncio.sleep(decoder.retry or retry_delay)
 
 

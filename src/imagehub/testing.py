@@ -3,8 +3,10 @@ catalog file over a local diffusers folder (vLLM's ``RemoteOpenAIServer`` habit)
 
 from __future__ import annotations
 
+import json
 import os
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -80,6 +82,17 @@ class ServerProcess:
                 self.proc.wait(10)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
+
+    def stored_row(self, generation_id: str) -> dict[str, object]:
+        """The generation's row as the server stored it (JSON columns decoded), read from its
+        SQLite file: what reproduces it, attempts, provenance."""
+        with sqlite3.connect(self.data_dir / "imagehub.db") as db:
+            db.row_factory = sqlite3.Row
+            query = "SELECT * FROM generations WHERE id = ?"
+            row = dict(db.execute(query, (generation_id,)).fetchone())
+        for column in ("params", "resolved", "provenance", "images"):
+            row[column] = json.loads(row[column])
+        return row
 
     def client(self, key: str | None = None) -> httpx.Client:
         return httpx.Client(base_url=self.url, timeout=120,

@@ -148,15 +148,8 @@ def test_row_records_what_reproduces_it(server, api: httpx.Client) -> None:  # t
     gen_id = api.post("/api/ai/queue", json={"model": "tiny-sd", "prompt": "repro"}).json()[
         "generations"][0]["generation_id"]
     wait_for_status(api, gen_id, {"succeeded"})
-    import sqlalchemy as sa
-
-    db = sa.create_engine(f"sqlite:///{server.data_dir / 'imagehub.db'}")
-    with db.connect() as conn:
-        row = conn.execute(sa.text("SELECT resolved, provenance FROM generations WHERE id=:i"),
-                           {"i": gen_id}).one()
-    import json
-
-    resolved, prov = json.loads(row[0]), json.loads(row[1])
+    row = server.stored_row(gen_id)
+    resolved, prov = row["resolved"], row["provenance"]
     assert isinstance(resolved["seed"], int) and resolved["num_inference_steps"] == 2
     assert prov["model"] == "tiny-sd" and len(prov["weights_fingerprint"]) >= 12
     assert prov["versions"]["imagehub"] and prov["versions"]["diffusers"] and prov["versions"]["torch"]

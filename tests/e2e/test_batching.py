@@ -4,7 +4,6 @@ pipeline call; each keeps its own seed, progress, cancel and result."""
 from __future__ import annotations
 
 import io
-import json
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -13,7 +12,6 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
-import sqlalchemy as sa
 from e2e.test_events import StreamReader, _for
 from PIL import Image
 from tests_helpers import wait_for_status
@@ -43,12 +41,7 @@ def api(batching_server: ServerProcess) -> Iterator[httpx.Client]:
 
 
 def engine_info(server: ServerProcess, generation_id: str) -> dict[str, Any]:
-    db = sa.create_engine(f"sqlite:///{server.data_dir / 'imagehub.db'}")
-    with db.connect() as conn:
-        value = conn.execute(sa.text("SELECT provenance FROM generations WHERE id=:i"),
-                             {"i": generation_id}).scalar_one()
-    db.dispose()
-    return (json.loads(value) if isinstance(value, str) else value)["engine"]
+    return server.stored_row(generation_id)["provenance"]["engine"]
 
 
 def pixels(api: httpx.Client, url: str) -> np.ndarray:

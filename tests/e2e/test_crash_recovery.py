@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import sqlalchemy as sa
 
 from conftest import ServerProcess, write_catalog
 from tests_helpers import wait_for_status
@@ -30,13 +29,6 @@ def _enqueue_and_kill_mid_run(server: ServerProcess) -> tuple[list[str], str]:
     return ids, running[0]["generation_id"]
 
 
-def _attempts(data_dir: Path, generation_id: str) -> int:
-    db = sa.create_engine(f"sqlite:///{data_dir / 'imagehub.db'}")
-    with db.connect() as conn:
-        return conn.execute(sa.text("SELECT attempts FROM generations WHERE id=:i"),
-                            {"i": generation_id}).scalar_one()
-
-
 def test_kill_9_then_restart_runs_everything(tmp_path: Path, tiny_sd_dir: Path) -> None:
     write_catalog(tmp_path, tiny_sd_dir, **{"tiny-sd-slow": 15})
     server = ServerProcess(tmp_path).start()
@@ -46,7 +38,7 @@ def test_kill_9_then_restart_runs_everything(tmp_path: Path, tiny_sd_dir: Path) 
         with server.client() as api:
             rows = [wait_for_status(api, i, {"succeeded", "failed"}) for i in ids]
         assert [r["status"] for r in rows] == ["succeeded"] * 3
-        assert _attempts(tmp_path, interrupted) == 2  # re-run once
+        assert server.stored_row(interrupted)["attempts"] == 2  # re-run once
     finally:
         server.stop()
 

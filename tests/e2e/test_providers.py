@@ -56,9 +56,7 @@ def api(server: ServerProcess) -> Iterator[httpx.Client]:
 
 def provenance(server: ServerProcess, generation_id: str) -> dict[str, Any]:
     """What the row recorded (read from the server's own database file)."""
-    with sqlite3.connect(server.data_dir / "imagehub.db") as db:
-        [(value,)] = db.execute("SELECT provenance FROM generations WHERE id = ?", (generation_id,))
-    return json.loads(value)
+    return server.stored_row(generation_id)["provenance"]
 
 
 def enqueue(api: httpx.Client, **body: Any) -> str:

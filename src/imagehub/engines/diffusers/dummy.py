@@ -98,8 +98,8 @@ def tiny_clip_tokenizer(model_max_length: int = 77, merges: int = 300) -> CLIPTo
         Path(tmp, "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False))
         lines = ["#version: 0.2", *(f"{left} {right}" for left, right in learned)]
         Path(tmp, "merges.txt").write_text("\n".join(lines) + "\n")
-        return CLIPTokenizer.from_pretrained(tmp, model_max_length=model_max_length,
-                                             local_files_only=True)
+        return CLIPTokenizer.from_pretrained(tmp, local_files_only=True,
+                                             model_max_length=model_max_length)
 
 
 def _learn_merges(words: Counter[tuple[str, ...]], limit: int) -> list[tuple[str, str]]:
@@ -163,10 +163,9 @@ def tiny_t5_tokenizer() -> T5TokenizerFast:
     )
     with tempfile.TemporaryDirectory() as tmp:
         tok.save(str(Path(tmp, "tokenizer.json")))
-        return T5TokenizerFast.from_pretrained(
-            tmp, extra_ids=0, eos_token="</s>", unk_token="<unk>", pad_token="<pad>",
-            local_files_only=True,
-        )
+        return T5TokenizerFast.from_pretrained(tmp, local_files_only=True, extra_ids=0,
+                                               eos_token="</s>", unk_token="<unk>",
+                                               pad_token="<pad>")
 
 
 def _clip_config(tokenizer: CLIPTokenizer, **overrides: Any) -> CLIPTextConfig:

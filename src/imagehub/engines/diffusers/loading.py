@@ -325,9 +325,8 @@ def load_pipeline(folder: Path, device: str, dtype: torch.dtype) -> DiffusionPip
     """Load the pipeline in ``folder`` (local files only), on ``device`` in ``dtype``, quiet."""
     from diffusers import DiffusionPipeline
 
-    pipe = DiffusionPipeline.from_pretrained(
-        str(folder), local_files_only=True, **{_dtype_kwarg(): dtype}
-    )
+    pipe = DiffusionPipeline.from_pretrained(str(folder), local_files_only=True,
+                                             **{_dtype_kwarg(): dtype})
     pipe.to(device)
     pipe.set_progress_bar_config(disable=True)
     return pipe
