@@ -8,6 +8,7 @@ import subprocess
 import sys
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import jsonschema
@@ -449,3 +450,31 @@ def test_concurrent_loads_load_once(tiny_model, monkeypatch):
     assert pipe is engine.pipeline
     assert pipe.device.type == "cpu"
     assert pipe.unet.dtype.is_floating_point and str(pipe.unet.dtype) == "torch.float32"
+
+
+def test_load_warm_up_and_every_caller_s_generation_run_on_the_model_s_own_thread(tiny_model):
+    # one OpenMP team on a CPU, and compiled CUDA graphs replayed by the thread that captured them
+    import torch
+    from diffusers import UNet2DConditionModel
+
+    seen: list[int] = []
+
+    def record(module: torch.nn.Module, _args: object) -> None:
+        if isinstance(module, UNet2DConditionModel):
+            seen.append(threading.get_ident())
+
+    engine = DiffusersEngine(str(tiny_model("sd")), device="cpu", warmup_batches=[2])
+    requests = [EngineRequest(prompt="a cat", width=64, height=64, seed=n, num_inference_steps=1)
+                for n in range(4)]
+    hook = torch.nn.modules.module.register_module_forward_pre_hook(record)
+    try:
+        engine.load()  # warm-up: one UNet call of a batch of 2
+        with ThreadPoolExecutor(4) as callers:
+            list(callers.map(lambda r: engine.generate(r, no_progress), requests))
+        engine.generate_batch(requests[:2], [no_progress] * 2)
+    finally:
+        hook.remove()
+
+    assert len(seen) == 1 + 4 + 1
+    assert set(seen) == {engine.thread.ident}
+    assert engine.thread.ident != threading.get_ident()

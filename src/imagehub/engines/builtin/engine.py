@@ -19,6 +19,7 @@ from PIL import Image
 
 from imagehub.catalog.sizes import ASPECT_RATIOS, RESOLUTION_BASES
 from imagehub.engines.base import EngineRequest, EngineResult, StepCallback
+from imagehub.engines.thread import EngineThread
 
 from . import MODEL_ID
 from .encoder import TextEncoder
@@ -44,6 +45,8 @@ class BuiltinEngine:
         self._head: Any = None
         self._fingerprint: str | None = None
         self._lock = threading.Lock()
+        self.thread = EngineThread("imagehub-engine:builtin")
+        """Where the model's torch work runs, whoever calls (``engines.thread``)."""
 
     # -- contract ------------------------------------------------------------------------------
     def schema_properties(self) -> dict[str, dict[str, Any]]:
@@ -87,6 +90,10 @@ class BuiltinEngine:
         return self._fingerprint
 
     def load(self) -> None:
+        if self._head is None:
+            self.thread.call(self._load)
+
+    def _load(self) -> None:
         with self._lock:
             if self._head is not None:
                 return
@@ -103,6 +110,9 @@ class BuiltinEngine:
             self._head = head.eval()
 
     def generate(self, request: EngineRequest, on_step: StepCallback) -> EngineResult:
+        return self.thread.call(self._generate, request, on_step)
+
+    def _generate(self, request: EngineRequest, on_step: StepCallback) -> EngineResult:
         total = 1 + request.num_images
         variety = float(request.params.get("variety", DEFAULT_VARIETY))
         # 1. Read the prompt: MiniLM, then the head's distributions.

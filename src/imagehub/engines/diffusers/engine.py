@@ -13,6 +13,7 @@ from imagehub.engines.base import EngineRequest, EngineResult, StepCallback, no_
 from imagehub.engines.diffusers import loading
 from imagehub.engines.diffusers.loading import Layout
 from imagehub.engines.diffusers.residency import RESIDENCY
+from imagehub.engines.thread import EngineThread
 from imagehub.errors import GenerationFailed, InvalidParams, ModelUnavailable
 
 if TYPE_CHECKING:
@@ -87,6 +88,8 @@ class DiffusersEngine:
         self._img2img: tuple[Any, Any] | None = None  # (the pipeline it shares, the img2img one)
         self._load_lock = threading.Lock()
         self._run_lock = threading.Lock()  # a pipeline keeps per-call state: one run at a time
+        self.thread = EngineThread(f"imagehub-engine:{Path(source).name or source}")
+        """Where this model is loaded, warmed up and run, whoever calls (``engines.thread``)."""
 
     # -- before loading ------------------------------------------------------------------------
 
@@ -182,9 +185,13 @@ class DiffusersEngine:
         return self._pipe
 
     def load(self) -> None:
-        """Load the pipeline once (thread-safe), on the device, progress bars off."""
+        """Load the pipeline once (thread-safe), on the device, progress bars off; on the
+        model's own thread, so that its warm-up (compiles, CUDA graphs) is that thread's too."""
         if self._pipe is not None:
             return
+        self.thread.call(self._load)
+
+    def _load(self) -> None:
         with self._load_lock:
             if self._pipe is not None:
                 return
@@ -257,7 +264,7 @@ class DiffusersEngine:
         progress and cancel, and gets its own result or exception back (see ``BatchingEngine``)."""
         RESIDENCY.acquire(self)  # not unloaded while it runs; the most recently used
         try:
-            return self._generate_batch(requests, on_steps)
+            return self.thread.call(self._generate_batch, requests, on_steps)
         finally:
             RESIDENCY.release(self)
 
