@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from imagehub.engines.base import BatchingEngine, EngineRequest, EngineResult, no_progress
+from imagehub.engines.diffusers import DiffusersEngine
 from imagehub.errors import GenerationCancelled, InvalidParams
 
 TOLERANCE = 3  # of 255: batched matmuls round differently from single ones
@@ -100,3 +101,39 @@ def test_mixed_requests_run_grouped_and_come_back_in_order(tiny_engine):
     sizes = [[image.size for image in o.images] for o in outcomes if isinstance(o, EngineResult)]
     assert sizes == [[(256, 256)], [(256, 256), (256, 256)], [(512, 256)]]
     assert [o.info["num_inference_steps"] for o in outcomes] == [1, 2, 1]  # type: ignore[union-attr]
+
+
+def test_a_batch_is_padded_up_to_its_bucket_and_the_padding_is_dropped(tiny_model, tiny_engine):
+    # static shapes for compiled CUDA graphs: the denoiser only ever sees the bucket sizes
+    engine = DiffusersEngine(str(tiny_model("sd")), device="cpu", batch_buckets=[4, 8])
+    requests = [request(1, "a red cat", guidance_scale=1.0),  # no CFG: one UNet row per image
+                request(2, "a blue dog", guidance_scale=1.0, num_images=2)]
+    seen: list[int] = []
+    engine.load()
+    hook = engine.pipeline.unet.register_forward_pre_hook(
+        lambda _module, args: seen.append(args[0].shape[0]))
+    try:
+        padded = engine.generate_batch(requests, [no_progress] * 2)
+    finally:
+        hook.remove()
+    solo = [tiny_engine("sd").generate(r, no_progress) for r in requests]
+
+    assert seen == [4, 4]  # 3 images, 2 steps
+    assert [len(r.images) for r in padded] == [1, 2]  # type: ignore[union-attr]
+    for p, s in zip(padded, solo, strict=True):
+        assert isinstance(p, EngineResult) and p.info["batch_size"] == 3
+        assert p.info["padded_to"] == 4
+        for mine, theirs in zip(p.images, s.images, strict=True):
+            diff = np.abs(np.asarray(mine).astype(np.int16) - np.asarray(theirs).astype(np.int16))
+            assert diff.max() <= TOLERANCE
+
+
+def test_compiling_pads_to_the_warm_up_sizes_and_bad_buckets_are_named(tiny_model):
+    from imagehub.engines.diffusers.loading import SpeedOptions
+
+    assert SpeedOptions(compile="regional", warmup_batches=(16, 1, 4)).buckets == (1, 4, 16)
+    assert SpeedOptions(compile="regional", warmup_batches=(1, 4, 16)).padded(5) == 16
+    assert SpeedOptions(compile="regional", warmup_batches=(1, 4)).padded(9) == 9  # runs as is
+    assert SpeedOptions(warmup_batches=(1, 4)).buckets == ()  # eager: no reason to pad
+    with pytest.raises(ValueError, match=r"batch_buckets must be positive whole numbers, not \[0, 4\]"):
+        DiffusersEngine(str(tiny_model("sd")), batch_buckets=[0, 4])

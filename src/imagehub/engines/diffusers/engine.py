@@ -66,6 +66,7 @@ class DiffusersEngine:
         cuda_graphs: bool = False,
         tiny_vae: str | None = None,
         warmup_batches: list[int] | tuple[int, ...] = (),
+        batch_buckets: list[int] | tuple[int, ...] = (),
         pinned: bool = False,
     ) -> None:
         self.source = source
@@ -78,6 +79,7 @@ class DiffusersEngine:
         self.speed = loading.SpeedOptions(
             channels_last=channels_last, fuse_qkv=fuse_qkv, attention=attention, compile=compile,
             cuda_graphs=cuda_graphs, tiny_vae=tiny_vae, warmup_batches=tuple(warmup_batches),
+            batch_buckets=tuple(batch_buckets),
         )
         self._applied: list[str] = []
         self.pinned = pinned
@@ -323,27 +325,8 @@ class DiffusersEngine:
         if first.mode == "identity":  # strength 0: the input image is the answer
             return [self._result(p, [p.image] * p.request.num_images) for p in plans]
         pipe = self._image_to_image() if first.mode == "image" else self.pipeline
-        # 1. One prompt and one seeded generator per image, request after request
-        owners = [n for n, plan in enumerate(plans) for _ in range(plan.request.num_images)]
-        kwargs: dict[str, Any] = {
-            "prompt": [plans[n].request.prompt for n in owners],
-            "num_inference_steps": first.steps,
-            "generator": [
-                torch.Generator(device="cpu").manual_seed(plan.request.seed + i)
-                for plan in plans
-                for i in range(plan.request.num_images)
-            ],
-            "output_type": "pt",  # made 8-bit on the device; PIL images made off the run lock
-        }
-        if first.mode == "image":  # the size comes from the image
-            kwargs["image"] = [plans[n].image for n in owners]
-            kwargs["strength"] = first.strength
-        else:
-            kwargs["width"], kwargs["height"] = first.width, first.height
-        if first.negative is not None:
-            kwargs["negative_prompt"] = [plans[n].negative for n in owners]
-        if first.guidance is not None:
-            kwargs["guidance_scale"] = first.guidance
+        # 1. One prompt and one seeded generator per image, padded up to a batch bucket
+        kwargs, owners, padded = self._call_arguments(plans)
         steps = _BatchSteps(on_steps, first.steps)
         kwargs["callback_on_step_end"] = steps.callback
 
@@ -351,7 +334,7 @@ class DiffusersEngine:
         try:
             with self._run_lock, torch.inference_mode():
                 output = pipe(**kwargs)
-                pixels = _to_uint8(output.images)
+                pixels = _to_uint8(output.images[:len(owners)])  # the padding dropped
         except Exception as exc:  # noqa: BLE001 - all cancelled, or the run itself failed
             return [steps.cancelled.get(n, exc) for n in range(len(plans))]
         flagged = list(getattr(output, "nsfw_content_detected", None) or [])
@@ -368,8 +351,40 @@ class DiffusersEngine:
             else:
                 result = self._result(plan, [images[i] for i in mine])
                 result.info["batch_size"] = len(owners)
+                if padded > len(owners):
+                    result.info["padded_to"] = padded
                 results.append(result)
         return results
+
+    def _call_arguments(self, plans: list[_Plan]) -> tuple[dict[str, Any], list[int], int]:
+        """The pipeline's arguments for ``plans``: a prompt and a seeded generator per image,
+        request after request, then copies of the first image's up to the batch bucket (static
+        shapes for compiled CUDA graphs). Also which plan owns each real image, and the padded
+        batch size."""
+        import torch
+
+        first = plans[0]
+        owners = [n for n, plan in enumerate(plans) for _ in range(plan.request.num_images)]
+        padding = self.speed.padded(len(owners)) - len(owners)
+        slots = owners + [0] * padding
+        seeds = [plan.request.seed + i for plan in plans for i in range(plan.request.num_images)]
+        kwargs: dict[str, Any] = {
+            "prompt": [plans[n].request.prompt for n in slots],
+            "num_inference_steps": first.steps,
+            "generator": [torch.Generator(device="cpu").manual_seed(seed)
+                          for seed in seeds + seeds[:1] * padding],
+            "output_type": "pt",  # made 8-bit on the device; PIL images made off the run lock
+        }
+        if first.mode == "image":  # the size comes from the image
+            kwargs["image"] = [plans[n].image for n in slots]
+            kwargs["strength"] = first.strength
+        else:
+            kwargs["width"], kwargs["height"] = first.width, first.height
+        if first.negative is not None:
+            kwargs["negative_prompt"] = [plans[n].negative for n in slots]
+        if first.guidance is not None:
+            kwargs["guidance_scale"] = first.guidance
+        return kwargs, owners, len(slots)
 
     def _result(self, plan: _Plan, images: list[Any]) -> EngineResult:
         size = (plan.request.width, plan.request.height)

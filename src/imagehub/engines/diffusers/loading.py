@@ -353,8 +353,17 @@ class SpeedOptions:
     for SDXL) when it is in the local Hugging Face cache; else the model's own VAE stays."""
     warmup_batches: tuple[int, ...] = ()
     """Batch sizes rendered once at load (default: 1 when compiling), so no request compiles."""
+    batch_buckets: tuple[int, ...] = ()
+    """Batch sizes (images per pipeline call) that a call is padded up to, so a compiled model
+    only ever sees those shapes and replays its CUDA graphs instead of recording new ones.
+    Default: the ``warmup_batches`` when compiling, else none. A call larger than the largest
+    bucket runs unpadded."""
 
     def __post_init__(self) -> None:
+        for name in ("warmup_batches", "batch_buckets"):
+            sizes = getattr(self, name)
+            if any(not isinstance(n, int) or isinstance(n, bool) or n < 1 for n in sizes):
+                raise ValueError(f"{name} must be positive whole numbers, not {list(sizes)}")
         if self.compile not in ("off", "regional", "full"):
             raise ValueError(f"compile must be off, regional or full, not {self.compile!r}")
         if self.attention not in ("sdpa", "eager"):
@@ -363,6 +372,16 @@ class SpeedOptions:
     @property
     def warmups(self) -> tuple[int, ...]:
         return self.warmup_batches or ((1,) if self.compile != "off" else ())
+
+    @property
+    def buckets(self) -> tuple[int, ...]:
+        if self.batch_buckets:
+            return tuple(sorted(set(self.batch_buckets)))
+        return tuple(sorted(set(self.warmup_batches))) if self.compile != "off" else ()
+
+    def padded(self, images: int) -> int:
+        """Images a pipeline call of ``images`` runs with: the smallest bucket that holds them."""
+        return next((b for b in self.buckets if b >= images), images)
 
 
 _TINY_VAES = {"sd": "madebyollin/taesd", "sdxl": "madebyollin/taesdxl", "sd3": "madebyollin/taesd3",
