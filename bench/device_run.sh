@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# The issue-6 GPU benchmark as one prepared command for a lent device machine (no internet there).
+#
+#   device tool: run(command="bash bench/device_run.sh", carry=[".whl"], timeout_s=540)
+#
+# Packages the device's Python lacks come from wheels carried in .whl/ (download them here with
+# `pip download --only-binary=:all: --python-version 3.12 -d .whl <package>` for the device's
+# Python); they are installed into /tmp/site, not over the device's own torch. The table is
+# printed as each configuration finishes, so a run cut short still reports what it measured;
+# the JSON rows go to $OUT/gpu_bench.json.
+set -euo pipefail
+export PYTHONPATH="/tmp/site:$PWD/src" HF_HUB_OFFLINE=1
+if compgen -G ".whl/*.whl" > /dev/null; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+    --target /tmp/site .whl/*.whl
+fi
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
+out="${OUT:-/tmp}/gpu_bench.json"
+timeout "${BENCH_TIMEOUT_S:-480}" python3 bench/gpu_throughput.py \
+  --seconds "${BENCH_SECONDS:-10}" --runs 25 --batches 16,32,64 --max-batch 32 \
+  --deadline-s "${BENCH_DEADLINE_S:-300}" --out "$out" \
+  --served '{}' '{"max_batch": 64}' \
+           '{"compile": "regional", "cuda_graphs": true, "channels_last": true, "warmup_batches": [1, 8, 16, 32]}'
