@@ -16,6 +16,7 @@ from e2e.test_events import StreamReader, _for
 from PIL import Image
 from tests_helpers import wait_for_status
 
+from imagehub.engines.diffusers import dummy
 from imagehub.testing import ServerProcess, write_catalog
 
 BATCH = 6
@@ -26,7 +27,12 @@ TOLERANCE = 3  # of 255
 def batching_server(tmp_path_factory: pytest.TempPathFactory,
                     tiny_sd_dir: Path) -> Iterator[ServerProcess]:
     data_dir = tmp_path_factory.mktemp("batching-hub")
-    write_catalog(data_dir, tiny_sd_dir, **{"tiny-sd-slow": 30})
+    catalog = write_catalog(data_dir, tiny_sd_dir, **{"tiny-sd-slow": 30})
+    kontext = dummy.build_tiny_flux(tmp_path_factory.mktemp("tiny-kontext") / "model", kontext=True)
+    with catalog.open("a") as toml:  # an edit model beside them
+        toml.write(f'[models.tiny-kontext]\nbackend = "diffusers"\nsource = "{kontext}"\n'
+                   'device = "cpu"\n[models.tiny-kontext.defaults]\nnum_inference_steps = 2\n'
+                   'resolution = "512"\n')
     env = {"IMAGEHUB_MAX_BATCH_SIZE": str(BATCH), "IMAGEHUB_BATCH_WAIT_MS": "300",
            "IMAGEHUB_PRELOAD_MODELS": "tiny-sd", "IMAGEHUB_MODEL_MEMORY_BUDGET_GB": "1"}
     proc = ServerProcess(data_dir, env).start()
@@ -143,3 +149,25 @@ def test_image_to_image_over_http_strength_zero_returns_the_input(api: httpx.Cli
     assert answer.status_code == 200, answer.text
     out = pixels(api, answer.json()["image_url"])
     assert np.abs(out - np.asarray(image).astype(np.int16)).max() <= TOLERANCE
+
+
+def test_an_edit_model_takes_the_image_over_http_and_a_text_model_lists_none(
+        api: httpx.Client, batching_server: ServerProcess) -> None:
+    import base64
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (300, 200), (30, 160, 60)).save(buffer, format="PNG")
+    uri = "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+    kontext = api.get("/api/ai/models/tiny-kontext").json()["request_schema"]["properties"]
+
+    answer = api.post("/api/ai/images/edit", json={"model": "tiny-kontext", "prompt": "add a hat",
+                                                   "image": uri, "seed": 4})
+    refused = api.post("/api/ai/images/edit", json={"model": "tiny-kontext", "prompt": "add a hat",
+                                                    "image": uri, "strength": 0.5})
+
+    assert "input_image" in kontext and "strength" not in kontext
+    assert answer.status_code == 200, answer.text
+    assert pixels(api, answer.json()["image_url"]).shape == (512, 512, 3)
+    info = engine_info(batching_server, answer.json()["generation_id"])
+    assert info["pipeline"] == "FluxKontextPipeline"
+    assert refused.status_code == 400 and "strength" in refused.json()["error"]["detail"]

@@ -26,6 +26,7 @@ from diffusers import (
     DDIMScheduler,
     EulerDiscreteScheduler,
     FlowMatchEulerDiscreteScheduler,
+    FluxKontextPipeline,
     FluxPipeline,
     FluxTransformer2DModel,
     SD3Transformer2DModel,
@@ -340,13 +341,16 @@ def build_tiny_sd3(folder: str | Path, seed: int = 0) -> Path:
     return _save(pipe, folder)
 
 
-def build_tiny_flux(folder: str | Path, seed: int = 0, *, guidance_embeds: bool = True) -> Path:
+def build_tiny_flux(folder: str | Path, seed: int = 0, *, guidance_embeds: bool = True,
+                    kontext: bool = False) -> Path:
     """A tiny FluxPipeline (CLIP + T5, packed 2x2 latents, flow matching; native 256²).
 
     Flux pipelines fix their default sample size at 128 latents, so the native base is 128 x the
     VAE factor: a 2-block VAE (factor 2) gives 256. ``guidance_embeds=False`` builds a
-    schnell-like model, which has no guidance input.
+    schnell-like model, which has no guidance input. ``kontext=True`` saves the same components
+    as a FluxKontextPipeline, the edit model that takes an input image in context.
     """
+
     torch.manual_seed(seed)
     clip_tokenizer = tiny_clip_tokenizer()
     t5_tokenizer = tiny_t5_tokenizer()
@@ -362,7 +366,7 @@ def build_tiny_flux(folder: str | Path, seed: int = 0, *, guidance_embeds: bool 
         guidance_embeds=guidance_embeds,
         axes_dims_rope=(4, 4, 8),
     )
-    pipe = FluxPipeline(
+    pipe = (FluxKontextPipeline if kontext else FluxPipeline)(
         transformer=transformer,
         scheduler=FlowMatchEulerDiscreteScheduler(),
         vae=_tiny_vae(

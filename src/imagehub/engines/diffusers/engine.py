@@ -149,7 +149,9 @@ class DiffusersEngine:
                 "maximum": MAX_GUIDANCE,
                 "x-order": 5,
             }
-        if layout.family in IMAGE_TO_IMAGE_FAMILIES:
+        if layout.edits:
+            props |= _edit_properties(with_strength="strength" in layout.call_params)
+        elif layout.family in IMAGE_TO_IMAGE_FAMILIES:
             props |= _image_to_image_properties()
         return props | _seed_property(order=6)
 
@@ -299,7 +301,7 @@ class DiffusersEngine:
                 f"width and height must be positive, not {request.width}x{request.height}"
             )
         layout = self.layout()
-        if request.input_images and layout.family not in IMAGE_TO_IMAGE_FAMILIES:
+        if request.input_images and not (layout.edits or layout.family in IMAGE_TO_IMAGE_FAMILIES):
             raise InvalidParams(f"{self.source} is a text-to-image model; it takes no input_images")
         props = self.schema_properties()
         # 2. Native size for the asked ratio
@@ -313,6 +315,8 @@ class DiffusersEngine:
                 guidance = props["guidance_scale"]["default"]
         negative = request.negative_prompt if "negative_prompt" in props else None
         plan = _Plan(request, native_w, native_h, steps, guidance, negative or None)
+        if request.input_images and layout.edits:
+            return _with_edit_image(plan)
         return _with_input_image(plan) if request.input_images else plan
 
     def _run_group(
@@ -380,11 +384,25 @@ class DiffusersEngine:
             kwargs["strength"] = first.strength
         else:
             kwargs["width"], kwargs["height"] = first.width, first.height
+        if "max_area" in self.layout().call_params:  # else Flux Kontext scales the output to 1 MP
+            kwargs["max_area"] = first.width * first.height
+        if first.mode == "edit":
+            kwargs |= self._edit_arguments([plans[n].image for n in slots], first)
         if first.negative is not None:
             kwargs["negative_prompt"] = [plans[n].negative for n in slots]
         if first.guidance is not None:
             kwargs["guidance_scale"] = first.guidance
         return kwargs, owners, len(slots)
+
+    def _edit_arguments(self, images: list[Any], first: _Plan) -> dict[str, Any]:
+        """An edit pipeline's image arguments: the images come at the native size for the asked
+        ratio (Flux Kontext would otherwise scale them to its own preferred sizes)."""
+        kwargs: dict[str, Any] = {"image": images}
+        if "_auto_resize" in self.layout().call_params:
+            kwargs["_auto_resize"] = False
+        if first.strength is not None:
+            kwargs["strength"] = first.strength
+        return kwargs
 
     def _result(self, plan: _Plan, images: list[Any]) -> EngineResult:
         size = (plan.request.width, plan.request.height)
@@ -418,7 +436,8 @@ class _Plan:
     guidance: float | None
     negative: str | None
     mode: str = "text"
-    """``text`` (text-to-image), ``image`` (image-to-image) or ``identity`` (strength 0)."""
+    """``text`` (text-to-image), ``image`` (image-to-image), ``identity`` (strength 0) or
+    ``edit`` (an edit pipeline, which takes the image itself)."""
     strength: float | None = None
     image: Any = None
     """The input image at the native size (``image`` and ``identity`` modes)."""
@@ -451,6 +470,19 @@ def _with_input_image(plan: _Plan) -> _Plan:
             f"{strength} x {plan.steps}: raise num_inference_steps or strength"
         )
     return replace(plan, mode="image", strength=strength, image=image)
+
+
+def _with_edit_image(plan: _Plan) -> _Plan:
+    """``plan`` for an edit pipeline: its one input image at the native size for the asked ratio."""
+    request = plan.request
+    if len(request.input_images) != 1:
+        raise InvalidParams(f"input_image: one image, not {len(request.input_images)}")
+    strength = request.params.get("strength")
+    if strength is not None and not 0 <= float(strength) <= 1:
+        raise InvalidParams(f"strength must be 0 to 1, not {strength}")
+    image = request.input_images[0].convert("RGB").resize((plan.width, plan.height), _lanczos())
+    return replace(plan, mode="edit", image=image,
+                   strength=None if strength is None else float(strength))
 
 
 class _BatchSteps:
@@ -549,6 +581,20 @@ def _image_to_image_properties() -> dict[str, dict[str, Any]]:
             "x-order": 8,
         },
     }
+
+
+def _edit_properties(*, with_strength: bool) -> dict[str, dict[str, Any]]:
+    props = {
+        "input_image": {
+            "type": "string",
+            "description": "The image to edit (https URL or data URI); the prompt says what to "
+                           "change. Without it the model generates from the prompt alone.",
+            "x-order": 7,
+        },
+    }
+    if with_strength:
+        props["strength"] = _image_to_image_properties()["strength"]
+    return props
 
 
 def _seed_property(order: int) -> dict[str, dict[str, Any]]:

@@ -43,6 +43,7 @@ _FAMILIES = {
     "StableDiffusionXLPipeline": "sdxl",
     "StableDiffusion3Pipeline": "sd3",
     "FluxPipeline": "flux",
+    "FluxKontextPipeline": "flux",  # an edit pipeline: Flux with the input image in context
 }
 _SAMPLE = 1 << 20  # bytes read from each end of a weight file for the fingerprint
 _REQUIRED_CALL_PARAMS = ("prompt", "height", "width", "generator", "callback_on_step_end")
@@ -67,6 +68,12 @@ class Layout:
     """Longest side the model can render at all (SD3's position-embedding table), if bounded."""
     guidance_embeds: bool | None
     """Flux only: whether the transformer takes a guidance input (dev does, schnell does not)."""
+
+    @property
+    def edits(self) -> bool:
+        """Whether the pipeline itself takes an input image (an edit model such as Flux Kontext),
+        rather than text alone."""
+        return "image" in self.call_params
 
     def native_size(self, ratio: float) -> tuple[int, int]:
         """The size the model renders for ``ratio``: its native area, snapped to ``multiple``."""
