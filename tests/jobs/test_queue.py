@@ -72,6 +72,22 @@ def test_cancel_wins_over_a_running_worker(queue: SqlQueue) -> None:
     assert queue.cancel(row.id) is False  # already ended
 
 
+def test_a_batch_finishes_in_one_go_except_the_row_cancelled_meanwhile(queue: SqlQueue) -> None:
+    rows = [record(str(i)) for i in range(4)]
+    queue.add(rows)
+    while queue.claim() is not None:
+        pass
+    assert queue.cancel(rows[2].id) is True
+
+    done = queue.finish_many([(r.id, [{"key": f"{r.id}/0.png"}], {"n": i}) for i, r in enumerate(rows)])
+
+    assert done == {rows[0].id, rows[1].id, rows[3].id}
+    stored = [queue.get(r.id) for r in rows]
+    assert [s.status for s in stored] == ["succeeded", "succeeded", "cancelled", "succeeded"]
+    assert stored[3].images == [{"key": f"{rows[3].id}/0.png"}] and stored[3].provenance == {"n": 3}
+    assert stored[0].progress == 1.0 and stored[0].completed_at is not None
+
+
 def test_recover_requeues_then_fails_after_max_attempts(queue: SqlQueue) -> None:
     row = record()
     queue.add([row])

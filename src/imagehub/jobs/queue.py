@@ -50,6 +50,7 @@ class JobQueue(Protocol):
     def report_progress(self, generation_id: str, progress: float) -> bool: ...
     def report_progress_many(self, generation_ids: Sequence[str], progress: float) -> set[str]: ...
     def finish(self, generation_id: str, images: list[dict[str, Any]], provenance: dict[str, Any]) -> bool: ...
+    def finish_many(self, outcomes: Sequence[tuple[str, list[dict[str, Any]], dict[str, Any]]]) -> set[str]: ...
     def fail(self, generation_id: str, message: str) -> bool: ...
     def cancel(self, generation_id: str) -> bool: ...
     def recover(self, max_attempts: int) -> Recovery: ...
@@ -141,6 +142,23 @@ class SqlQueue:
             generation_id, (S.PROCESSING.value,), status=S.SUCCEEDED.value, images=images,
             provenance=provenance, progress=1.0, completed_at=int(time.time()),
         )
+
+    def finish_many(self, outcomes: Sequence[tuple[str, list[dict[str, Any]], dict[str, Any]]]) -> set[str]:
+        """``finish`` for a batch's rows (id, images, provenance) in one transaction; the ids that
+        were still processing and are now succeeded (the others were cancelled meanwhile)."""
+        done: set[str] = set()
+        now = int(time.time())
+        with self._sessions.begin() as session:
+            for generation_id, images, provenance in outcomes:
+                if session.execute(
+                    update(GenerationRecord)
+                    .where(GenerationRecord.id == generation_id,
+                           GenerationRecord.status == S.PROCESSING.value)
+                    .values(status=S.SUCCEEDED.value, images=images, provenance=provenance,
+                            progress=1.0, completed_at=now)
+                ).rowcount:
+                    done.add(generation_id)
+        return done
 
     def fail(self, generation_id: str, message: str) -> bool:
         return self._transition(

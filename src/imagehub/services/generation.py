@@ -275,12 +275,20 @@ class GenerationService:
 
     def _conclude_rows(self, rows: list[GenerationRecord],
                        outcomes: list[EngineResult | Exception]) -> None:
+        """End a batch's rows: the successes stored and written in one transaction, then each
+        failure alone."""
         done = [(row, o) for row, o in zip(rows, outcomes, strict=True) if isinstance(o, EngineResult)]
         encoded = self._encode_many([o for _, o in done])
-        stored = {row.id: self._put(row.id, result, data)
-                  for (row, result), data in zip(done, encoded, strict=True)}
+        stored = [(row, result, self._put(row.id, result, data))
+                  for (row, result), data in zip(done, encoded, strict=True)]
+        finished = self.deps.queue.finish_many([
+            (row.id, images, provenance.collect(self.deps.catalog.get(row.model_name), result))
+            for row, result, images in stored])
+        for row, _, images in stored:
+            self._succeeded(row, images, row.id in finished)
         for row, outcome in zip(rows, outcomes, strict=True):
-            self._conclude(row, outcome, stored.get(row.id, []))
+            if not isinstance(outcome, EngineResult):
+                self._conclude(row, outcome, [])
 
     def _conclude(self, record: GenerationRecord, outcome: EngineResult | Exception,
                   images: list[dict[str, Any]]) -> None:
@@ -293,8 +301,14 @@ class GenerationService:
             log.error("generation %s failed", record.id, exc_info=outcome)
             return self._fail(record, f"engine error: {type(outcome).__name__}: {outcome}")
         entry = self.deps.catalog.get(record.model_name)
-        if not self.deps.queue.finish(record.id, images, provenance.collect(entry, outcome)):
-            self.deps.storage.delete_prefix(record.id)  # cancelled after the last step: keep nothing
+        self._succeeded(record, images,
+                        self.deps.queue.finish(record.id, images, provenance.collect(entry, outcome)))
+
+    def _succeeded(self, record: GenerationRecord, images: list[dict[str, Any]], finished: bool) -> None:
+        """After the row's success was written (``finished``): publish it; if the row had been
+        cancelled after its last step instead, keep nothing."""
+        if not finished:
+            self.deps.storage.delete_prefix(record.id)
             return
         record.images, record.status = images, S.SUCCEEDED.value
         payload = self._event(record, S.SUCCEEDED)
