@@ -544,12 +544,12 @@ def build_full_size(
 ) -> Path:
     """The FULL-SIZE architecture of ``family`` with random weights, saved in ``folder``.
 
-        ``sd15`` (SD1.5, 512²), ``sd-turbo`` (the SD2.1 UNet and OpenCLIP-H encoder at 512²) or
-        ``sdxl`` (1024², both encoders). Weights are initialised on ``device`` (pass ``"cuda"``: SDXL
-        is 3.5B parameters, slow to initialise on a CPU), cast to ``dtype`` (a torch dtype or ``bf16``,
-    ``fp16``, ``fp32``) and saved as safetensors.
-        The tokenizer is the tiny trained one (the real 49408-token vocab would need a download); the
-        text encoders keep the real vocab size, so every tensor has its real shape and cost.
+    ``sd15`` (SD1.5, 512²), ``sd-turbo`` (the SD2.1 UNet and OpenCLIP-H encoder at 512²) or
+    ``sdxl`` (1024², both encoders). Weights are initialised on ``device`` (pass ``"cuda"``: SDXL
+    is 3.5B parameters, slow to initialise on a CPU), cast to ``dtype`` (a torch dtype or ``bf16``,
+    ``fp16``, ``fp32``) and saved as safetensors. The tokenizer is the tiny trained one (the real
+    49408-token vocab would need a download); the text encoders keep the real vocab size, so every
+    tensor has its real shape and cost.
     """
     if isinstance(dtype, str):
         from imagehub.engines.diffusers.loading import resolve_dtype
