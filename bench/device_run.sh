@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
-# The issue-6 GPU benchmark as one prepared command for a lent device machine (no internet there).
+# The issue-6 GPU benchmarks as one prepared command for a lent device machine (no internet there).
 #
 #   device tool: run(command="bash bench/device_run.sh", carry=[".whl"], timeout_s=540)
+#                run(command="bash bench/device_run.sh speed", carry=[".whl"], timeout_s=540)
+#
+# `throughput` (default): bench/gpu_throughput.py, plain diffusers against imagehub over HTTP.
+# `speed`: bench/speed_options.py, each card speed option against eager, engine only.
 #
 # Packages the device's Python lacks come from wheels carried in .whl/ (download them here with
 # `pip download --only-binary=:all: --python-version 3.12 -d .whl <package>` for the device's
@@ -15,6 +19,9 @@ if compgen -G ".whl/*.whl" > /dev/null; then
     --target /tmp/site .whl/*.whl
 fi
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
+if [ "${1:-throughput}" = speed ]; then
+  exec timeout "${BENCH_TIMEOUT_S:-480}" python3 bench/speed_options.py --batch 16 --runs 10
+fi
 out="${OUT:-/tmp}/gpu_bench.json"
 timeout "${BENCH_TIMEOUT_S:-480}" python3 bench/gpu_throughput.py \
   --seconds "${BENCH_SECONDS:-10}" --runs 25 --batches 16,32,64 --max-batch 32 \
