@@ -237,6 +237,7 @@ def write_bench_catalog(data_dir: Path, work: Workload, device: str,
         lines.append('dtype = "bf16"')
     lines += [f"{key} = {json.dumps(value)}" for key, value in options.items()]
     lines += ["[models.bench.defaults]", f"num_inference_steps = {work.steps}",
+              f"guidance_scale = {work.guidance}",  # as plain diffusers runs it (0: no CFG)
               f'resolution = "{work.resolution}"']
     (data_dir / "models.toml").write_text("\n".join(lines) + "\n")
 
