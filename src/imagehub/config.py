@@ -36,6 +36,10 @@ class Settings(BaseSettings):
     auth_enabled: bool = True
     http_threads: int = 256
     """Threads for blocking routes (sync generate waits in one per request)."""
+    http_idle_timeout_seconds: float = Field(default=65.0, gt=0)
+    """How long an idle keep-alive connection stays open. Above the usual 60 s of load balancers,
+    and far above a client polling every 5 s (uvicorn's own 5 s would race that client's next
+    request against the close)."""
     max_body_bytes: int = 20 * 1024 * 1024
     rate_limit_per_minute: int = 0
     """Requests per key per minute; 0 turns the limiter off."""

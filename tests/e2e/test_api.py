@@ -155,6 +155,25 @@ def test_row_records_what_reproduces_it(server, api: httpx.Client) -> None:  # t
     assert prov["versions"]["imagehub"] and prov["versions"]["diffusers"] and prov["versions"]["torch"]
 
 
+def test_an_idle_keep_alive_connection_outlives_a_five_second_poll(server) -> None:  # type: ignore[no-untyped-def]
+    import http.client
+    from urllib.parse import urlsplit
+
+    url = urlsplit(server.url)
+    connection = http.client.HTTPConnection(url.hostname, url.port, timeout=10)
+    try:
+        connection.request("GET", "/healthz")
+        first = connection.getresponse()
+        first.read()
+        time.sleep(6)  # a client polling every 5 s; uvicorn's default closed idle ones at 5 s
+        connection.request("GET", "/healthz")  # same socket: RemoteDisconnected if it was closed
+        second = connection.getresponse()
+        second.read()
+    finally:
+        connection.close()
+    assert first.status == second.status == 200
+
+
 def test_health_ready_metrics_openapi_llms(server) -> None:  # type: ignore[no-untyped-def]
     assert httpx.get(f"{server.url}/healthz").json() == {"status": "ok"}
     ready = httpx.get(f"{server.url}/readyz").json()

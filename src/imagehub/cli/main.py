@@ -36,7 +36,8 @@ def serve(host: Optional[str] = typer.Option(None, help="Bind address (IMAGEHUB_
     if settings.auth_enabled:
         console.print("API keys are required: run [bold]imagehub keys create[/bold] and send "
                       "'Authorization: Bearer <key>'.")
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="warning")
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="warning",
+                timeout_keep_alive=settings.http_idle_timeout_seconds)
 
 
 def _key_service():  # type: ignore[no-untyped-def]
