@@ -174,6 +174,21 @@ def test_an_idle_keep_alive_connection_outlives_a_five_second_poll(server) -> No
     assert first.status == second.status == 200
 
 
+def test_unbatched_sync_and_queued_runs_are_counted_in_metrics(server, api: httpx.Client) -> None:  # type: ignore[no-untyped-def]
+    def ok_count() -> float:
+        line = next((line for line in httpx.get(f"{server.url}/metrics").text.splitlines()
+                     if line.startswith('imagehub_engine_requests_total{model="tiny-sd",outcome="ok"}')),
+                    None)
+        return float(line.rsplit(" ", 1)[1]) if line else 0.0
+
+    before = ok_count()
+    assert api.post("/api/ai/images/generate", json={"model": "tiny-sd", "prompt": "m"}).status_code == 200
+    queued = api.post("/api/ai/queue", json={"model": "tiny-sd", "prompt": "m"}).json()
+    wait_for_status(api, queued["generations"][0]["generation_id"], {"succeeded"})
+
+    assert ok_count() - before == 2
+
+
 def test_health_ready_metrics_openapi_llms(server) -> None:  # type: ignore[no-untyped-def]
     assert httpx.get(f"{server.url}/healthz").json() == {"status": "ok"}
     ready = httpx.get(f"{server.url}/readyz").json()

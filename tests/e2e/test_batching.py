@@ -171,3 +171,32 @@ def test_an_edit_model_takes_the_image_over_http_and_a_text_model_lists_none(
     info = engine_info(batching_server, answer.json()["generation_id"])
     assert info["pipeline"] == "FluxKontextPipeline"
     assert refused.status_code == 400 and "strength" in refused.json()["error"]["detail"]
+
+
+def test_metrics_count_engine_calls_batch_sizes_outcomes_and_resident_models(
+        api: httpx.Client, batching_server: ServerProcess) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    def samples() -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+        text = httpx.get(f"{batching_server.url}/metrics").text
+        return {(s.name, tuple(sorted(s.labels.items()))): s.value
+                for family in text_string_to_metric_families(text) for s in family.samples}
+
+    before = samples()
+    ids = [g["generation_id"] for g in api.post("/api/ai/queue", json={
+        "model": "tiny-sd", "prompt": "counted cats", "num_generations": 4}).json()["generations"]]
+    for i in ids:
+        wait_for_status(api, i, {"succeeded"})
+    after = samples()
+
+    def grew(name: str, **labels: str) -> float:
+        key = (name, tuple(sorted(labels.items())))
+        return after.get(key, 0.0) - before.get(key, 0.0)
+
+    assert grew("imagehub_engine_requests_total", model="tiny-sd", outcome="ok") == 4
+    assert grew("imagehub_engine_batch_images_sum", model="tiny-sd") == 4  # one call of 4 images
+    assert grew("imagehub_engine_batch_images_count", model="tiny-sd") == 1
+    assert grew("imagehub_engine_call_seconds_count", model="tiny-sd") == 1
+    assert grew("imagehub_engine_call_seconds_sum", model="tiny-sd") > 0
+    assert after[("imagehub_resident_models", (("device", "cpu"),))] >= 1
+    assert after[("imagehub_resident_bytes", (("device", "cpu"),))] > 0

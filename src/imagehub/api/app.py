@@ -33,6 +33,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # which would cap concurrent sync generations below what a batching GPU can take
         anyio.to_thread.current_default_thread_limiter().total_tokens = settings.http_threads
         hub = Hub(settings)
+        hub.deps.on_engine_call = metrics.engine_call
         hub.start(run_workers=settings.run_workers)
         app.state.hub = hub
         try:

@@ -7,6 +7,8 @@ import time
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from imagehub.errors import GenerationCancelled
+
 
 class Metrics:
     def __init__(self) -> None:
@@ -17,11 +19,41 @@ class Metrics:
                                  ["method", "route"], registry=self.registry)
         self.queue_depth = Gauge("imagehub_queue_depth", "Generations by active status",
                                  ["status"], registry=self.registry)
+        self.engine_seconds = Histogram(
+            "imagehub_engine_call_seconds", "Engine calls (one batch each), by model", ["model"],
+            buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600),
+            registry=self.registry)
+        self.batch_images = Histogram(
+            "imagehub_engine_batch_images", "Images per engine call, by model", ["model"],
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128), registry=self.registry)
+        self.outcomes = Counter("imagehub_engine_requests_total",
+                                "Requests out of engine calls, by model and outcome",
+                                ["model", "outcome"], registry=self.registry)
+        self.resident_models = Gauge("imagehub_resident_models", "Local models loaded, by device",
+                                     ["device"], registry=self.registry)
+        self.resident_bytes = Gauge("imagehub_resident_bytes", "Bytes the loaded models take, by device",
+                                    ["device"], registry=self.registry)
+
+    def engine_call(self, model: str, images: int, seconds: float, outcomes: list[object]) -> None:
+        """One engine call (``services.generation.EngineCallHook``)."""
+        self.engine_seconds.labels(model).observe(seconds)
+        self.batch_images.labels(model).observe(images)
+        for outcome in outcomes:
+            if isinstance(outcome, GenerationCancelled):
+                kind = "cancelled"
+            else:
+                kind = "error" if isinstance(outcome, Exception) else "ok"
+            self.outcomes.labels(model, kind).inc()
 
     def refresh(self, hub) -> None:  # type: ignore[no-untyped-def]
         depth = hub.queue.depth()
         for status in ("queued", "processing"):
             self.queue_depth.labels(status).set(depth.get(status, 0))
+        from imagehub.engines.diffusers.residency import RESIDENCY  # no torch: bookkeeping only
+
+        for device, (count, size) in RESIDENCY.devices().items():
+            self.resident_models.labels(device).set(count)
+            self.resident_bytes.labels(device).set(size)
 
 
 class MetricsMiddleware:

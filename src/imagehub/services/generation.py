@@ -76,6 +76,12 @@ class Services:
     """Tops a batch up with the work that arrived while it waited for its engine."""
     encode_workers: int = 4
     """Threads that encode a batch's PNGs (PIL releases the GIL while it compresses)."""
+    on_engine_call: EngineCallHook | None = None
+    """Told of every engine call: for metrics (``api.metrics.Metrics.engine_call``)."""
+
+
+EngineCallHook = Callable[[str, int, float, list["EngineResult | Exception"]], None]
+"""``hook(model, images, seconds, outcomes)`` after each engine call."""
 
 
 class GenerationService:
@@ -119,7 +125,14 @@ class GenerationService:
         assert workers is not None, "the worker pool is not running"
         if not workers.batching:
             with workers.slot():
-                return engine.generate(request, no_progress)
+                started = time.perf_counter()
+                try:
+                    result = engine.generate(request, no_progress)
+                except Exception as exc:
+                    self._observe(record.model_name, record.num_images, started, [exc])
+                    raise
+                self._observe(record.model_name, record.num_images, started, [result])
+                return result
         call = SyncCall(record.model_name, batch_key(record.resolved), request, record.num_images)
         return workers.run_sync(call)
 
@@ -204,12 +217,14 @@ class GenerationService:
     def run_job(self, record: GenerationRecord) -> None:
         """Run one claimed job to its end: succeeded, failed, or silently dropped if cancelled."""
         self._started(record)
+        started = time.perf_counter()
         try:
             engine = self.deps.catalog.get(record.model_name).ready_engine()
             outcome: EngineResult | Exception = engine.generate(
                 engine_request(record.resolved, record.num_images), self._progress(record))
         except Exception as exc:  # noqa: BLE001 - an outcome per request
             outcome = exc
+        self._observe(record.model_name, record.num_images, started, [outcome])
         self._conclude(record, outcome, self._store(record.id, outcome)
                        if isinstance(outcome, EngineResult) else [])
 
@@ -241,7 +256,10 @@ class GenerationService:
                 calls = [call.request for call in batch.calls]
                 progress = _BatchProgress(self, rows)
                 on_steps = [progress.on_step(row) for row in rows] + [no_progress] * len(calls)
+                started = time.perf_counter()
                 outcomes = _run_engine(engine, requests + calls, on_steps)
+                self._observe(batch.model, sum(r.num_images for r in requests + calls), started,
+                              outcomes)
         # 3. answer the sync calls first (their threads encode in parallel), then end the rows
         for call, outcome in zip(batch.calls, outcomes[len(rows):], strict=True):
             if isinstance(outcome, Exception):
@@ -249,6 +267,11 @@ class GenerationService:
             else:
                 call.future.set_result(outcome)
         self._conclude_rows(rows, outcomes[:len(rows)])
+
+    def _observe(self, model: str, images: int, started: float,
+                 outcomes: list[EngineResult | Exception]) -> None:
+        if self.deps.on_engine_call is not None:
+            self.deps.on_engine_call(model, images, time.perf_counter() - started, outcomes)
 
     def _prepared(self, records: list[GenerationRecord]) -> tuple[list[GenerationRecord],
                                                                   list[EngineRequest]]:

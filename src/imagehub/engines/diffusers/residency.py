@@ -111,6 +111,15 @@ class Residency:
         with self._changed:
             return [model.source for model in self._sizes]
 
+    def devices(self) -> dict[str, tuple[int, int]]:
+        """Per device: (models loaded, bytes they take)."""
+        with self._changed:
+            out: dict[str, tuple[int, int]] = {}
+            for model, size in self._sizes.items():
+                count, total = out.get(model.device, (0, 0))
+                out[model.device] = (count + 1, total + size)
+            return out
+
     def used_bytes(self, device: str) -> int:
         with self._changed:
             return self._used(device)
