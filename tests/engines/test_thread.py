@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -42,18 +43,21 @@ def test_a_call_from_the_thread_itself_runs_directly_instead_of_waiting_on_itsel
     assert outer_ident == inner_ident == thread.ident
 
 
-def test_calls_run_one_at_a_time_in_the_order_they_were_handed_over():
+def test_calls_from_many_threads_run_one_at_a_time():
     thread = EngineThread("test-engine")
-    order: list[int] = []
-    gate = threading.Event()
-    first = threading.Thread(target=thread.call, args=(gate.wait,))
-    first.start()
-    waiting = [threading.Thread(target=thread.call, args=(order.append, n)) for n in range(5)]
-    for t in waiting:
-        t.start()
-        t.join(0.05)  # handed over in this order, while the first call holds the thread
-    assert order == []
-    gate.set()
-    for t in [first, *waiting]:
-        t.join(5)
-    assert order == [0, 1, 2, 3, 4]
+    active, most = 0, 0
+    lock = threading.Lock()
+
+    def work() -> None:
+        nonlocal active, most
+        with lock:
+            active += 1
+            most = max(most, active)
+        time.sleep(0.01)
+        with lock:
+            active -= 1
+
+    with ThreadPoolExecutor(8) as callers:
+        list(callers.map(lambda _: thread.call(work), range(16)))
+
+    assert most == 1
