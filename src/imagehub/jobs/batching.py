@@ -5,7 +5,9 @@ ratio, steps, guidance...: :func:`batch_key`); the engine runs them as one call 
 its own seed, progress, cancel and result (``engines.base.BatchingEngine``). A batch starts from the
 oldest waiting sync call, else the oldest queued row, and fills up to the model's capacity, waiting at
 most ``wait_ms`` for more to arrive. Sync calls wait in memory (they block an HTTP request); queued
-rows are claimed from the queue with the same conditional update as a single claim.
+rows are claimed from the queue with the same conditional update as a single claim. A batch with
+room waits ``wait_ms`` once and fills again; it is not refilled on every arrival, since each fill
+reads the model's queued rows.
 """
 
 from __future__ import annotations
@@ -85,18 +87,12 @@ class Batcher:
         self._queue, self._policy, self._key_of = queue, policy, key_of
         self._capacity = capacity or (lambda model: policy.max_size)
         self._pending: list[SyncCall] = []
-        self._arrived = threading.Condition()
+        self._lock = threading.Lock()  # guards the waiting sync calls
 
     def offer(self, call: SyncCall) -> None:
         """A sync call waits for a batch."""
-        with self._arrived:
+        with self._lock:
             self._pending.append(call)
-            self._arrived.notify_all()
-
-    def notify(self) -> None:
-        """Jobs were enqueued: a batch waiting for company looks again."""
-        with self._arrived:
-            self._arrived.notify_all()
 
     def collect(self, lead: SyncCall | None = None) -> Batch | None:
         """The next batch (``lead`` first when given and still waiting), or None when idle."""
@@ -104,16 +100,14 @@ class Batcher:
         batch = self._start(lead)
         if batch is None:
             return None
-        # 2. Fill with compatible work, waiting a bounded time for more
+        # 2. Fill with compatible work; if there is room, wait out ``wait_ms`` once and fill
+        #    again (not on every arrival: each fill reads the queued rows of the model)
         limit = max(1, self._capacity(batch.model))
-        deadline = time.monotonic() + self._policy.wait_ms / 1000
-        while True:
+        self._fill(batch, limit)
+        if batch.size < limit and self._policy.wait_ms > 0:
+            time.sleep(self._policy.wait_ms / 1000)
             self._fill(batch, limit)
-            remaining = deadline - time.monotonic()
-            if batch.size >= limit or remaining <= 0:
-                return batch
-            with self._arrived:
-                self._arrived.wait(remaining)
+        return batch
 
     def top_up(self, batch: Batch) -> Batch:
         """More compatible work for ``batch``, up to its capacity, without waiting: what arrived
@@ -127,7 +121,7 @@ class Batcher:
         return added
 
     def _start(self, lead: SyncCall | None) -> Batch | None:
-        with self._arrived:
+        with self._lock:
             call = lead if lead is not None and not lead.taken else None
             if call is None and lead is None and self._pending:
                 call = self._pending[0]
@@ -142,7 +136,7 @@ class Batcher:
         return Batch(row.model_name, self._key_of(row.resolved), rows=[row])
 
     def _fill(self, batch: Batch, limit: int) -> None:
-        with self._arrived:
+        with self._lock:
             for call in list(self._pending):
                 if call.model == batch.model and call.key == batch.key \
                         and batch.size + call.num_images <= limit:

@@ -64,8 +64,6 @@ class WorkerPool:
     def wake(self) -> None:
         """A job was enqueued: stop waiting."""
         self._wake.set()
-        if self._batcher is not None:
-            self._batcher.notify()
 
     @contextmanager
     def slot(self) -> Iterator[None]:
