@@ -137,3 +137,55 @@ def test_compiling_pads_to_the_warm_up_sizes_and_bad_buckets_are_named(tiny_mode
     assert SpeedOptions(warmup_batches=(1, 4)).buckets == ()  # eager: no reason to pad
     with pytest.raises(ValueError, match=r"batch_buckets must be positive whole numbers, not \[0, 4\]"):
         DiffusersEngine(str(tiny_model("sd")), batch_buckets=[0, 4])
+
+
+def test_a_batch_that_runs_out_of_memory_is_halved_and_later_batches_stay_under(tiny_model, tiny_engine):
+    # a model that, like a GPU, runs out of memory above 2 images per denoiser call
+    import torch
+
+    engine = DiffusersEngine(str(tiny_model("sd")), device="cpu")
+    engine.load()
+    refused: list[int] = []
+
+    def memory_limit(_module: object, args: tuple) -> None:
+        if args[0].shape[0] > 2:
+            refused.append(args[0].shape[0])
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    hook = engine.pipeline.unet.register_forward_pre_hook(memory_limit)
+    requests = [request(n, guidance_scale=1.0) for n in range(1, 5)]  # no CFG: a row per image
+    try:
+        first = engine.generate_batch(requests, [no_progress] * 4)
+        second = engine.generate_batch(requests, [no_progress] * 4)
+    finally:
+        hook.remove()
+    solo = [tiny_engine("sd").generate(r, no_progress) for r in requests]
+
+    assert refused == [4]  # tried once, then halved; the second batch never tried 4 again
+    assert engine.max_images == 2
+    for outcome in first + second:
+        assert isinstance(outcome, EngineResult) and outcome.info["batch_size"] == 2
+    for f, s in zip(first, solo, strict=True):
+        assert np.abs(as_array(f) - as_array(s)).max() <= TOLERANCE
+
+
+def test_one_request_too_big_for_memory_fails_alone_with_the_error(tiny_model):
+    import torch
+
+    engine = DiffusersEngine(str(tiny_model("sd")), device="cpu")
+    engine.load()
+
+    def memory_limit(_module: object, args: tuple) -> None:
+        if args[0].shape[0] > 2:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    hook = engine.pipeline.unet.register_forward_pre_hook(memory_limit)
+    try:
+        big, small = engine.generate_batch(
+            [request(1, guidance_scale=1.0, num_images=3), request(2, guidance_scale=1.0)],
+            [no_progress] * 2)
+    finally:
+        hook.remove()
+
+    assert isinstance(big, torch.OutOfMemoryError)  # 3 images of one request cannot be split
+    assert isinstance(small, EngineResult)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import logging
 import threading
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -18,6 +19,8 @@ from imagehub.errors import GenerationFailed, InvalidParams, ModelUnavailable
 
 if TYPE_CHECKING:
     from diffusers import DiffusionPipeline
+
+log = logging.getLogger(__name__)
 
 MAX_IMAGES = 4
 MAX_STEPS = 150
@@ -88,6 +91,8 @@ class DiffusersEngine:
         self._pipe: DiffusionPipeline | None = None
         self._fingerprint: str | None = None
         self._img2img: tuple[Any, Any] | None = None  # (the pipeline it shares, the img2img one)
+        self.max_images: int | None = None
+        """Images per pipeline call that fit the device, once a bigger call ran out of memory."""
         self._load_lock = threading.Lock()
         self._run_lock = threading.Lock()  # a pipeline keeps per-call state: one run at a time
         self.thread = EngineThread(f"imagehub-engine:{Path(source).name or source}")
@@ -235,11 +240,7 @@ class DiffusersEngine:
         with self._run_lock:
             self._pipe = self._img2img = None
         RESIDENCY.unloaded(self)
-        gc.collect()
-        if self.device.startswith("cuda"):
-            import torch
-
-            torch.cuda.empty_cache()
+        _free_device_memory(self.device)
 
     def _warm_up(self) -> None:
         """Render each warm-up batch size once at the native square size (compiles happen here)."""
@@ -285,11 +286,25 @@ class DiffusersEngine:
                 continue
             groups.setdefault(plan.signature, []).append(i)
         for indices in groups.values():
-            plans = [self._plan(requests[i]) for i in indices]
-            outcomes = self._run_group(plans, [on_steps[i] for i in indices])
-            for i, outcome in zip(indices, outcomes, strict=True):
-                results[i] = outcome
+            for chunk in self._fitting(indices, requests):
+                plans = [self._plan(requests[i]) for i in chunk]
+                outcomes = self._run_group(plans, [on_steps[i] for i in chunk])
+                for i, outcome in zip(chunk, outcomes, strict=True):
+                    results[i] = outcome
         return [r for r in results if r is not None]
+
+    def _fitting(self, indices: list[int], requests: list[EngineRequest]) -> list[list[int]]:
+        """``indices`` in runs of at most ``max_images`` images (all at once while no call has
+        run out of memory)."""
+        if self.max_images is None:
+            return [indices]
+        chunks: list[list[int]] = [[]]
+        for i in indices:
+            images = sum(requests[j].num_images for j in chunks[-1])
+            if chunks[-1] and images + requests[i].num_images > self.max_images:
+                chunks.append([])
+            chunks[-1].append(i)
+        return chunks
 
     def _plan(self, request: EngineRequest) -> _Plan:
         """Check ``request`` and resolve what the pipeline is called with."""
@@ -340,6 +355,8 @@ class DiffusersEngine:
                 output = pipe(**kwargs)
                 pixels = _to_uint8(output.images[:len(owners)])  # the padding dropped
         except Exception as exc:  # noqa: BLE001 - all cancelled, or the run itself failed
+            if _out_of_memory(exc) and len(plans) > 1:
+                return self._split(plans, on_steps, len(owners))
             return [steps.cancelled.get(n, exc) for n in range(len(plans))]
         flagged = list(getattr(output, "nsfw_content_detected", None) or [])
         images = _pil_images(pixels)
@@ -359,6 +376,19 @@ class DiffusersEngine:
                     result.info["padded_to"] = padded
                 results.append(result)
         return results
+
+    def _split(self, plans: list[_Plan], on_steps: list[StepCallback],
+               images: int) -> list[EngineResult | Exception]:
+        """A call of ``images`` ran out of device memory: remember that half of it is the most to
+        try from now on, and run each half (each request starts its steps again)."""
+        self.max_images = max(1, min(self.max_images or images, images // 2))
+        log.warning("%s ran out of device memory at %d images per call; calls are capped at %d "
+                    "from now on (lower IMAGEHUB_MAX_BATCH_SIZE to match)",
+                    self.source, images, self.max_images)
+        _free_device_memory(self.device)
+        half = len(plans) // 2
+        return (self._run_group(plans[:half], on_steps[:half])
+                + self._run_group(plans[half:], on_steps[half:]))
 
     def _call_arguments(self, plans: list[_Plan]) -> tuple[dict[str, Any], list[int], int]:
         """The pipeline's arguments for ``plans``: a prompt and a seeded generator per image,
@@ -512,6 +542,23 @@ class _BatchSteps:
         if len(self.cancelled) == len(self.on_steps):
             raise next(iter(self.cancelled.values()))
         return tensors
+
+
+def _out_of_memory(exc: BaseException) -> bool:
+    """Whether ``exc`` says the device ran out of memory (CUDA raises torch.OutOfMemoryError;
+    MPS a RuntimeError saying so)."""
+    import torch
+
+    return isinstance(exc, torch.OutOfMemoryError) or (
+        isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower())
+
+
+def _free_device_memory(device: str) -> None:
+    gc.collect()
+    if device.startswith("cuda"):
+        import torch
+
+        torch.cuda.empty_cache()
 
 
 def _to_uint8(images: Any) -> Any:
