@@ -55,6 +55,12 @@ class InvalidState(ImagehubError):
     status, type, title = 409, "invalid_state", "Invalid state"
 
 
+class DataDirBusy(ImagehubError):
+    """Another process runs the workers of this data dir (a server, or an in-process CLI run)."""
+
+    status, type, title = 409, "data_dir_busy", "Data dir busy"
+
+
 class PayloadTooLarge(ImagehubError):
     status, type, title = 413, "payload_too_large", "Payload too large"
 

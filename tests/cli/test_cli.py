@@ -122,3 +122,31 @@ def test_queue_ls_watch_cancel(remote: dict[str, str], api: httpx.Client) -> Non
     again = imagehub("queue", "cancel", ids[0], env=remote)
     assert again.returncode == 1 and again.stderr.startswith("error: 409 invalid_state:")
     assert imagehub("queue", "ls", env=remote).stdout.count(ids[0]) == 0
+
+
+def test_a_data_dir_whose_workers_a_server_runs_is_left_to_that_server(
+        server: ServerProcess, api: httpx.Client) -> None:
+    local = {k: v for k, v in os.environ.items() if k not in ("IMAGEHUB_URL", "IMAGEHUB_API_KEY")}
+    local.update(IMAGEHUB_DATA_DIR=str(server.data_dir), HF_HUB_OFFLINE="1", COLUMNS="200")
+    body = {"model": "tiny-sd-slow", "prompt": "long ones", "num_inference_steps": 150,
+            "num_generations": 4}  # seconds of work each, one after another
+    jobs = [g["generation_id"] for g in api.post("/api/ai/queue", json=body).json()["generations"]]
+    wait_for_status(api, jobs[0], {"processing"})
+    try:
+        listed = imagehub("models", env=local)  # read-only, in-process: no crash recovery
+        generate = imagehub("generate", "x", "-m", "tiny-sd", "-o", "/tmp/unused", env=local)
+        second = imagehub("serve", env=local | {"IMAGEHUB_PORT": "1"})
+        rows = [server.stored_row(job) for job in jobs]
+    finally:
+        for job in jobs:
+            api.delete(f"/api/ai/queue/{job}")
+
+    assert listed.returncode == 0 and "tiny-sd" in listed.stdout
+    for refused in (generate, second):
+        assert refused.returncode == 1
+        assert f"pid {server.proc.pid}" in refused.stderr  # type: ignore[union-attr]
+        assert "runs the workers of" in refused.stderr and "IMAGEHUB_URL" in refused.stderr
+    # still running when the last command ended, and never taken back from the server's worker
+    # (a recovery would have put the running job back in the queue and claimed it again)
+    assert "processing" in [row["status"] for row in rows]
+    assert max(row["attempts"] for row in rows) == 1

@@ -30,6 +30,15 @@ def serve(host: Optional[str] = typer.Option(None, help="Bind address (IMAGEHUB_
     overrides = {k: v for k, v in {"host": host, "port": port, "worker_concurrency": workers}.items()
                  if v is not None}
     settings = load_settings(**overrides)
+    if settings.run_workers:
+        from imagehub.errors import DataDirBusy
+        from imagehub.services.hub import check_workers_free
+
+        try:
+            check_workers_free(settings)
+        except DataDirBusy as exc:
+            typer.echo(f"error: {exc.detail}", err=True)
+            raise typer.Exit(1) from exc
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("alembic").setLevel(logging.WARNING)  # migrations are routine at start-up
     console.print(f"imagehub serving at [bold]{settings.base_url}[/bold]  (data: {settings.data_dir})")

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import logging
+import os
 
 from imagehub.catalog.catalog import Catalog
 from imagehub.config import Settings
 from imagehub.db.session import make_engine, make_sessionmaker, migrate
+from imagehub.errors import DataDirBusy
 from imagehub.events.bus import InProcessBus
 from imagehub.jobs.batching import Batcher, BatchPolicy
 from imagehub.jobs.queue import SqlQueue
@@ -18,6 +20,9 @@ from imagehub.storage.local import LocalStorage
 from imagehub.storage.signing import UrlSigner
 
 log = logging.getLogger(__name__)
+
+WORKER_LOCK = "workers.lock"
+WORKER_OWNER = "workers.owner"
 
 
 class Hub:
@@ -50,15 +55,22 @@ class Hub:
         self.deps.workers = self.workers
 
     def start(self, run_workers: bool = True) -> None:
-        """Recover what a crash left behind, then start the workers."""
+        """With workers: take the data dir's worker lock, recover what a crash left behind, start
+        the workers. Without (an API-only node, the CLI's read-only commands): none of that, so a
+        running server's jobs are never taken for a crash's leftovers."""
+        if run_workers:
+            self._worker_lock = _take_worker_lock(self.settings)
+            self._recover()
+        self._load_models()
+        if run_workers:
+            self.workers.start()
+
+    def _recover(self) -> None:
         recovery = self.queue.recover(self.settings.max_attempts)
         if recovery.requeued or recovery.failed:
             log.warning("recovered after a stop: %d re-queued, %d failed",
                         len(recovery.requeued), len(recovery.failed))
         self.generations.publish_recovered_failures(recovery.failed)
-        self._load_models()
-        if run_workers:
-            self.workers.start()
 
     def _load_models(self) -> None:
         """Set the model memory budget; load and pin the preloaded models."""
@@ -76,3 +88,35 @@ class Hub:
     def stop(self) -> None:
         self.workers.stop()
         self.db.dispose()
+        lock = getattr(self, "_worker_lock", None)
+        if lock is not None:
+            lock.release()
+
+
+def _take_worker_lock(settings: Settings):  # type: ignore[no-untyped-def]
+    """The data dir's worker lock (released by the OS if the process dies, kill -9 included), or
+    DataDirBusy naming the process that holds it."""
+    from filelock import FileLock, Timeout
+
+    lock = FileLock(settings.data_dir / WORKER_LOCK)
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        raise DataDirBusy(
+            f"{_holder(settings)} runs the workers of {settings.data_dir}; send this to it with "
+            f"IMAGEHUB_URL (or --url), or stop it first") from None
+    (settings.data_dir / WORKER_OWNER).write_text(
+        f"imagehub (pid {os.getpid()}, {settings.base_url})\n")
+    return lock
+
+
+def check_workers_free(settings: Settings) -> None:
+    """DataDirBusy if another process runs this data dir's workers (``serve`` checks first, to
+    exit with one line instead of a failed start-up)."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    _take_worker_lock(settings).release()
+
+
+def _holder(settings: Settings) -> str:
+    owner = settings.data_dir / WORKER_OWNER
+    return owner.read_text().strip() if owner.is_file() else "another process"
