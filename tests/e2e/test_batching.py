@@ -16,6 +16,7 @@ from e2e.test_events import StreamReader, _for
 from PIL import Image
 from tests_helpers import wait_for_status
 
+from imagehub.catalog.sizes import output_size
 from imagehub.engines.diffusers import dummy
 from imagehub.testing import ServerProcess, write_catalog
 
@@ -167,7 +168,8 @@ def test_an_edit_model_takes_the_image_over_http_and_a_text_model_lists_none(
 
     assert "input_image" in kontext and "strength" not in kontext
     assert answer.status_code == 200, answer.text
-    assert pixels(api, answer.json()["image_url"]).shape == (512, 512, 3)
+    width, height = output_size("512", "3:2")  # aspect_ratio defaults to auto: the input's 3:2
+    assert pixels(api, answer.json()["image_url"]).shape == (height, width, 3)
     info = engine_info(batching_server, answer.json()["generation_id"])
     assert info["pipeline"] == "FluxKontextPipeline"
     assert refused.status_code == 400 and "strength" in refused.json()["error"]["detail"]

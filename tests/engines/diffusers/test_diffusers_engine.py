@@ -174,7 +174,8 @@ def test_schema_is_plain_json_schema_with_order_and_descriptions(family, tiny_mo
     ]
     assert len({p["x-order"] for p in props.values()}) == len(props)
     assert props["aspect_ratio"]["enum"] == ASPECT_RATIOS
-    assert props["aspect_ratio"]["default"] == "1:1"
+    # models that take an input image keep its shape by default
+    assert props["aspect_ratio"]["default"] == ("auto" if family in ("sd", "sdxl") else "1:1")
     assert props["resolution"]["enum"] == ["512", "1K", "2K", "4K"]
     assert props["resolution"]["default"] == "512"  # native 256 is nearest to 512
     assert props["seed"] == {**props["seed"], "type": "integer", "minimum": 0}

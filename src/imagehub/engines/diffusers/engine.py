@@ -129,7 +129,9 @@ class DiffusersEngine:
             layout = self.layout()
         except ModelUnavailable:
             return _size_properties("1K") | _seed_property(order=6)
-        props = _size_properties(loading.nearest_resolution(layout.native_base, RESOLUTION_BASES))
+        takes_image = layout.edits or layout.family in IMAGE_TO_IMAGE_FAMILIES
+        props = _size_properties(loading.nearest_resolution(layout.native_base, RESOLUTION_BASES),
+                                 takes_image=takes_image)
         steps, guidance = self._defaults(layout)
         if _takes_negative_prompt(layout):
             props["negative_prompt"] = {
@@ -593,15 +595,14 @@ def _takes_guidance(layout: Layout) -> bool:
     return "guidance_scale" in layout.call_params and layout.guidance_embeds is not False
 
 
-def _size_properties(default_resolution: str) -> dict[str, dict[str, Any]]:
+def _size_properties(default_resolution: str, *, takes_image: bool = False) -> dict[str, dict[str, Any]]:
+    ratio: dict[str, Any] = {"type": "string", "description": "Width:height of the image.",
+                             "enum": list(ASPECT_RATIOS), "default": "1:1", "x-order": 1}
+    if takes_image:  # an edit keeps the input's shape unless asked otherwise
+        ratio |= {"default": "auto", "description": "Width:height of the image; `auto` (the "
+                  "default) is the input image's nearest listed ratio, 1:1 without one."}
     return {
-        "aspect_ratio": {
-            "type": "string",
-            "description": "Width:height of the image.",
-            "enum": list(ASPECT_RATIOS),
-            "default": "1:1",
-            "x-order": 1,
-        },
+        "aspect_ratio": ratio,
         "resolution": {
             "type": "string",
             "description": "Output size class; the model renders at its native size and is scaled.",
