@@ -12,7 +12,6 @@ import argparse
 import tempfile
 import time
 import uuid
-from pathlib import Path
 
 from sqlalchemy import update
 

@@ -27,11 +27,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import gpu_throughput as gt  # noqa: E402 - the load generator and catalog writer are shared
+import gpu_throughput as gt  # the load generator and catalog writer are shared
 
-from imagehub.engines.base import EngineRequest, no_progress  # noqa: E402
-from imagehub.storage.images import encode_png  # noqa: E402
-from imagehub.testing import ServerProcess  # noqa: E402
+from imagehub.engines.base import EngineRequest, no_progress
+from imagehub.storage.images import encode_png
+from imagehub.testing import ServerProcess
 
 
 def cpu_seconds(pid: int) -> float:

@@ -7,7 +7,6 @@ import time
 
 import httpx
 from PIL import Image
-
 from tests_helpers import wait_for_status
 
 
