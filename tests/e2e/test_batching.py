@@ -3,6 +3,7 @@ pipeline call; each keeps its own seed, progress, cancel and result."""
 
 from __future__ import annotations
 
+import base64
 import io
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -49,6 +50,12 @@ def api(batching_server: ServerProcess) -> Iterator[httpx.Client]:
 
 def engine_info(server: ServerProcess, generation_id: str) -> dict[str, Any]:
     return server.stored_row(generation_id)["provenance"]["engine"]
+
+
+def data_uri(image: Image.Image) -> str:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
 
 
 def pixels(api: httpx.Client, url: str) -> np.ndarray:
@@ -134,13 +141,9 @@ def test_preloaded_models_are_loaded_before_the_server_answers(batching_server: 
 
 
 def test_image_to_image_over_http_strength_zero_returns_the_input(api: httpx.Client) -> None:
-    import base64
-
     image = Image.new("RGB", (512, 512), (200, 40, 40))
     image.paste((20, 20, 220), (0, 0, 256, 512))
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    uri = "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+    uri = data_uri(image)
     schema = api.get("/api/ai/models/tiny-sd").json()["request_schema"]["properties"]
 
     answer = api.post("/api/ai/images/edit", json={"model": "tiny-sd", "prompt": "keep it",
@@ -154,11 +157,7 @@ def test_image_to_image_over_http_strength_zero_returns_the_input(api: httpx.Cli
 
 def test_an_edit_model_takes_the_image_over_http_and_a_text_model_lists_none(
         api: httpx.Client, batching_server: ServerProcess) -> None:
-    import base64
-
-    buffer = io.BytesIO()
-    Image.new("RGB", (300, 200), (30, 160, 60)).save(buffer, format="PNG")
-    uri = "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+    uri = data_uri(Image.new("RGB", (300, 200), (30, 160, 60)))
     kontext = api.get("/api/ai/models/tiny-kontext").json()["request_schema"]["properties"]
 
     answer = api.post("/api/ai/images/edit", json={"model": "tiny-kontext", "prompt": "add a hat",

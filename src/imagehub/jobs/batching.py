@@ -3,11 +3,10 @@
 Two generations are compatible when they ask the same model for the same batch key (size class,
 ratio, steps, guidance...: :func:`batch_key`); the engine runs them as one call and still gives each
 its own seed, progress, cancel and result (``engines.base.BatchingEngine``). A batch starts from the
-oldest waiting sync call, else the oldest queued row, and fills up to the model's capacity, waiting at
-most ``wait_ms`` for more to arrive. Sync calls wait in memory (they block an HTTP request); queued
-rows are claimed from the queue with the same conditional update as a single claim. A batch with
-room waits ``wait_ms`` once and fills again; it is not refilled on every arrival, since each fill
-reads the model's queued rows.
+oldest waiting sync call, else the oldest queued row, and fills up to the model's capacity; a batch
+with room waits ``wait_ms`` once and fills again (not on every arrival: each fill reads the model's
+queued rows). Sync calls wait in memory (they block an HTTP request); queued rows are claimed from
+the queue with the same conditional update as a single claim.
 """
 
 from __future__ import annotations

@@ -125,14 +125,7 @@ class GenerationService:
         assert workers is not None, "the worker pool is not running"
         if not workers.batching:
             with workers.slot():
-                started = time.perf_counter()
-                try:
-                    result = engine.generate(request, no_progress)
-                except Exception as exc:
-                    self._observe(record.model_name, record.num_images, started, [exc])
-                    raise
-                self._observe(record.model_name, record.num_images, started, [result])
-                return result
+                return self._generate(engine, record, request, no_progress)
         call = SyncCall(record.model_name, batch_key(record.resolved), request, record.num_images)
         return workers.run_sync(call)
 
@@ -217,14 +210,13 @@ class GenerationService:
     def run_job(self, record: GenerationRecord) -> None:
         """Run one claimed job to its end: succeeded, failed, or silently dropped if cancelled."""
         self._started(record)
-        started = time.perf_counter()
         try:
             engine = self.deps.catalog.get(record.model_name).ready_engine()
-            outcome: EngineResult | Exception = engine.generate(
-                engine_request(record.resolved, record.num_images), self._progress(record))
+            outcome: EngineResult | Exception = self._generate(
+                engine, record, engine_request(record.resolved, record.num_images),
+                self._progress(record))
         except Exception as exc:  # noqa: BLE001 - an outcome per request
             outcome = exc
-        self._observe(record.model_name, record.num_images, started, [outcome])
         self._conclude(record, outcome, self._store(record.id, outcome)
                        if isinstance(outcome, EngineResult) else [])
 
@@ -267,6 +259,18 @@ class GenerationService:
             else:
                 call.future.set_result(outcome)
         self._conclude_rows(rows, outcomes[:len(rows)])
+
+    def _generate(self, engine: Engine, record: GenerationRecord, request: EngineRequest,
+                  on_step: StepCallback) -> EngineResult:
+        """One request's engine call, reported to ``on_engine_call``."""
+        started = time.perf_counter()
+        try:
+            result = engine.generate(request, on_step)
+        except Exception as exc:
+            self._observe(record.model_name, record.num_images, started, [exc])
+            raise
+        self._observe(record.model_name, record.num_images, started, [result])
+        return result
 
     def _observe(self, model: str, images: int, started: float,
                  outcomes: list[EngineResult | Exception]) -> None:

@@ -139,20 +139,24 @@ def test_compiling_pads_to_the_warm_up_sizes_and_bad_buckets_are_named(tiny_mode
         DiffusersEngine(str(tiny_model("sd")), batch_buckets=[0, 4])
 
 
-def test_a_batch_that_runs_out_of_memory_is_halved_and_later_batches_stay_under(tiny_model, tiny_engine):
-    # a model that, like a GPU, runs out of memory above 2 images per denoiser call
+def out_of_memory_above(engine: DiffusersEngine, images: int, refused: list[int]):  # type: ignore[no-untyped-def]
+    """A UNet hook that, like a GPU, runs out of memory above ``images`` rows per call (the
+    refused sizes are appended to ``refused``); remove it with ``.remove()``."""
     import torch
 
-    engine = DiffusersEngine(str(tiny_model("sd")), device="cpu")
-    engine.load()
-    refused: list[int] = []
-
     def memory_limit(_module: object, args: tuple) -> None:
-        if args[0].shape[0] > 2:
+        if args[0].shape[0] > images:
             refused.append(args[0].shape[0])
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
 
-    hook = engine.pipeline.unet.register_forward_pre_hook(memory_limit)
+    return engine.pipeline.unet.register_forward_pre_hook(memory_limit)
+
+
+def test_a_batch_that_runs_out_of_memory_is_halved_and_later_batches_stay_under(tiny_model, tiny_engine):
+    engine = DiffusersEngine(str(tiny_model("sd")), device="cpu")
+    engine.load()
+    refused: list[int] = []
+    hook = out_of_memory_above(engine, 2, refused)
     requests = [request(n, guidance_scale=1.0) for n in range(1, 5)]  # no CFG: a row per image
     try:
         first = engine.generate_batch(requests, [no_progress] * 4)
@@ -174,12 +178,7 @@ def test_one_request_too_big_for_memory_fails_alone_with_the_error(tiny_model):
 
     engine = DiffusersEngine(str(tiny_model("sd")), device="cpu")
     engine.load()
-
-    def memory_limit(_module: object, args: tuple) -> None:
-        if args[0].shape[0] > 2:
-            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
-
-    hook = engine.pipeline.unet.register_forward_pre_hook(memory_limit)
+    hook = out_of_memory_above(engine, 2, [])
     try:
         big, small = engine.generate_batch(
             [request(1, guidance_scale=1.0, num_images=3), request(2, guidance_scale=1.0)],

@@ -411,30 +411,22 @@ class DiffusersEngine:
                           for seed in seeds + seeds[:1] * padding],
             "output_type": "pt",  # made 8-bit on the device; PIL images made off the run lock
         }
-        if first.mode == "image":  # the size comes from the image
+        if first.mode in ("image", "edit"):  # the images come at the native size
             kwargs["image"] = [plans[n].image for n in slots]
+        if first.strength is not None:
             kwargs["strength"] = first.strength
-        else:
+        if first.mode != "image":  # image-to-image takes its size from the image
             kwargs["width"], kwargs["height"] = first.width, first.height
-        if "max_area" in self.layout().call_params:  # else Flux Kontext scales the output to 1 MP
+        params = self.layout().call_params  # Flux Kontext would otherwise rescale to its own sizes
+        if "max_area" in params:
             kwargs["max_area"] = first.width * first.height
-        if first.mode == "edit":
-            kwargs |= self._edit_arguments([plans[n].image for n in slots], first)
+        if first.mode == "edit" and "_auto_resize" in params:
+            kwargs["_auto_resize"] = False
         if first.negative is not None:
             kwargs["negative_prompt"] = [plans[n].negative for n in slots]
         if first.guidance is not None:
             kwargs["guidance_scale"] = first.guidance
         return kwargs, owners, len(slots)
-
-    def _edit_arguments(self, images: list[Any], first: _Plan) -> dict[str, Any]:
-        """An edit pipeline's image arguments: the images come at the native size for the asked
-        ratio (Flux Kontext would otherwise scale them to its own preferred sizes)."""
-        kwargs: dict[str, Any] = {"image": images}
-        if "_auto_resize" in self.layout().call_params:
-            kwargs["_auto_resize"] = False
-        if first.strength is not None:
-            kwargs["strength"] = first.strength
-        return kwargs
 
     def _result(self, plan: _Plan, images: list[Any]) -> EngineResult:
         size = (plan.request.width, plan.request.height)
@@ -480,20 +472,25 @@ class _Plan:
                 self.mode, self.strength)
 
 
-def _with_input_image(plan: _Plan) -> _Plan:
-    """``plan`` for a request with an input image: strength 0 keeps the image, 1 ignores it."""
+def _input_image(plan: _Plan) -> tuple[Any, float | None]:
+    """The request's one input image (RGB) and its ``strength`` (None when not given), checked."""
     request = plan.request
     if len(request.input_images) != 1:
         raise InvalidParams(f"input_image: one image, not {len(request.input_images)}")
     strength = request.params.get("strength")
-    strength = DEFAULT_STRENGTH if strength is None else float(strength)
-    if not 0 <= strength <= 1:
+    if strength is not None and not 0 <= float(strength) <= 1:
         raise InvalidParams(f"strength must be 0 to 1, not {strength}")
+    return request.input_images[0].convert("RGB"), None if strength is None else float(strength)
+
+
+def _with_input_image(plan: _Plan) -> _Plan:
+    """``plan`` for a request with an input image: strength 0 keeps the image, 1 ignores it."""
+    image, strength = _input_image(plan)
+    strength = DEFAULT_STRENGTH if strength is None else strength
     if strength >= 1:  # nothing of the input survives: text-to-image with the same seed
         return plan
-    image = request.input_images[0].convert("RGB")
     if strength == 0:  # straight to the asked size: no round trip through the native size
-        image = image.resize((request.width, request.height), _lanczos())
+        image = image.resize((plan.request.width, plan.request.height), _lanczos())
         return replace(plan, mode="identity", strength=0.0, steps=0, image=image)
     image = image.resize((plan.width, plan.height), _lanczos())
     if int(plan.steps * strength) < 1:
@@ -506,15 +503,9 @@ def _with_input_image(plan: _Plan) -> _Plan:
 
 def _with_edit_image(plan: _Plan) -> _Plan:
     """``plan`` for an edit pipeline: its one input image at the native size for the asked ratio."""
-    request = plan.request
-    if len(request.input_images) != 1:
-        raise InvalidParams(f"input_image: one image, not {len(request.input_images)}")
-    strength = request.params.get("strength")
-    if strength is not None and not 0 <= float(strength) <= 1:
-        raise InvalidParams(f"strength must be 0 to 1, not {strength}")
-    image = request.input_images[0].convert("RGB").resize((plan.width, plan.height), _lanczos())
-    return replace(plan, mode="edit", image=image,
-                   strength=None if strength is None else float(strength))
+    image, strength = _input_image(plan)
+    image = image.resize((plan.width, plan.height), _lanczos())
+    return replace(plan, mode="edit", image=image, strength=strength)
 
 
 class _BatchSteps:
