@@ -1,3 +1,4 @@
 from imagehub.cli import main
 
-main()
+if __name__ == "__main__":  # not when a spawned engine process imports it
+    main()

@@ -7,6 +7,7 @@ Every setting has an ``IMAGEHUB_`` environment variable (``IMAGEHUB_DATA_DIR``, 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -79,6 +80,10 @@ class Settings(BaseSettings):
     model_memory_budget_gb: float | None = None
     """Memory the loaded diffusers models may take per device (GiB); the least recently used
     idle ones are unloaded to stay under it. Default: no budget (loaded models stay)."""
+    engine_process: bool | Literal["auto"] = "auto"
+    """Run each local diffusers model in a child process of its own (a card's ``process``
+    overrides): ``auto`` does on an accelerator, where the model's kernel launches would otherwise
+    wait for the GIL behind the HTTP server's threads; ``true``/``false`` always/never."""
     preload_models: str = ""
     """Comma-separated model ids loaded (and warmed up) at start and never unloaded (pinned)."""
 

@@ -28,6 +28,7 @@ def create_engine(backend: str, options: dict[str, Any], settings: Settings) -> 
     if backend == "diffusers":
         source = kwargs.pop("source")
         kwargs.setdefault("allow_downloads", settings.allow_hub_downloads)
+        kwargs.setdefault("process", settings.engine_process)
         return cls(source, **kwargs)
     if backend in REMOTE_BACKENDS:
         return cls(settings, **remote_options(backend, kwargs))

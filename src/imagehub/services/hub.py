@@ -87,6 +87,10 @@ class Hub:
 
     def stop(self) -> None:
         self.workers.stop()
+        for entry in self.deps.catalog.all():  # models in processes of their own end with us
+            close = getattr(entry.engine, "close", None)
+            if close is not None:
+                close()
         self.db.dispose()
         lock = getattr(self, "_worker_lock", None)
         if lock is not None:

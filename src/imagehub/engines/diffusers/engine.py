@@ -14,6 +14,7 @@ from imagehub.engines.base import EngineRequest, EngineResult, StepCallback, no_
 from imagehub.engines.diffusers import loading
 from imagehub.engines.diffusers.loading import Layout
 from imagehub.engines.diffusers.residency import RESIDENCY
+from imagehub.engines.process import EngineProcess
 from imagehub.engines.thread import EngineThread
 from imagehub.errors import GenerationFailed, InvalidParams, ModelUnavailable
 
@@ -71,6 +72,7 @@ class DiffusersEngine:
         warmup_batches: list[int] | tuple[int, ...] = (),
         batch_buckets: list[int] | tuple[int, ...] = (),
         pinned: bool = False,
+        process: bool | str = "auto",
     ) -> None:
         self.source = source
         self.allow_downloads = allow_downloads
@@ -84,6 +86,12 @@ class DiffusersEngine:
             cuda_graphs=cuda_graphs, tiny_vae=tiny_vae, warmup_batches=tuple(warmup_batches),
             batch_buckets=tuple(batch_buckets),
         )
+        if process not in (True, False, "auto"):
+            raise ValueError(f"process must be true, false or \"auto\", not {process!r}")
+        self.process = process
+        """Run the pipeline in a child process of its own (``engines.process``); ``auto``: on an
+        accelerator (cuda, mps), where its kernel launches must not wait for the server's GIL."""
+        self._child: EngineProcess | None = None
         self._applied: list[str] = []
         self.pinned = pinned
         """A pinned model is never unloaded to make room (``IMAGEHUB_PRELOAD_MODELS`` pins)."""
@@ -119,7 +127,7 @@ class DiffusersEngine:
     def fingerprint(self) -> str:
         """16 hex of sha256 over the model's files (see ``loading.fingerprint_folder``); raises
         ModelUnavailable if the model is missing. While loaded: the loaded files' (hashed once)."""
-        if self._pipe is not None and self._fingerprint is not None:
+        if self.loaded and self._fingerprint is not None:
             return self._fingerprint
         return loading.fingerprint_folder(self.layout().folder)
 
@@ -191,16 +199,70 @@ class DiffusersEngine:
     @property
     def pipeline(self) -> DiffusionPipeline:
         """The loaded diffusers pipeline (loading it first if needed); for benchmarks and tools."""
+        if self.separate_process:
+            raise RuntimeError(f"{self.source} runs in a process of its own (process = false "
+                               "to reach its pipeline here)")
         self.load()
         assert self._pipe is not None
         return self._pipe
 
+    @property
+    def separate_process(self) -> bool:
+        """Whether the pipeline runs in a child process (see ``process``)."""
+        if self.process == "auto":
+            return self.device.split(":")[0] in ("cuda", "mps")
+        return bool(self.process)
+
     def load(self) -> None:
         """Load the pipeline once (thread-safe), on the device, progress bars off; on the
-        model's own thread, so that its warm-up (compiles, CUDA graphs) is that thread's too."""
-        if self._pipe is not None:
+        model's own thread, so that its warm-up (compiles, CUDA graphs) is that thread's too;
+        in a child process when ``separate_process``."""
+        if self.loaded:
             return
-        self.thread.call(self._load)
+        if self.separate_process:
+            self._load_in_child()
+        else:
+            self.thread.call(self._load)
+
+    def _load_in_child(self) -> None:
+        with self._load_lock:
+            if self._child is not None:
+                return
+            folder = loading.resolve_source(self.source, allow_downloads=self.allow_downloads,
+                                            cache_dir=self.cache_dir, weights=True)
+            dtype = loading.resolve_dtype(self._dtype, self.device)
+            RESIDENCY.make_room(self, loading.weights_bytes(folder, dtype))
+            import torch
+
+            child = EngineProcess(f"imagehub-engine:{Path(self.source).name or self.source}",
+                                  f"{__name__}:DiffusersEngine", (self.source,), self._child_options(),
+                                  torch_threads=torch.get_num_threads())
+            try:
+                size, self._applied, self._fingerprint = child.call("load_in_this_process")
+            except BaseException:
+                child.stop()
+                raise
+            self._child = child
+            RESIDENCY.loaded(self, size)
+
+    def _child_options(self) -> dict[str, Any]:
+        """This engine's options for its copy in the child (which runs in-process there)."""
+        speed = self.speed
+        return {
+            "device": self.device, "dtype": self._dtype, "allow_downloads": self.allow_downloads,
+            "cache_dir": self.cache_dir, "channels_last": speed.channels_last,
+            "fuse_qkv": speed.fuse_qkv, "attention": speed.attention, "compile": speed.compile,
+            "cuda_graphs": speed.cuda_graphs, "tiny_vae": speed.tiny_vae,
+            "warmup_batches": list(speed.warmup_batches), "batch_buckets": list(speed.batch_buckets),
+            "process": False,
+        }
+
+    def load_in_this_process(self) -> tuple[int, list[str], str | None]:
+        """Load here (the child's side of ``_load_in_child``): bytes loaded, speed options
+        applied, fingerprint."""
+        self.load()
+        assert self._pipe is not None
+        return loading.loaded_bytes(self._pipe), self._applied, self._fingerprint
 
     def _load(self) -> None:
         with self._load_lock:
@@ -235,14 +297,24 @@ class DiffusersEngine:
 
     @property
     def loaded(self) -> bool:
-        return self._pipe is not None
+        return self._pipe is not None or self._child is not None
 
     def unload(self) -> None:
-        """Drop the pipeline and give its memory back (the next request loads it again)."""
+        """Drop the pipeline and give its memory back (the next request loads it again); a
+        child process ends, and its memory goes back to the OS and the device whole."""
         with self._run_lock:
             self._pipe = self._img2img = None
+            child, self._child = self._child, None
         RESIDENCY.unloaded(self)
-        _free_device_memory(self.device)
+        if child is not None:
+            child.stop()
+        else:
+            _free_device_memory(self.device)
+
+    def close(self) -> None:
+        """At shutdown: end the child process, if any."""
+        if self._child is not None:
+            self.unload()
 
     def _warm_up(self) -> None:
         """Render each warm-up batch size once at the native square size (compiles happen here)."""
@@ -271,9 +343,28 @@ class DiffusersEngine:
         progress and cancel, and gets its own result or exception back (see ``BatchingEngine``)."""
         RESIDENCY.acquire(self)  # not unloaded while it runs; the most recently used
         try:
+            if self.separate_process:
+                return self._generate_in_child(requests, on_steps)
             return self.thread.call(self._generate_batch, requests, on_steps)
         finally:
             RESIDENCY.release(self)
+
+    def _generate_in_child(
+        self, requests: list[EngineRequest], on_steps: list[StepCallback]
+    ) -> list[EngineResult | Exception]:
+        self.load()
+        child = self._child
+        assert child is not None
+        try:
+            return child.call("generate_batch", requests, on_steps=on_steps)
+        except GenerationFailed:
+            if child.alive:
+                raise
+            with self._run_lock:  # it died (killed, out of host memory): load again next time
+                if self._child is child:
+                    self._child = None
+            RESIDENCY.unloaded(self)
+            raise
 
     def _generate_batch(
         self, requests: list[EngineRequest], on_steps: list[StepCallback]

@@ -1,0 +1,156 @@
+"""One engine hosted in a child process of its own, so its torch work has a GIL of its own.
+
+Why: a GPU model's Python thread launches thousands of small kernels per call, and torch lets go
+of the GIL around each one. In the server's process every launch then waits for the GIL behind
+the HTTP, encoding and bookkeeping threads (a convoy: measured on this project's CPU machine, a
+loop of 3000 small torch ops took 143x as long beside one busy Python thread; ``bench/
+engine_isolation.py``). In a process of its own the model launches as fast as a plain script.
+
+The parent keeps a proxy (:class:`EngineProcess`) and calls the hosted engine's methods by name;
+arguments and results travel pickled over a pipe (PIL images pickle as raw pixels). A batch's
+step callbacks are relayed: the child reports each step and waits for the parent's answer, which
+is the exception the parent's callback raised (a cancel) or nothing, so a cancel inside a batch
+works across the boundary exactly as it does in-process.
+
+The child is a ``spawn`` process (a fresh interpreter: CUDA cannot be forked). It ends when told,
+when the parent closes the pipe, or when the parent dies (its pipe reaches end of file).
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import multiprocessing
+import threading
+from collections.abc import Callable
+from multiprocessing.connection import Connection
+from typing import Any
+
+from imagehub.engines.base import StepCallback
+from imagehub.errors import GenerationFailed
+
+log = logging.getLogger(__name__)
+
+STOP_SECONDS = 10.0
+"""How long a stopping child may take to exit before it is killed."""
+
+
+class EngineProcess:
+    """``target`` (``"module:Class"``) built with ``args``/``kwargs`` in a child process."""
+
+    def __init__(self, name: str, target: str, args: tuple[Any, ...] = (),
+                 kwargs: dict[str, Any] | None = None, torch_threads: int | None = None) -> None:
+        self.name = name
+        context = multiprocessing.get_context("spawn")
+        self._conn, child_end = context.Pipe()
+        self._process = context.Process(target=_serve, name=name, daemon=True,
+                                         args=(child_end, target, args, kwargs or {}, torch_threads))
+        self._process.start()
+        child_end.close()  # the child's end lives in the child: its exit is our end of file
+        self._lock = threading.Lock()  # one call at a time over the pipe
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid
+
+    @property
+    def alive(self) -> bool:
+        return self._process.is_alive()
+
+    def call(self, method: str, *args: Any, on_steps: list[StepCallback] | None = None) -> Any:
+        """``engine.method(*args)`` in the child (``on_steps`` relayed, appended as the last
+        argument); its result, or the exception it raised, raised here."""
+        with self._lock:
+            try:
+                self._conn.send((method, args, None if on_steps is None else len(on_steps)))
+                while True:
+                    kind, *rest = self._conn.recv()
+                    if kind == "step":
+                        self._conn.send(_answer(on_steps or [], *rest))
+                    elif kind == "ok":
+                        return rest[0]
+                    else:
+                        raise rest[0]
+            except (EOFError, OSError) as exc:
+                raise self._died(method) from exc
+
+    def stop(self) -> None:
+        """Ask the child to exit (after the call it is running, if any); kill it if it will not."""
+        with self._lock:
+            try:
+                self._conn.send(("stop", (), None))
+            except OSError:
+                pass  # already gone
+            self._process.join(STOP_SECONDS)
+            if self._process.is_alive():
+                log.warning("%s did not stop within %.0f s; killing it", self.name, STOP_SECONDS)
+                self._process.kill()
+                self._process.join()
+            self._conn.close()
+
+    def _died(self, method: str) -> GenerationFailed:
+        self._process.join(STOP_SECONDS)
+        return GenerationFailed(f"{self.name} (pid {self.pid}) exited with code "
+                                f"{self._process.exitcode} during {method}; see the server log")
+
+
+def _answer(on_steps: list[StepCallback], index: int, step: int, total: int) -> Exception | None:
+    """The parent's side of one relayed step: what ``on_steps[index]`` raised, or None."""
+    try:
+        on_steps[index](step, total)
+    except Exception as exc:  # noqa: BLE001 - a cancel (or a failed progress write) goes back
+        return exc
+    return None
+
+
+# ---- the child ----------------------------------------------------------------------------------
+
+
+def _serve(conn: Connection, target: str, args: tuple[Any, ...], kwargs: dict[str, Any],
+           torch_threads: int | None) -> None:
+    """The child's loop: build the engine, then run the calls the parent sends until told to stop
+    or the parent is gone."""
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if torch_threads:  # as many as the server's own torch work would use
+        import torch
+
+        torch.set_num_threads(torch_threads)
+    module_name, _, class_name = target.partition(":")
+    engine = getattr(importlib.import_module(module_name), class_name)(*args, **kwargs)
+    while True:
+        try:
+            method, call_args, steps = conn.recv()
+        except (EOFError, OSError):
+            return  # the parent is gone
+        if method == "stop":
+            return
+        if steps is not None:
+            call_args = (*call_args, [_relay(conn, i) for i in range(steps)])
+        try:
+            reply: tuple[str, Any] = ("ok", getattr(engine, method)(*call_args))
+        except Exception as exc:  # noqa: BLE001 - every outcome goes back to the caller
+            reply = ("raise", exc)
+        _send(conn, reply)
+
+
+def _relay(conn: Connection, index: int) -> Callable[[int, int], None]:
+    """A step callback that asks the parent's ``on_steps[index]`` and raises what it raised."""
+
+    def on_step(step: int, total: int) -> None:
+        conn.send(("step", index, step, total))
+        raised = conn.recv()
+        if raised is not None:
+            raise raised
+
+    return on_step
+
+
+def _send(conn: Connection, reply: tuple[str, Any]) -> None:
+    """``reply`` to the parent; an outcome that cannot be pickled goes as a GenerationFailed."""
+    try:
+        conn.send(reply)
+    except Exception as exc:  # noqa: BLE001 - e.g. an exception holding an unpicklable object
+        kind, value = reply
+        log.exception("could not send a result back to the server")
+        detail = f"{type(value).__name__}: {value}" if kind == "raise" else f"unpicklable result ({exc})"
+        conn.send(("raise", GenerationFailed(detail)))

@@ -1,0 +1,69 @@
+"""The batching tests again, with each model in a process of its own (``IMAGEHUB_ENGINE_PROCESS``,
+the default on a GPU): batches, per-job seeds, progress and cancel cross the process boundary."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from e2e.test_batching import (  # noqa: F401 - collected here, against this module's server
+    BATCH,
+    test_a_cancel_inside_a_batch_leaves_the_others_running,
+    test_queued_jobs_run_as_one_batch_with_solo_pixels_and_own_progress,
+    test_sync_calls_and_queued_jobs_share_batches,
+)
+
+from imagehub.testing import ServerProcess, write_catalog
+
+
+@pytest.fixture(scope="module")
+def batching_server(tmp_path_factory: pytest.TempPathFactory,
+                    tiny_sd_dir: Path) -> Iterator[ServerProcess]:
+    data_dir = tmp_path_factory.mktemp("process-hub")
+    write_catalog(data_dir, tiny_sd_dir, **{"tiny-sd-slow": 30})
+    env = {"IMAGEHUB_MAX_BATCH_SIZE": str(BATCH), "IMAGEHUB_BATCH_WAIT_MS": "300",
+           "IMAGEHUB_PRELOAD_MODELS": "tiny-sd", "IMAGEHUB_ENGINE_PROCESS": "true"}
+    proc = ServerProcess(data_dir, env).start()
+    yield proc
+    proc.stop()
+
+
+@pytest.fixture
+def api(batching_server: ServerProcess) -> Iterator[httpx.Client]:
+    with batching_server.client() as client:
+        yield client
+
+
+def engine_processes(parent: int) -> list[int]:
+    """Pids of ``parent``'s children that are multiprocessing spawns (the models' processes)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+            cmdline = (stat.parent / "cmdline").read_bytes()
+        except (OSError, ValueError):
+            continue
+        if ppid == parent and b"spawn_main" in cmdline:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def test_each_loaded_model_has_a_process_that_ends_with_the_server(
+    tmp_path: Path, tiny_sd_dir: Path
+) -> None:
+    write_catalog(tmp_path, tiny_sd_dir, **{"tiny-sd-2": 2})
+    server = ServerProcess(tmp_path, {"IMAGEHUB_ENGINE_PROCESS": "true"}).start()
+    try:
+        assert server.proc is not None
+        assert engine_processes(server.proc.pid) == []  # nothing loaded yet
+        with server.client() as api:
+            for model in ("tiny-sd", "tiny-sd-2"):
+                answer = api.post("/api/ai/images/generate", json={"model": model, "prompt": "a cat"})
+                assert answer.status_code == 200, answer.text
+        children = engine_processes(server.proc.pid)
+        assert len(children) == 2
+    finally:
+        server.stop()
+    assert not [pid for pid in children if Path(f"/proc/{pid}").exists()]

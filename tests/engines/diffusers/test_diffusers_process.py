@@ -1,0 +1,107 @@
+"""DiffusersEngine with ``process = true``: the pipeline in a child process of its own, behind the
+same contract (pixels, per-request progress and cancel, refusals, residency, unload, a crash)."""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from imagehub.engines.base import EngineResult, no_progress
+from imagehub.engines.diffusers import DiffusersEngine
+from imagehub.engines.diffusers.residency import RESIDENCY
+from imagehub.errors import GenerationCancelled, GenerationFailed, InvalidParams
+
+from .test_diffusers_batching import TOLERANCE, as_array, request
+
+
+@pytest.fixture(scope="module")
+def child_engine(tiny_model: Callable[..., Path]) -> Iterator[DiffusersEngine]:
+    """One child-process engine for the module (a test that ends its process leaves a new one)."""
+    engine = DiffusersEngine(str(tiny_model("sd")), device="cpu", process=True)
+    engine.load()
+    yield engine
+    engine.close()
+
+
+def child_pid(engine: DiffusersEngine) -> int:
+    assert engine._child is not None and engine._child.pid is not None
+    return engine._child.pid
+
+
+def test_a_child_process_renders_the_same_pixels_as_the_thread(child_engine, tiny_engine):
+    requests = [request(1, "a red cat"), request(2, "a blue dog"), request(3, "a green ox")]
+
+    in_child = child_engine.generate_batch(requests, [no_progress] * 3)
+    in_thread = tiny_engine("sd").generate_batch(requests, [no_progress] * 3)
+
+    assert child_pid(child_engine) != os.getpid()
+    for a, b in zip(in_child, in_thread, strict=True):
+        assert np.abs(as_array(a) - as_array(b)).max() <= TOLERANCE
+    assert isinstance(in_child[0], EngineResult) and in_child[0].images[0].size == (256, 256)
+
+
+def test_progress_and_a_cancel_cross_the_process_boundary(child_engine):
+    seen: dict[int, list[tuple[int, int]]] = {0: [], 1: [], 2: []}
+
+    def record(n: int) -> Callable[[int, int], None]:
+        def on_step(step: int, total: int) -> None:
+            seen[n].append((step, total))
+            if n == 1 and step == 2:
+                raise GenerationCancelled("job-1")
+        return on_step
+
+    requests = [request(seed, num_inference_steps=3) for seed in (1, 2, 3)]
+    outcomes = child_engine.generate_batch(requests, [record(n) for n in range(3)])
+
+    assert seen[0] == seen[2] == [(1, 3), (2, 3), (3, 3)]
+    assert seen[1] == [(1, 3), (2, 3)]  # nothing after it left
+    assert isinstance(outcomes[1], GenerationCancelled) and str(outcomes[1]) == "job-1"
+    assert isinstance(outcomes[0], EngineResult) and isinstance(outcomes[2], EngineResult)
+
+
+def test_a_refused_request_comes_back_alone(child_engine):
+    outcomes = child_engine.generate_batch([request(1), request(2, num_images=9)], [no_progress] * 2)
+
+    assert isinstance(outcomes[0], EngineResult)
+    assert isinstance(outcomes[1], InvalidParams) and "num_images must be 1 to 4, not 9" in str(outcomes[1])
+
+
+def test_unload_ends_the_process_and_the_next_call_starts_another(child_engine):
+    first = child_pid(child_engine)
+    devices_loaded = RESIDENCY.devices().get("cpu", (0, 0))[0]
+
+    child_engine.unload()
+
+    assert not child_engine.loaded
+    assert RESIDENCY.devices().get("cpu", (0, 0))[0] == devices_loaded - 1
+    assert not Path(f"/proc/{first}").exists() or _zombie(first)
+    assert isinstance(child_engine.generate(request(1), no_progress), EngineResult)
+    assert child_pid(child_engine) != first
+
+
+def test_a_killed_process_fails_the_call_with_its_exit_code_and_the_next_call_loads_again(child_engine):
+    pid = child_pid(child_engine)
+    os.kill(pid, signal.SIGKILL)
+
+    with pytest.raises(GenerationFailed, match=rf"pid {pid}\) exited with code -9 during generate_batch"):
+        child_engine.generate(request(1), no_progress)
+
+    assert not child_engine.loaded
+    assert isinstance(child_engine.generate(request(1), no_progress), EngineResult)
+    assert child_pid(child_engine) != pid
+
+
+def test_auto_keeps_a_cpu_model_in_process_and_bad_values_are_refused(tiny_model):
+    assert not DiffusersEngine(str(tiny_model("sd")), device="cpu").separate_process
+    assert DiffusersEngine(str(tiny_model("sd")), device="cuda:1").separate_process
+    with pytest.raises(ValueError, match="process must be true, false or \"auto\", not 'yes'"):
+        DiffusersEngine(str(tiny_model("sd")), device="cpu", process="yes")
+
+
+def _zombie(pid: int) -> bool:
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
