@@ -4,7 +4,10 @@
 #   device tool: run(command="bash bench/device_run.sh", carry=[".whl"], timeout_s=540)
 #                run(command="bash bench/device_run.sh speed", carry=[".whl"], timeout_s=540)
 #
-# `throughput` (default): bench/gpu_throughput.py, plain diffusers against imagehub over HTTP.
+# `throughput` (default): bench/gpu_throughput.py, plain diffusers against imagehub over HTTP:
+#   the model in the server's process (process=false, as before), in its own process (the CUDA
+#   default), the same at max batch 64, and compiled with CUDA graphs.
+# `isolation`: bench/engine_isolation.py on the GPU (the engine beside a busy Python thread).
 # `speed`: bench/speed_options.py, each card speed option against eager, engine only.
 #
 # Packages the device's Python lacks come from wheels carried in .whl/ (download them here with
@@ -22,9 +25,12 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader ||
 if [ "${1:-throughput}" = speed ]; then
   exec timeout "${BENCH_TIMEOUT_S:-480}" python3 bench/speed_options.py --batch 16 --runs 10
 fi
+if [ "${1:-throughput}" = isolation ]; then
+  exec timeout "${BENCH_TIMEOUT_S:-480}" python3 bench/engine_isolation.py --device cuda
+fi
 out="${OUT:-/tmp}/gpu_bench.json"
 timeout "${BENCH_TIMEOUT_S:-480}" python3 bench/gpu_throughput.py \
   --seconds "${BENCH_SECONDS:-10}" --runs 25 --batches 16,32,64 --max-batch 32 \
   --deadline-s "${BENCH_DEADLINE_S:-300}" --out "$out" \
-  --served '{}' '{"max_batch": 64}' \
+  --served '{"process": false}' '{}' '{"max_batch": 64}' \
            '{"compile": "regional", "cuda_graphs": true, "channels_last": true, "warmup_batches": [1, 8, 16, 32]}'

@@ -20,10 +20,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import re
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -35,9 +38,33 @@ from imagehub.testing import ServerProcess
 
 
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """User + system CPU time of a process and its live children (a model's own process) so far."""
+    total = 0.0
+    for stat in [Path(f"/proc/{pid}/stat"), *_children(pid)]:
+        fields = stat.read_text().rsplit(")", 1)[1].split()
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
+def _children(pid: int) -> list[Path]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(stat)
+        except (OSError, ValueError):
+            continue
+    return found
+
+
+def engine_calls(server: ServerProcess) -> tuple[float, float]:
+    """(seconds, calls) of the served model's engine calls so far, from ``/metrics``."""
+    text = httpx.get(f"{server.url}/metrics", timeout=10).text
+    values = {}
+    for name in ("sum", "count"):
+        match = re.search(rf'^imagehub_engine_call_seconds_{name}{{model="bench"}} (\S+)$', text, re.M)
+        values[name] = float(match.group(1)) if match else 0.0
+    return values["sum"], values["count"]
 
 
 def baseline(folder: Path, batch: int, seconds: float) -> dict[str, float]:
@@ -45,27 +72,35 @@ def baseline(folder: Path, batch: int, seconds: float) -> dict[str, float]:
 
     engine = DiffusersEngine(str(folder), device="cpu")
     engine.load()
+    engine_seconds = 0.0
 
     def one_batch(start: int) -> None:
+        nonlocal engine_seconds
         requests = [EngineRequest(prompt=gt.PROMPT, width=512, height=512, seed=start + i,
                                   num_inference_steps=1) for i in range(batch)]
-        for result in engine.generate_batch(requests, [no_progress] * batch):
+        began = time.perf_counter()
+        results = engine.generate_batch(requests, [no_progress] * batch)
+        engine_seconds += time.perf_counter() - began
+        for result in results:
             assert not isinstance(result, Exception), result
             encode_png(result.images[0])
 
     one_batch(0)
+    engine_seconds = 0.0
     images, cpu, started = 0, time.process_time(), time.perf_counter()
     while time.perf_counter() - started < seconds:
         one_batch(images)
         images += batch
     wall = time.perf_counter() - started
-    return {"images_per_s": images / wall, "cpu_ms": (time.process_time() - cpu) / images * 1000}
+    return {"images_per_s": images / wall, "cpu_ms": (time.process_time() - cpu) / images * 1000,
+            "call_ms": engine_seconds / (images / batch) * 1000}
 
 
-def served(folder: Path, root: Path, args: argparse.Namespace) -> dict[str, dict[str, float]]:
+def served(folder: Path, root: Path, args: argparse.Namespace,
+           process: bool) -> dict[str, dict[str, float]]:
     work = gt.Workload("tiny", folder, 1, 0.0, "512", 512)
-    data_dir = root / "hub"
-    gt.write_bench_catalog(data_dir, work, "cpu", {})
+    data_dir = root / f"hub-{process}"
+    gt.write_bench_catalog(data_dir, work, "cpu", {"process": process})
     server = ServerProcess(data_dir, {
         "IMAGEHUB_MAX_BATCH_SIZE": str(args.batch), "IMAGEHUB_BATCH_WAIT_MS": "10",
         "IMAGEHUB_WORKER_CONCURRENCY": "2", "IMAGEHUB_RATE_LIMIT_PER_MINUTE": "0",
@@ -75,12 +110,15 @@ def served(folder: Path, root: Path, args: argparse.Namespace) -> dict[str, dict
         asyncio.run(gt._warm_up(server, work, args.clients))
         out = {}
         for mode in ("sync", "queue"):
-            cpu = cpu_seconds(server.proc.pid)
+            cpu, (call_s, calls) = cpu_seconds(server.proc.pid), engine_calls(server)
             stats = asyncio.run(gt._load(server, work, args.clients, args.seconds, mode))
             used = cpu_seconds(server.proc.pid) - cpu
+            call_s2, calls2 = engine_calls(server)
             out[mode] = {"images_per_s": stats["images_per_s"], "p50": stats["p50"],
                          "p99": stats["p99"], "errors": stats["errors"],
-                         "cpu_ms": used / max(stats["completed"], 1) * 1000}
+                         "cpu_ms": used / max(stats["completed"], 1) * 1000,
+                         "call_ms": (call_s2 - call_s) / max(calls2 - calls, 1) * 1000,
+                         "batch": stats["completed"] / max(calls2 - calls, 1)}
         return out
     finally:
         server.stop()
@@ -99,15 +137,19 @@ def main() -> None:
     root = Path(tempfile.mkdtemp(prefix="imagehub-serving-cost-"))
     folder = dummy.build_tiny_sd(root / "tiny", sample_size=8)  # native 64²: a cheap engine
     base = baseline(folder, args.batch, args.seconds)
-    results = served(folder, root, args)
+    results = {f"{mode}, {where}": r for process, where in ((False, "thread"), (True, "process"))
+               for mode, r in served(folder, root, args, process).items()}
     print(f"\nserving cost on {os.cpu_count()} cores: tiny SD 64² → 512² PNG, batch {args.batch}, "
-          f"{args.clients} clients")
-    print(f"{'':<28} {'images/s':>9} {'CPU ms/image':>13} {'+ms vs base':>12} {'p50 s':>7} {'p99 s':>7}")
-    print(f"{'engine + PNG, in-process':<28} {base['images_per_s']:>9.1f} {base['cpu_ms']:>13.1f}")
-    for mode, r in results.items():
+          f"{args.clients} clients (engine in the server's thread, then in its own process)")
+    print(f"{'':<34} {'images/s':>9} {'CPU ms/image':>13} {'+ms vs base':>12} {'p50 s':>7} "
+          f"{'p99 s':>7} {'engine ms/call':>15} {'images/call':>12}")
+    print(f"{'engine + PNG, in-process':<34} {base['images_per_s']:>9.1f} {base['cpu_ms']:>13.1f} "
+          f"{'':>12} {'':>7} {'':>7} {base['call_ms']:>15.1f} {args.batch:>12}")
+    for label, r in results.items():
         errors = f"  ({r['errors']} errors)" if r["errors"] else ""
-        print(f"{'imagehub ' + mode + ' over HTTP':<28} {r['images_per_s']:>9.1f} {r['cpu_ms']:>13.1f} "
-              f"{r['cpu_ms'] - base['cpu_ms']:>12.1f} {r['p50']:>7.3f} {r['p99']:>7.3f}{errors}")
+        print(f"{'imagehub ' + label:<34} {r['images_per_s']:>9.1f} {r['cpu_ms']:>13.1f} "
+              f"{r['cpu_ms'] - base['cpu_ms']:>12.1f} {r['p50']:>7.3f} {r['p99']:>7.3f} "
+              f"{r['call_ms']:>15.1f} {r['batch']:>12.1f}{errors}")
 
 
 if __name__ == "__main__":

@@ -8,9 +8,11 @@ engine_isolation.py``). In a process of its own the model launches as fast as a 
 
 The parent keeps a proxy (:class:`EngineProcess`) and calls the hosted engine's methods by name;
 arguments and results travel pickled over a pipe (PIL images pickle as raw pixels). A batch's
-step callbacks are relayed: the child reports each step and waits for the parent's answer, which
-is the exception the parent's callback raised (a cancel) or nothing, so a cancel inside a batch
-works across the boundary exactly as it does in-process.
+step callbacks are relayed without a round trip (the child never waits for the parent, whose
+GIL may be busy): the child sends each step and runs on; when the parent's callback raises (a
+cancel), the parent sends that exception back, the child's callback for that request raises it
+at its next step, and the request's outcome is that exception whatever the child returns, as a
+cancel inside a batch is in-process.
 
 The child is a ``spawn`` process (a fresh interpreter: CUDA cannot be forked). It ends when told,
 when the parent closes the pipe, or when the parent dies (its pipe reaches end of file).
@@ -58,21 +60,35 @@ class EngineProcess:
         return self._process.is_alive()
 
     def call(self, method: str, *args: Any, on_steps: list[StepCallback] | None = None) -> Any:
-        """``engine.method(*args)`` in the child (``on_steps`` relayed, appended as the last
-        argument); its result, or the exception it raised, raised here."""
+        """``engine.method(*args)`` in the child; its result, or the exception it raised, raised
+        here. ``on_steps`` are relayed (appended as the last argument): the method then returns
+        one outcome per callback (``BatchingEngine.generate_batch``), and a callback that raised
+        makes its outcome that exception."""
         with self._lock:
             try:
                 self._conn.send((method, args, None if on_steps is None else len(on_steps)))
+                raised: dict[int, Exception] = {}
                 while True:
                     kind, *rest = self._conn.recv()
                     if kind == "step":
-                        self._conn.send(_answer(on_steps or [], *rest))
+                        self._step(on_steps or [], raised, *rest)
                     elif kind == "ok":
-                        return rest[0]
+                        return _with_raised(rest[0], raised) if raised else rest[0]
                     else:
                         raise rest[0]
             except (EOFError, OSError) as exc:
                 raise self._died(method) from exc
+
+    def _step(self, on_steps: list[StepCallback], raised: dict[int, Exception], index: int,
+              step: int, total: int) -> None:
+        """A step the child reported: the parent's callback, and its exception sent back."""
+        if index in raised:
+            return  # it left the batch: a step the child sent before it heard
+        try:
+            on_steps[index](step, total)
+        except Exception as exc:  # noqa: BLE001 - a cancel (or a failed progress write) goes back
+            raised[index] = exc
+            self._conn.send(("cancel", index, exc))
 
     def stop(self) -> None:
         """Ask the child to exit (after the call it is running, if any); kill it if it will not."""
@@ -94,13 +110,8 @@ class EngineProcess:
                                 f"{self._process.exitcode} during {method}; see the server log")
 
 
-def _answer(on_steps: list[StepCallback], index: int, step: int, total: int) -> Exception | None:
-    """The parent's side of one relayed step: what ``on_steps[index]`` raised, or None."""
-    try:
-        on_steps[index](step, total)
-    except Exception as exc:  # noqa: BLE001 - a cancel (or a failed progress write) goes back
-        return exc
-    return None
+def _with_raised(outcomes: list[Any], raised: dict[int, Exception]) -> list[Any]:
+    return [raised.get(i, outcome) for i, outcome in enumerate(outcomes)]
 
 
 # ---- the child ----------------------------------------------------------------------------------
@@ -124,8 +135,10 @@ def _serve(conn: Connection, target: str, args: tuple[Any, ...], kwargs: dict[st
             return  # the parent is gone
         if method == "stop":
             return
+        if method == "cancel":
+            continue  # sent for a call that ended before it was read
         if steps is not None:
-            call_args = (*call_args, [_relay(conn, i) for i in range(steps)])
+            call_args = (*call_args, _Relay(conn).callbacks(steps))
         try:
             reply: tuple[str, Any] = ("ok", getattr(engine, method)(*call_args))
         except Exception as exc:  # noqa: BLE001 - every outcome goes back to the caller
@@ -133,23 +146,34 @@ def _serve(conn: Connection, target: str, args: tuple[Any, ...], kwargs: dict[st
         _send(conn, reply)
 
 
-def _relay(conn: Connection, index: int) -> Callable[[int, int], None]:
-    """A step callback that asks the parent's ``on_steps[index]`` and raises what it raised."""
+class _Relay:
+    """The child's step callbacks for one call: each step goes to the parent without waiting;
+    the cancels the parent has sent back are read before each step."""
 
-    def on_step(step: int, total: int) -> None:
-        conn.send(("step", index, step, total))
-        raised = conn.recv()
-        if raised is not None:
-            raise raised
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+        self.cancelled: dict[int, Exception] = {}
 
-    return on_step
+    def callbacks(self, count: int) -> list[Callable[[int, int], None]]:
+        return [self._callback(index) for index in range(count)]
+
+    def _callback(self, index: int) -> Callable[[int, int], None]:
+        def on_step(step: int, total: int) -> None:
+            while self.conn.poll():  # during a call the parent only sends cancels
+                _, cancelled, exc = self.conn.recv()
+                self.cancelled[cancelled] = exc
+            if index in self.cancelled:
+                raise self.cancelled[index]
+            self.conn.send(("step", index, step, total))
+
+        return on_step
 
 
 def _send(conn: Connection, reply: tuple[str, Any]) -> None:
     """``reply`` to the parent; an outcome that cannot be pickled goes as a GenerationFailed."""
     try:
         conn.send(reply)
-    except Exception as exc:  # noqa: BLE001 - e.g. an exception holding an unpicklable object
+    except Exception as exc:  # e.g. an exception holding an unpicklable object
         kind, value = reply
         log.exception("could not send a result back to the server")
         detail = f"{type(value).__name__}: {value}" if kind == "raise" else f"unpicklable result ({exc})"
