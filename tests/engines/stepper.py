@@ -47,3 +47,10 @@ class Stepper:
 
     def unpicklable(self) -> object:
         return lambda: None
+
+    def images(self, count: int) -> list[object]:
+        """``count`` distinct 64x48 RGB images (a gradient shifted by the index)."""
+        from PIL import Image
+
+        return [Image.frombytes("RGB", (64, 48), bytes((i + n) % 256 for i in range(64 * 48 * 3)))
+                for n in range(count)]

@@ -3,13 +3,17 @@ and cancels cross the pipe; a stopped or killed child is reported."""
 
 from __future__ import annotations
 
+import io
 import os
+import pickle
 import signal
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+from PIL import Image
 
-from imagehub.engines.process import EngineProcess
+from imagehub.engines.process import EngineProcess, _ResultPickler
 from imagehub.errors import GenerationCancelled, GenerationFailed
 
 
@@ -27,6 +31,29 @@ def test_calls_run_in_the_child_and_exceptions_come_back(child):
     with pytest.raises(GenerationFailed, match="unpicklable result"):
         child.call("unpicklable")
     assert child.call("pid") == child.pid  # the child still serves
+
+
+def test_images_come_back_through_shared_memory_that_is_freed(child):
+    before = set(Path("/dev/shm").iterdir())
+
+    images = child.call("images", 3)
+
+    assert [(im.mode, im.size) for im in images] == [("RGB", (64, 48))] * 3
+    assert [im.tobytes()[:3] for im in images] == [bytes([0, 1, 2]), bytes([1, 2, 3]), bytes([2, 3, 4])]
+    assert images[2].tobytes() == bytes((i + 2) % 256 for i in range(64 * 48 * 3))
+    assert set(Path("/dev/shm").iterdir()) == before  # every block unlinked
+
+
+def test_the_result_pickler_sends_an_image_as_the_name_of_its_block():
+    image = Image.frombytes("RGB", (64, 48), bytes(i % 251 for i in range(64 * 48 * 3)))
+    buffer = io.BytesIO()
+    _ResultPickler(buffer).dump(("ok", [image]))
+
+    assert len(buffer.getvalue()) < 300  # the 9216 pixel bytes are not in it
+    kind, [back] = pickle.loads(buffer.getvalue())
+    assert kind == "ok" and back.tobytes() == image.tobytes()
+    with pytest.raises(FileNotFoundError):  # loading it freed the block
+        pickle.loads(buffer.getvalue())
 
 
 def test_steps_reach_each_callback_in_order(child):
