@@ -28,6 +28,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Self
 
 from imagehub.engines.base import EngineRequest, no_progress
 
@@ -42,7 +43,7 @@ class Busy:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def __enter__(self) -> "Busy":
+    def __enter__(self) -> Self:
         if self.duty > 0:
             self._thread.start()
         return self

@@ -1,19 +1,25 @@
-"""Claiming a batch of queued jobs against claiming them one by one, on real SQLite, in one run.
+"""The queue's writes on real SQLite, each against a baseline in the same run.
 
-    python bench/queue_claims.py [--queued 64] [--batch 32] [--runs 200]
+    python bench/queue_claims.py [--queued 64] [--batch 32] [--runs 200] [--threads 16]
 
-``SqlQueue.claim_batch`` reads the model's queued rows, keeps the compatible ones and takes them
-with one conditional UPDATE ... RETURNING; the baseline is ``claim()`` called ``--batch`` times.
+1. Claims: ``SqlQueue.claim_batch`` reads the model's queued rows, keeps the compatible ones and
+   takes them with one conditional UPDATE ... RETURNING; the baseline is ``claim()`` called
+   ``--batch`` times.
+2. Adds from ``--threads`` threads at once (a batch's sync calls each store their row as the batch
+   ends): ``SqlQueue.add`` (one writer per process, concurrent calls in one transaction) against
+   each call inserting in a transaction of its own, as ``add`` did before. Latency per call.
 """
 
 from __future__ import annotations
 
 import argparse
 import tempfile
+import threading
 import time
 import uuid
+from collections.abc import Callable
 
-from sqlalchemy import update
+from sqlalchemy import insert, update
 
 from imagehub.db.records import GenerationRecord
 from imagehub.db.session import make_engine, make_sessionmaker, migrate
@@ -32,11 +38,60 @@ def record(i: int) -> GenerationRecord:
         enqueued_at=now // 10**9, order_key=now)
 
 
+def concurrent_adds(add: Callable[[GenerationRecord], None], threads: int, per_thread: int,
+                    ) -> tuple[float, float, float]:
+    """(adds/s, p50 ms, p99 ms) of ``threads`` threads each adding ``per_thread`` rows."""
+    latencies: list[float] = []
+    start = threading.Barrier(threads)
+
+    def worker(t: int) -> None:
+        start.wait()
+        for i in range(per_thread):
+            row = record(t * 100_000 + i)
+            began = time.perf_counter()
+            add(row)
+            latencies.append(time.perf_counter() - began)
+
+    workers = [threading.Thread(target=worker, args=(t,)) for t in range(threads)]
+    began = time.perf_counter()
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    wall = time.perf_counter() - began
+    latencies.sort()
+    return (len(latencies) / wall, latencies[len(latencies) // 2] * 1000,
+            latencies[int(len(latencies) * 0.99)] * 1000)
+
+
+def fresh_queue() -> SqlQueue:
+    engine = make_engine(f"sqlite:///{tempfile.mkdtemp()}/queue.db")
+    migrate(engine)
+    return SqlQueue(make_sessionmaker(engine))
+
+
+def own_transactions(queue: SqlQueue) -> Callable[[GenerationRecord], None]:
+    """The baseline: each row in a transaction of its own, writers meeting SQLite's busy handler."""
+    sessions = queue._sessions
+    columns = GenerationRecord.__table__.columns.keys()
+
+    def add(row: GenerationRecord) -> None:
+        with sessions.begin() as session:
+            session.execute(insert(GenerationRecord), [{c: getattr(row, c) for c in columns}])
+
+    return add
+
+
+def group_commits(queue: SqlQueue) -> Callable[[GenerationRecord], None]:
+    return lambda row: queue.add([row])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--queued", type=int, default=64)
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--runs", type=int, default=200)
+    parser.add_argument("--threads", type=int, default=16)
     args = parser.parse_args()
     engine = make_engine(f"sqlite:///{tempfile.mkdtemp()}/queue.db")
     migrate(engine)
@@ -63,6 +118,14 @@ def main() -> None:
     print(f"{args.batch} jobs from {args.queued} queued, mean of {args.runs}:")
     print(f"  claim() x {args.batch}   {single:7.2f} ms")
     print(f"  claim_batch        {batched:7.2f} ms  ({single / batched:.1f}x faster)")
+
+    per_thread = max(10, args.runs // 4)
+    print(f"{args.threads} threads adding {per_thread} rows each at once (two rounds):")
+    for _ in range(2):
+        for label, queue_add in (("own transactions", own_transactions(fresh_queue())),
+                                 ("SqlQueue.add", group_commits(fresh_queue()))):
+            rate, p50, p99 = concurrent_adds(queue_add, args.threads, per_thread)
+            print(f"  {label:<17} {rate:7.0f} adds/s  p50 {p50:6.2f} ms  p99 {p99:7.2f} ms")
 
 
 if __name__ == "__main__":

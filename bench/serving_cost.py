@@ -62,7 +62,7 @@ def engine_calls(server: ServerProcess) -> tuple[float, float]:
     text = httpx.get(f"{server.url}/metrics", timeout=10).text
     values = {}
     for name in ("sum", "count"):
-        match = re.search(rf'^imagehub_engine_call_seconds_{name}{{model="bench"}} (\S+)$', text, re.M)
+        match = re.search(rf'^imagehub_engine_call_seconds_{name}{{model="bench"}} (\S+)$', text, re.MULTILINE)
         values[name] = float(match.group(1)) if match else 0.0
     return values["sum"], values["count"]
 

@@ -60,6 +60,55 @@ def test_concurrent_claims_never_share_a_job(queue: SqlQueue) -> None:
     assert len(taken) == 40 and len(set(taken)) == 40
 
 
+def test_concurrent_adds_share_a_transaction_and_each_returns_once_committed(queue: SqlQueue) -> None:
+    rows = [record(str(i)) for i in range(8)]
+    seen_after_return: list[bool] = []
+    calls = [threading.Thread(target=lambda r=r: (queue.add([r]), seen_after_return.append(
+        queue.get(r.id) is not None))) for r in rows]
+    with queue._writer:  # a write is running: the 8 calls queue up behind it
+        for call in calls:
+            call.start()
+        deadline = time.monotonic() + 10
+        while len(queue._adds) < 8 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert len(queue._adds) == 8
+    for call in calls:
+        call.join()
+
+    assert seen_after_return == [True] * 8
+    assert queue._adds == []
+    assert {r.prompt for r in queue.list(RowFilter(["default"]))} == {str(i) for i in range(8)}
+
+
+def test_a_bad_add_in_a_shared_transaction_fails_alone(queue: SqlQueue) -> None:
+    first = record("first")
+    queue.add([first])
+    duplicate = record("dup")
+    duplicate.id = first.id  # the primary key is taken
+    outcomes: dict[str, BaseException | None] = {}
+
+    def add(name: str, row: GenerationRecord) -> None:
+        try:
+            queue.add([row])
+            outcomes[name] = None
+        except Exception as exc:  # noqa: BLE001 - recorded for the assertion
+            outcomes[name] = exc
+
+    calls = [threading.Thread(target=add, args=(name, row)) for name, row in
+             (("a", record("a")), ("dup", duplicate), ("b", record("b")))]
+    with queue._writer:
+        for call in calls:
+            call.start()
+        while len(queue._adds) < 3:
+            time.sleep(0.01)
+    for call in calls:
+        call.join()
+
+    assert outcomes["a"] is None and outcomes["b"] is None
+    assert "UNIQUE constraint failed: generations.id" in str(outcomes["dup"])
+    assert {r.prompt for r in queue.list(RowFilter(["default"]))} == {"first", "a", "b"}
+
+
 def test_cancel_wins_over_a_running_worker(queue: SqlQueue) -> None:
     row = record()
     queue.add([row])

@@ -17,6 +17,8 @@ from imagehub.engines.diffusers.residency import RESIDENCY
 from imagehub.errors import GenerationCancelled, GenerationFailed, InvalidParams
 
 from .test_diffusers_batching import TOLERANCE, as_array, request
+from .test_diffusers_img2img import request as img2img_request
+from .test_diffusers_img2img import source_image
 
 
 @pytest.fixture(scope="module")
@@ -69,6 +71,18 @@ def test_a_refused_request_comes_back_alone(child_engine):
 
     assert isinstance(outcomes[0], EngineResult)
     assert isinstance(outcomes[1], InvalidParams) and "num_images must be 1 to 4, not 9" in str(outcomes[1])
+
+
+def test_an_input_image_goes_to_the_child_and_image_to_image_matches_the_thread(
+        child_engine, tiny_engine):
+    image = source_image()
+    requests = [img2img_request(image, 0.5), img2img_request(image, 0.0)]
+
+    in_child = child_engine.generate_batch(requests, [no_progress] * 2)
+    in_thread = tiny_engine("sd").generate_batch(requests, [no_progress] * 2)
+
+    assert np.abs(as_array(in_child[0]) - as_array(in_thread[0])).max() <= TOLERANCE
+    assert np.abs(as_array(in_child[1]) - np.asarray(image).astype(np.int16)).max() <= TOLERANCE
 
 
 def test_unload_ends_the_process_and_the_next_call_starts_another(child_engine):
