@@ -60,6 +60,25 @@ def test_the_least_recently_used_model_is_unloaded_to_fit_the_budget(residency, 
     assert (a.loaded, b.loaded, c.loaded) == (False, True, True)
 
 
+def test_models_in_their_own_processes_are_evicted_by_ending_the_process(residency, three_models):
+    residency.budget_bytes = int(1.5 * size(three_models[0]))  # room for one
+    a, b = (DiffusersEngine(str(folder), device="cpu", process=True) for folder in three_models[:2])
+    try:
+        render(a)
+        a_process = a._child
+        assert a_process is not None and a_process.alive
+
+        render(b)  # a is unloaded to make room: its process ends
+
+        assert (a.loaded, b.loaded) == (False, True)
+        assert not a_process.alive
+        assert residency.resident() == [str(three_models[1])]
+        assert residency.used_bytes("cpu") <= residency.budget_bytes
+    finally:
+        a.close()
+        b.close()
+
+
 def test_a_pinned_model_is_never_unloaded(residency, three_models):
     residency.budget_bytes = int(1.5 * size(three_models[0]))  # room for one
     a, b, _ = engines(three_models)
