@@ -185,6 +185,35 @@ def test_sync_calls_from_many_threads_share_batches(queue: SqlQueue) -> None:
     assert len(handled) < 8  # at least two of them ran together
 
 
+def test_with_workers_running_sync_calls_wait_and_the_workers_run_their_batches(queue: SqlQueue) -> None:
+    ran_on: list[str] = []
+
+    def handler(batch: Batch, slot: Callable[[], AbstractContextManager[None]]) -> None:
+        with slot():
+            ran_on.append(threading.current_thread().name)
+        for call in batch.calls:
+            call.future.set_result(f"done {call.request}")
+
+    pool = WorkerPool(queue, lambda r: None, concurrency=2, poll_seconds=0.05,
+                      batcher=Batcher(queue, BatchPolicy(max_size=4, wait_ms=50)),
+                      batch_handler=handler)
+    pool.start()
+    try:
+        answers: list[str] = []
+        callers = [threading.Thread(target=lambda i=i: answers.append(
+            pool.run_sync(SyncCall("m", key(), request=i)))) for i in range(8)]
+        for t in callers:
+            t.start()
+        for t in callers:
+            t.join()
+    finally:
+        pool.stop()
+
+    assert sorted(answers) == sorted(f"done {i}" for i in range(8))
+    assert ran_on and all(name.startswith("imagehub-worker-") for name in ran_on)
+    assert len(ran_on) < 8  # batched
+
+
 def test_a_handler_crash_answers_the_waiting_sync_calls(queue: SqlQueue) -> None:
     def crash(batch: Batch, slot: Callable[[], AbstractContextManager[None]]) -> None:
         raise RuntimeError("boom")

@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Iterator
+from concurrent.futures import wait
 from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
@@ -87,19 +88,31 @@ class WorkerPool:
     def run_sync(self, call: SyncCall) -> Any:
         """Run a sync call in a batch and return its result (raise its exception).
 
-        The calling thread leads a batch with its call unless a worker took the call first; then
-        it waits for that batch's answer.
+        While the workers run, they take the call into a batch and the calling thread waits for
+        its answer. Where none runs (an API-only node, the CLI), the calling thread leads a batch
+        with its call, unless another caller's batch took it first.
+
+        Why not always lead: a caller that waits for an engine slot to lead cannot see, meanwhile,
+        that another batch took its call and answered it. Under 64 clients such answered callers
+        queued for slots one by one behind new batches (each holding a slot through its
+        ``wait_ms``), which stretched the sync tail.
         """
         assert self._batcher is not None and self._batch_handler is not None
         self._batcher.offer(call)
         self.wake()
         while not call.future.done():
+            if self._running():
+                wait([call.future], timeout=self._poll)  # re-checked: the workers may stop
+                continue
             with self._slots:
                 batch = self._batcher.collect(call)
-            if batch is None:  # a worker took it
+            if batch is None:  # another caller's batch took it
                 break
             self._handle(batch)
         return call.future.result()
+
+    def _running(self) -> bool:
+        return bool(self._threads) and not self._stop.is_set()
 
     def _run_one(self) -> bool:
         if self.batching:
