@@ -25,19 +25,27 @@ BATCH = 6
 TOLERANCE = 3  # of 255
 
 
+def start_batching_server(data_dir: Path, tiny_sd_dir: Path, more_cards: str = "",
+                          **env: str) -> ServerProcess:
+    """A server batching up to BATCH images: ``tiny-sd`` (preloaded), ``tiny-sd-slow`` (30
+    steps), ``more_cards`` (TOML), and any more ``IMAGEHUB_*`` settings in ``env``."""
+    catalog = write_catalog(data_dir, tiny_sd_dir, **{"tiny-sd-slow": 30})
+    with catalog.open("a") as toml:
+        toml.write(more_cards)
+    settings = {"IMAGEHUB_MAX_BATCH_SIZE": str(BATCH), "IMAGEHUB_BATCH_WAIT_MS": "300",
+                "IMAGEHUB_PRELOAD_MODELS": "tiny-sd", **env}
+    return ServerProcess(data_dir, settings).start()
+
+
 @pytest.fixture(scope="module")
 def batching_server(tmp_path_factory: pytest.TempPathFactory,
                     tiny_sd_dir: Path) -> Iterator[ServerProcess]:
-    data_dir = tmp_path_factory.mktemp("batching-hub")
-    catalog = write_catalog(data_dir, tiny_sd_dir, **{"tiny-sd-slow": 30})
     kontext = dummy.build_tiny_flux(tmp_path_factory.mktemp("tiny-kontext") / "model", kontext=True)
-    with catalog.open("a") as toml:  # an edit model beside them
-        toml.write(f'[models.tiny-kontext]\nbackend = "diffusers"\nsource = "{kontext}"\n'
-                   'device = "cpu"\n[models.tiny-kontext.defaults]\nnum_inference_steps = 2\n'
-                   'resolution = "512"\n')
-    env = {"IMAGEHUB_MAX_BATCH_SIZE": str(BATCH), "IMAGEHUB_BATCH_WAIT_MS": "300",
-           "IMAGEHUB_PRELOAD_MODELS": "tiny-sd", "IMAGEHUB_MODEL_MEMORY_BUDGET_GB": "1"}
-    proc = ServerProcess(data_dir, env).start()
+    edit_model = (f'[models.tiny-kontext]\nbackend = "diffusers"\nsource = "{kontext}"\n'
+                  'device = "cpu"\n[models.tiny-kontext.defaults]\nnum_inference_steps = 2\n'
+                  'resolution = "512"\n')
+    proc = start_batching_server(tmp_path_factory.mktemp("batching-hub"), tiny_sd_dir, edit_model,
+                                 IMAGEHUB_MODEL_MEMORY_BUDGET_GB="1")
     yield proc
     proc.stop()
 

@@ -6,10 +6,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 from e2e.test_batching import (  # noqa: F401 - collected here, against this module's server
-    BATCH,
+    api,
+    start_batching_server,
     test_a_cancel_inside_a_batch_leaves_the_others_running,
     test_queued_jobs_run_as_one_batch_with_solo_pixels_and_own_progress,
     test_sync_calls_and_queued_jobs_share_batches,
@@ -21,19 +21,10 @@ from imagehub.testing import ServerProcess, write_catalog
 @pytest.fixture(scope="module")
 def batching_server(tmp_path_factory: pytest.TempPathFactory,
                     tiny_sd_dir: Path) -> Iterator[ServerProcess]:
-    data_dir = tmp_path_factory.mktemp("process-hub")
-    write_catalog(data_dir, tiny_sd_dir, **{"tiny-sd-slow": 30})
-    env = {"IMAGEHUB_MAX_BATCH_SIZE": str(BATCH), "IMAGEHUB_BATCH_WAIT_MS": "300",
-           "IMAGEHUB_PRELOAD_MODELS": "tiny-sd", "IMAGEHUB_ENGINE_PROCESS": "true"}
-    proc = ServerProcess(data_dir, env).start()
+    proc = start_batching_server(tmp_path_factory.mktemp("process-hub"), tiny_sd_dir,
+                                 IMAGEHUB_ENGINE_PROCESS="true")
     yield proc
     proc.stop()
-
-
-@pytest.fixture
-def api(batching_server: ServerProcess) -> Iterator[httpx.Client]:
-    with batching_server.client() as client:
-        yield client
 
 
 def engine_processes(parent: int) -> list[int]:

@@ -167,18 +167,24 @@ def test_a_sync_call_leads_a_batch_with_the_queued_jobs_when_no_worker_runs(queu
     assert handled == [(["q"], ["s"])]
 
 
+def sync_calls_from_threads(pool: WorkerPool, count: int) -> list[str]:
+    """``count`` threads each running one sync call (request ``i``) at once; their answers."""
+    answers: list[str] = []
+    threads = [threading.Thread(target=lambda i=i: answers.append(
+        pool.run_sync(SyncCall("m", key(), request=i)))) for i in range(count)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return answers
+
+
 def test_sync_calls_from_many_threads_share_batches(queue: SqlQueue) -> None:
     handled: Handled = []
     pool = WorkerPool(queue, lambda r: None,
                       batcher=Batcher(queue, BatchPolicy(max_size=8, wait_ms=200)),
                       batch_handler=recording_handler(handled))
-    answers: list[str] = []
-    threads = [threading.Thread(target=lambda i=i: answers.append(
-        pool.run_sync(SyncCall("m", key(), request=i)))) for i in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    answers = sync_calls_from_threads(pool, 8)
 
     assert sorted(answers) == sorted(f"done {i}" for i in range(8))
     assert sum(len(calls) for _, calls in handled) == 8
@@ -199,13 +205,7 @@ def test_with_workers_running_sync_calls_wait_and_the_workers_run_their_batches(
                       batch_handler=handler)
     pool.start()
     try:
-        answers: list[str] = []
-        callers = [threading.Thread(target=lambda i=i: answers.append(
-            pool.run_sync(SyncCall("m", key(), request=i)))) for i in range(8)]
-        for t in callers:
-            t.start()
-        for t in callers:
-            t.join()
+        answers = sync_calls_from_threads(pool, 8)
     finally:
         pool.stop()
 
