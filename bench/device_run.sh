@@ -6,7 +6,7 @@
 #
 # `throughput` (default): bench/gpu_throughput.py, plain diffusers against imagehub over HTTP:
 #   the model in the server's process (process=false, as before), in its own process (the CUDA
-#   default), the same at max batch 64, and compiled with CUDA graphs.
+#   default), compiled with CUDA graphs, and the same with a (random-weight) TAESD decoder.
 # `isolation`: bench/engine_isolation.py on the GPU (the engine beside a busy Python thread).
 # `speed`: bench/speed_options.py, each card speed option against eager, engine only.
 #
@@ -32,5 +32,6 @@ out="${OUT:-/tmp}/gpu_bench.json"
 timeout "${BENCH_TIMEOUT_S:-480}" python3 bench/gpu_throughput.py \
   --seconds "${BENCH_SECONDS:-10}" --runs 25 --batches 16,32,64 --max-batch 32 \
   --deadline-s "${BENCH_DEADLINE_S:-300}" --out "$out" \
-  --served '{"process": false}' '{}' '{"max_batch": 64}' \
-           '{"compile": "regional", "cuda_graphs": true, "channels_last": true, "warmup_batches": [1, 8, 16, 32]}'
+  --served '{"process": false}' '{}' \
+           '{"compile": "regional", "cuda_graphs": true, "channels_last": true, "warmup_batches": [1, 8, 16, 32]}' \
+           '{"compile": "regional", "cuda_graphs": true, "channels_last": true, "warmup_batches": [1, 8, 16, 32], "tiny_vae": "TAESD"}'

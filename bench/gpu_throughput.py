@@ -158,6 +158,17 @@ def build_workloads(args: argparse.Namespace, device: str, root: Path) -> list[W
     return workloads
 
 
+def random_taesd(root: Path) -> Path:
+    """A TAESD folder (``AutoencoderTiny``'s own architecture) with random weights, built once:
+    what ``"tiny_vae": "TAESD"`` in a ``--served`` configuration stands for."""
+    folder = root / "taesd"
+    if not folder.exists():
+        from diffusers import AutoencoderTiny
+
+        AutoencoderTiny().save_pretrained(folder)
+    return folder
+
+
 def _size(resolution: str) -> int:
     from imagehub.catalog.sizes import RESOLUTION_BASES
 
@@ -249,7 +260,8 @@ def bench_served(work: Workload, device: str, args: argparse.Namespace, root: Pa
     data_dir = Path(tempfile.mkdtemp(prefix="hub-", dir=root))
     write_bench_catalog(data_dir, work, device, options)
     label = ", ".join([f"max batch {max_batch}"] + [
-        f"{k}={v}" for k, v in options.items() if k not in ("warmup_batches", "batch_buckets")])
+        f"{k}={Path(v).name if k == 'tiny_vae' else v}" for k, v in options.items()
+        if k not in ("warmup_batches", "batch_buckets")])
     env = {"IMAGEHUB_MAX_BATCH_SIZE": str(max_batch),
            "IMAGEHUB_BATCH_WAIT_MS": str(args.batch_wait_ms),
            "IMAGEHUB_WORKER_CONCURRENCY": str(args.worker_concurrency),
@@ -444,7 +456,8 @@ def main() -> None:
     parser.add_argument("--served", nargs="*", default=["{}"],
                         help='served configurations: engine options of the card, one JSON object '
                              'each, e.g. \'{}\' \'{"channels_last": true, "fuse_qkv": true}\'; '
-                             '"max_batch" in one overrides --max-batch for it')
+                             '"max_batch" in one overrides --max-batch for it; "tiny_vae": "TAESD" '
+                             'is a random-weight TAESD')
     parser.add_argument("--deadline-s", type=float, default=None,
                         help="skip the served configurations that start after this many seconds")
     parser.add_argument("--out", help="write the rows as JSON here")
@@ -468,6 +481,8 @@ def main() -> None:
         max_batch = args.max_batch or max(1, min(max(batches), args.clients // 2))
         served: list[Row] = []
         for options in map(json.loads, args.served):
+            if options.get("tiny_vae") == "TAESD":
+                options["tiny_vae"] = str(random_taesd(root))
             if args.deadline_s and time.monotonic() - started > args.deadline_s:
                 print(f"skipped served {options}: past --deadline-s", flush=True)
                 continue
