@@ -26,6 +26,7 @@ import gc
 import json
 import os
 import statistics
+import subprocess
 import tempfile
 import threading
 import time
@@ -273,6 +274,10 @@ def bench_served(work: Workload, device: str, args: argparse.Namespace, root: Pa
     try:
         print(f"served {label}: server up (model loaded, warmed up) in "
               f"{time.perf_counter() - booted:.1f} s", flush=True)
+        if device == "cuda":  # which processes hold GPU memory: the server, its model's process
+            assert server.proc is not None
+            print(f"server pid {server.proc.pid}; GPU processes (pid, MiB): "
+                  f"{gpu_processes()}", flush=True)
         started = time.perf_counter()
         asyncio.run(_warm_up(server, work, args.clients))
         print(f"served warm-up (load + first batches) {time.perf_counter() - started:.1f} s",
@@ -290,6 +295,17 @@ def bench_served(work: Workload, device: str, args: argparse.Namespace, root: Pa
         return rows
     finally:
         server.stop()
+
+
+def gpu_processes() -> str:
+    """``nvidia-smi``'s compute processes as 'pid: MiB' pairs (or why there are none)."""
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-compute-apps=pid,used_memory",
+                              "--format=csv,noheader,nounits"], capture_output=True, text=True,
+                             timeout=20, check=True).stdout
+    except (OSError, subprocess.SubprocessError) as exc:
+        return f"n/a ({exc})"
+    return "; ".join(line.replace(", ", ": ") for line in out.splitlines() if line.strip())
 
 
 def mean_batch(data_dir: Path, source: str, since: int) -> int | None:

@@ -228,12 +228,15 @@ class DiffusersEngine:
         with self._load_lock:
             if self._child is not None:
                 return
-            folder = loading.resolve_source(self.source, allow_downloads=self.allow_downloads,
-                                            cache_dir=self.cache_dir, weights=True)
-            dtype = loading.resolve_dtype(self._dtype, self.device)
-            RESIDENCY.make_room(self, loading.weights_bytes(folder, dtype))
             import torch
 
+            folder = loading.resolve_source(self.source, allow_downloads=self.allow_downloads,
+                                            cache_dir=self.cache_dir, weights=True)
+            # the default dtype's size without asking the device (a CUDA query here would give
+            # this process a CUDA context of its own): bf16 and fp16 are both 2 bytes
+            dtype = (torch.float16 if self._dtype is None and self.device != "cpu"
+                     else loading.resolve_dtype(self._dtype, self.device))
+            RESIDENCY.make_room(self, loading.weights_bytes(folder, dtype))
             child = EngineProcess(f"imagehub-engine:{Path(self.source).name or self.source}",
                                   f"{__name__}:DiffusersEngine", (self.source,), self._child_options(),
                                   torch_threads=torch.get_num_threads())
