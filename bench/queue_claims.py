@@ -5,7 +5,9 @@
 1. Claims: ``SqlQueue.claim_batch`` reads the model's queued rows, keeps the compatible ones and
    takes them with one conditional UPDATE ... RETURNING; the baseline is ``claim()`` called
    ``--batch`` times.
-2. Adds from ``--threads`` threads at once (a batch's sync calls each store their row as the batch
+2. Finishing a batch: ``SqlQueue.finish_many`` (one executemany UPDATE between two SELECTs)
+   against ``finish()`` called for each row.
+3. Adds from ``--threads`` threads at once (a batch's sync calls each store their row as the batch
    ends): ``SqlQueue.add`` (one writer per process, concurrent calls in one transaction) against
    each call inserting in a transaction of its own, as ``add`` did before. Latency per call.
 """
@@ -118,6 +120,23 @@ def main() -> None:
     print(f"{args.batch} jobs from {args.queued} queued, mean of {args.runs}:")
     print(f"  claim() x {args.batch}   {single:7.2f} ms")
     print(f"  claim_batch        {batched:7.2f} ms  ({single / batched:.1f}x faster)")
+
+    images = [{"url": "/files/x/0.png", "width": 512, "height": 512}]
+    provenance = {"engine": {"pipeline": "StableDiffusionPipeline", "batch_size": args.batch}}
+
+    def finish_all(finish) -> None:  # type: ignore[no-untyped-def]
+        rows = queue.claim_batch("m", key, args.batch, batch_key)
+        finish([(row.id, images, provenance) for row in rows])
+
+    def one_by_one(outcomes) -> None:  # type: ignore[no-untyped-def]
+        for generation_id, imgs, prov in outcomes:
+            queue.finish(generation_id, imgs, prov)
+
+    many = timed(lambda: finish_all(queue.finish_many) or [0] * args.batch)
+    single_finish = timed(lambda: finish_all(one_by_one) or [0] * args.batch)
+    print(f"finishing a batch of {args.batch} (claim included), mean of {args.runs}:")
+    print(f"  finish() x {args.batch}    {single_finish:7.2f} ms")
+    print(f"  finish_many        {many:7.2f} ms  ({single_finish / many:.1f}x faster)")
 
     per_thread = max(10, args.runs // 4)
     print(f"{args.threads} threads adding {per_thread} rows each at once (two rounds):")
