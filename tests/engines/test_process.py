@@ -7,6 +7,8 @@ import io
 import os
 import pickle
 import signal
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -128,3 +130,25 @@ def test_a_killed_child_is_reported_with_its_exit_code():
     with pytest.raises(GenerationFailed, match=rf"test-stepper \(pid {pid}\) exited with code -9 during pid"):
         process.call("pid")
     assert not process.alive
+
+
+def test_stop_kills_a_child_whose_call_runs_past_the_timeout_and_that_call_fails():
+    process = EngineProcess("test-stepper", "engines.stepper:Stepper", (0.05,))
+    outcome: list[BaseException | object] = []
+
+    def long_call() -> None:
+        try:
+            outcome.append(process.call("generate_batch", 1000, on_steps=[lambda s, t: None]))
+        except BaseException as exc:  # noqa: BLE001 - recorded for the assertion
+            outcome.append(exc)
+
+    caller = threading.Thread(target=long_call)
+    caller.start()
+    time.sleep(0.3)  # the call is running (1000 steps of 50 ms)
+    began = time.monotonic()
+    process.stop(timeout=0.5)
+    caller.join(10)
+
+    assert time.monotonic() - began < 5
+    assert not process.alive
+    assert isinstance(outcome[0], GenerationFailed) and "exited with code -9" in str(outcome[0])

@@ -100,19 +100,26 @@ class EngineProcess:
             raised[index] = exc
             self._conn.send(("cancel", index, exc))
 
-    def stop(self) -> None:
-        """Ask the child to exit (after the call it is running, if any); kill it if it will not."""
-        with self._lock:
-            try:
-                self._conn.send(("stop", (), None))
-            except OSError:
-                pass  # already gone
-            self._process.join(STOP_SECONDS)
+    def stop(self, timeout: float = STOP_SECONDS) -> None:
+        """Ask the child to exit after the call it is running, if any; kill it if that call or
+        the exit takes longer than ``timeout`` (the call then fails as its process died)."""
+        idle = self._lock.acquire(timeout=timeout)
+        try:
+            if idle:
+                try:
+                    self._conn.send(("stop", (), None))
+                except OSError:
+                    pass  # already gone
+                self._process.join(timeout)
             if self._process.is_alive():
-                log.warning("%s did not stop within %.0f s; killing it", self.name, STOP_SECONDS)
+                log.warning("%s did not stop within %.0f s; killing it", self.name, timeout)
                 self._process.kill()
                 self._process.join()
-            self._conn.close()
+            if idle:
+                self._conn.close()
+        finally:
+            if idle:
+                self._lock.release()
 
     def _died(self, method: str) -> GenerationFailed:
         self._process.join(STOP_SECONDS)
