@@ -367,6 +367,7 @@ class DiffusersEngine:
                 if self._child is child:
                     self._child = None
             RESIDENCY.unloaded(self)
+            child.stop()  # its pipe closed
             raise
 
     def _generate_batch(
