@@ -14,8 +14,8 @@ import asyncio
 import os
 import re
 import shutil
-import subprocess
 import statistics
+import subprocess
 import tempfile
 import time
 from pathlib import Path

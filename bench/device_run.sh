@@ -14,7 +14,8 @@
 # `pip download --only-binary=:all: --python-version 3.12 -d .whl <package>` for the device's
 # Python); they are installed into /tmp/site, not over the device's own torch. The table is
 # printed as each configuration finishes, so a run cut short still reports what it measured;
-# the JSON rows go to $OUT/gpu_bench.json.
+# the JSON rows go to $OUT/gpu_bench.json, and py-spy --gil profiles of each served load (server
+# and model process; py-spy's wheel carried in .whl/) with their summaries to $OUT/profiles/.
 set -euo pipefail
 export PYTHONPATH="/tmp/site:$PWD/src" HF_HUB_OFFLINE=1
 if compgen -G ".whl/*.whl" > /dev/null; then
@@ -31,7 +32,7 @@ fi
 out="${OUT:-/tmp}/gpu_bench.json"
 timeout "${BENCH_TIMEOUT_S:-480}" python3 bench/gpu_throughput.py \
   --seconds "${BENCH_SECONDS:-10}" --runs 25 --batches 16,32,64 --max-batch 32 \
-  --deadline-s "${BENCH_DEADLINE_S:-300}" --out "$out" \
+  --deadline-s "${BENCH_DEADLINE_S:-300}" --out "$out" --py-spy "${OUT:-/tmp}/profiles" \
   --served '{"process": false}' '{}' \
            '{"compile": "regional", "cuda_graphs": true, "channels_last": true, "warmup_batches": [1, 8, 16, 32]}' \
            '{"compile": "regional", "cuda_graphs": true, "channels_last": true, "warmup_batches": [1, 8, 16, 32], "tiny_vae": "TAESD"}'

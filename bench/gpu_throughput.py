@@ -25,8 +25,11 @@ import asyncio
 import gc
 import json
 import os
+import re
+import shutil
 import statistics
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -285,8 +288,10 @@ def bench_served(work: Workload, device: str, args: argparse.Namespace, root: Pa
         rows = []
         for mode in ("sync", "queue"):
             since = int(time.time()) + 1
+            spy = _py_spy(server, args, re.sub(r"[^a-z0-9]+", "-", f"{label} {mode}".lower()))
             with GpuSampler() as gpu:
                 stats = asyncio.run(_load(server, work, args.clients, args.seconds, mode))
+            _summarise(spy)
             rows.append(Row(f"imagehub {mode}, {args.clients} clients, {label}",
                             stats["images_per_s"], stats["p50"], stats["p99"], gpu.mean,
                             batch=mean_batch(data_dir, mode, since), errors=stats["errors"],
@@ -295,6 +300,40 @@ def bench_served(work: Workload, device: str, args: argparse.Namespace, root: Pa
         return rows
     finally:
         server.stop()
+
+
+def _py_spy(server: ServerProcess, args: argparse.Namespace,
+            name: str) -> tuple[subprocess.Popen[bytes], Path] | None:
+    """With ``--py-spy DIR``: ``py-spy record --gil`` of the server and its model's process for
+    the load's seconds, to ``DIR/<name>.txt`` (None without py-spy or the option)."""
+    exe = shutil.which("py-spy") or next(
+        (str(p) for p in (Path(sys.prefix) / "bin" / "py-spy", Path("/tmp/site/bin/py-spy"))
+         if p.exists()), None)
+    if not args.py_spy or exe is None or server.proc is None:
+        return None
+    out = Path(args.py_spy) / f"{name}.txt"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    command = [exe, "record", "--gil", "--subprocesses", "--nonblocking", "-r", "100",
+               "-d", str(int(args.seconds)), "-f", "raw", "-o", str(out), "-p", str(server.proc.pid)]
+    return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE), out
+
+
+def _summarise(spy: tuple[subprocess.Popen[bytes], Path] | None) -> None:
+    if spy is None:
+        return
+    proc, out = spy
+    try:
+        _, err = proc.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        err = b"timed out"
+    if out.exists():  # the summary beside it (printed, it would crowd out the tables)
+        from profile_summary import summarise
+
+        out.with_suffix(".summary.txt").write_text(summarise(out, 12) + "\n")
+        print(f"py-spy profile: {out} (+ .summary.txt)", flush=True)
+    else:
+        print(f"py-spy wrote nothing: {err.decode(errors='replace')[-300:]}", flush=True)
 
 
 def gpu_processes() -> str:
@@ -477,6 +516,8 @@ def main() -> None:
     parser.add_argument("--deadline-s", type=float, default=None,
                         help="skip the served configurations that start after this many seconds")
     parser.add_argument("--out", help="write the rows as JSON here")
+    parser.add_argument("--py-spy", help="record py-spy --gil profiles of each served load here "
+                                         "(when py-spy is installed)")
     args = parser.parse_args()
 
     import torch
