@@ -37,13 +37,14 @@ from imagehub.storage.images import encode_png
 from imagehub.testing import ServerProcess
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process and its live children (a model's own process) so far."""
-    total = 0.0
+def cpu_seconds(pid: int) -> tuple[float, float]:
+    """User + system CPU time so far of a process alone, and with its live children (a model's
+    own process)."""
+    times = []
     for stat in [Path(f"/proc/{pid}/stat"), *_children(pid)]:
         fields = stat.read_text().rsplit(")", 1)[1].split()
-        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    return total
+        times.append((int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK"))
+    return times[0], sum(times)
 
 
 def _children(pid: int) -> list[Path]:
@@ -112,11 +113,13 @@ def served(folder: Path, root: Path, args: argparse.Namespace,
         for mode in ("sync", "queue"):
             cpu, (call_s, calls) = cpu_seconds(server.proc.pid), engine_calls(server)
             stats = asyncio.run(gt._load(server, work, args.clients, args.seconds, mode))
-            used = cpu_seconds(server.proc.pid) - cpu
+            cpu_after = cpu_seconds(server.proc.pid)
             call_s2, calls2 = engine_calls(server)
+            images = max(stats["completed"], 1)
             out[mode] = {"images_per_s": stats["images_per_s"], "p50": stats["p50"],
                          "p99": stats["p99"], "errors": stats["errors"],
-                         "cpu_ms": used / max(stats["completed"], 1) * 1000,
+                         "cpu_ms": (cpu_after[1] - cpu[1]) / images * 1000,
+                         "server_ms": (cpu_after[0] - cpu[0]) / images * 1000,
                          "call_ms": (call_s2 - call_s) / max(calls2 - calls, 1) * 1000,
                          "batch": stats["completed"] / max(calls2 - calls, 1)}
         return out
@@ -142,14 +145,17 @@ def main() -> None:
     print(f"\nserving cost on {os.cpu_count()} cores: tiny SD 64² → 512² PNG, batch {args.batch}, "
           f"{args.clients} clients (engine in the server's thread, then in its own process)")
     print(f"{'':<34} {'images/s':>9} {'CPU ms/image':>13} {'+ms vs base':>12} {'p50 s':>7} "
-          f"{'p99 s':>7} {'engine ms/call':>15} {'images/call':>12}")
+          f"{'p99 s':>7} {'engine ms/call':>15} {'images/call':>12} {'server-only ms':>15}")
     print(f"{'engine + PNG, in-process':<34} {base['images_per_s']:>9.1f} {base['cpu_ms']:>13.1f} "
           f"{'':>12} {'':>7} {'':>7} {base['call_ms']:>15.1f} {args.batch:>12}")
     for label, r in results.items():
         errors = f"  ({r['errors']} errors)" if r["errors"] else ""
+        server_only = f"{r['server_ms']:>15.1f}" if label.endswith("process") else f"{'':>15}"
         print(f"{'imagehub ' + label:<34} {r['images_per_s']:>9.1f} {r['cpu_ms']:>13.1f} "
               f"{r['cpu_ms'] - base['cpu_ms']:>12.1f} {r['p50']:>7.3f} {r['p99']:>7.3f} "
-              f"{r['call_ms']:>15.1f} {r['batch']:>12.1f}{errors}")
+              f"{r['call_ms']:>15.1f} {r['batch']:>12.1f} {server_only}{errors}")
+    print("server-only ms: CPU per image of the server process without its model's process (the "
+          "serving path: HTTP, rows, events, PNG encoding)")
 
 
 if __name__ == "__main__":
