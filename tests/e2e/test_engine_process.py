@@ -14,6 +14,7 @@ from e2e.test_batching import (  # noqa: F401 - collected here, against this mod
     test_queued_jobs_run_as_one_batch_with_solo_pixels_and_own_progress,
     test_sync_calls_and_queued_jobs_share_batches,
 )
+from tests_helpers import spawned_children
 
 from imagehub.testing import ServerProcess, write_catalog
 
@@ -27,20 +28,6 @@ def batching_server(tmp_path_factory: pytest.TempPathFactory,
     proc.stop()
 
 
-def engine_processes(parent: int) -> list[int]:
-    """Pids of ``parent``'s children that are multiprocessing spawns (the models' processes)."""
-    found = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
-            cmdline = (stat.parent / "cmdline").read_bytes()
-        except (OSError, ValueError):
-            continue
-        if ppid == parent and b"spawn_main" in cmdline:
-            found.append(int(stat.parent.name))
-    return found
-
-
 def test_each_loaded_model_has_a_process_that_ends_with_the_server(
     tmp_path: Path, tiny_sd_dir: Path
 ) -> None:
@@ -48,12 +35,12 @@ def test_each_loaded_model_has_a_process_that_ends_with_the_server(
     server = ServerProcess(tmp_path, {"IMAGEHUB_ENGINE_PROCESS": "true"}).start()
     try:
         assert server.proc is not None
-        assert engine_processes(server.proc.pid) == []  # nothing loaded yet
+        assert spawned_children(server.proc.pid) == []  # nothing loaded yet
         with server.client() as api:
             for model in ("tiny-sd", "tiny-sd-2"):
                 answer = api.post("/api/ai/images/generate", json={"model": model, "prompt": "a cat"})
                 assert answer.status_code == 200, answer.text
-        children = engine_processes(server.proc.pid)
+        children = spawned_children(server.proc.pid)
         assert len(children) == 2
     finally:
         server.stop()

@@ -5,16 +5,19 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
+from tests_helpers import spawned_children
 
 from imagehub.engines.base import EngineResult, no_progress
 from imagehub.engines.diffusers import DiffusersEngine
 from imagehub.engines.diffusers.residency import RESIDENCY
-from imagehub.errors import GenerationCancelled, GenerationFailed, InvalidParams
+from imagehub.errors import GenerationCancelled, GenerationFailed, InvalidParams, ModelUnavailable
 
 from .test_diffusers_batching import TOLERANCE, as_array, request
 from .test_diffusers_img2img import request as img2img_request
@@ -108,6 +111,32 @@ def test_a_killed_process_fails_the_call_with_its_exit_code_and_the_next_call_lo
     assert not child_engine.loaded
     assert isinstance(child_engine.generate(request(1), no_progress), EngineResult)
     assert child_pid(child_engine) != pid
+
+
+def test_a_process_that_dies_while_loading_makes_the_model_unavailable(tiny_model):
+    engine = DiffusersEngine(str(tiny_model("sd")), device="cpu", process=True)
+    before = set(spawned_children(os.getpid()))
+    loading = threading.Thread(target=lambda: outcome.append(_raised(engine.load)))
+    outcome: list[BaseException | None] = []
+    loading.start()
+    deadline = time.monotonic() + 30
+    while not (new := set(spawned_children(os.getpid())) - before) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert new, "the model's process did not start"
+    os.kill(new.pop(), signal.SIGKILL)  # while it imports torch and loads (seconds)
+    loading.join(60)
+
+    assert isinstance(outcome[0], ModelUnavailable)
+    assert "could not be loaded" in str(outcome[0]) and "exited with code -9" in str(outcome[0])
+    assert not engine.loaded
+
+
+def _raised(fn: Callable[[], object]) -> BaseException | None:
+    try:
+        fn()
+    except BaseException as exc:  # noqa: BLE001 - returned for the assertion
+        return exc
+    return None
 
 
 def test_auto_keeps_a_cpu_model_in_process_and_bad_values_are_refused(tiny_model):

@@ -242,6 +242,9 @@ class DiffusersEngine:
                                   torch_threads=torch.get_num_threads())
             try:
                 size, self._applied, self._fingerprint = child.call("load_in_this_process")
+            except GenerationFailed as exc:  # the process died loading it: not servable now (503)
+                child.stop()
+                raise ModelUnavailable(f"{self.source} could not be loaded: {exc}") from exc
             except BaseException:
                 child.stop()
                 raise
