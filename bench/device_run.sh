@@ -17,7 +17,7 @@
 # the JSON rows go to $OUT/gpu_bench.json, and py-spy --gil profiles of each served load (server
 # and model process; py-spy's wheel carried in .whl/) with their summaries to $OUT/profiles/.
 set -euo pipefail
-export PYTHONPATH="/tmp/site:$PWD/src" HF_HUB_OFFLINE=1
+export PYTHONPATH="/tmp/site:$PWD/src" PATH="/tmp/site/bin:$PATH" HF_HUB_OFFLINE=1
 if compgen -G ".whl/*.whl" > /dev/null; then
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
     --target /tmp/site .whl/*.whl

@@ -306,9 +306,9 @@ def _py_spy(server: ServerProcess, args: argparse.Namespace,
             name: str) -> tuple[subprocess.Popen[bytes], Path] | None:
     """With ``--py-spy DIR``: ``py-spy record --gil`` of the server and its model's process for
     the load's seconds, to ``DIR/<name>.txt`` (None without py-spy or the option)."""
-    exe = shutil.which("py-spy") or next(
-        (str(p) for p in (Path(sys.prefix) / "bin" / "py-spy", Path("/tmp/site/bin/py-spy"))
-         if p.exists()), None)
+    # on PATH, or beside this Python (a venv that is not activated)
+    exe = shutil.which("py-spy", path=os.pathsep.join([os.environ.get("PATH", ""),
+                                                      str(Path(sys.executable).parent)]))
     if not args.py_spy or exe is None or server.proc is None:
         return None
     out = Path(args.py_spy) / f"{name}.txt"

@@ -34,28 +34,17 @@ import gpu_throughput as gt  # the load generator and catalog writer are shared
 
 from imagehub.engines.base import EngineRequest, no_progress
 from imagehub.storage.images import encode_png
-from imagehub.testing import ServerProcess
+from imagehub.testing import ServerProcess, child_pids
 
 
 def cpu_seconds(pid: int) -> tuple[float, float]:
     """User + system CPU time so far of a process alone, and with its live children (a model's
     own process)."""
     times = []
-    for stat in [Path(f"/proc/{pid}/stat"), *_children(pid)]:
+    for stat in [Path(f"/proc/{p}/stat") for p in (pid, *child_pids(pid))]:
         fields = stat.read_text().rsplit(")", 1)[1].split()
         times.append((int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK"))
     return times[0], sum(times)
-
-
-def _children(pid: int) -> list[Path]:
-    found = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:
-                found.append(stat)
-        except (OSError, ValueError):
-            continue
-    return found
 
 
 def engine_calls(server: ServerProcess) -> tuple[float, float]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -19,16 +18,3 @@ def wait_for_status(api: httpx.Client, generation_id: str, statuses: set[str],
             return row
         time.sleep(0.05)
     raise AssertionError(f"{generation_id} did not reach {statuses}: last {row}")
-
-
-def spawned_children(parent: int) -> list[int]:
-    """Pids of ``parent``'s children that are multiprocessing spawns (models' own processes)."""
-    found = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
-            if ppid == parent and b"spawn_main" in (stat.parent / "cmdline").read_bytes():
-                found.append(int(stat.parent.name))
-        except (OSError, ValueError):
-            continue
-    return found

@@ -32,6 +32,20 @@ def write_catalog(data_dir: Path, model_dir: Path, steps: int = 2, **models: int
     return path
 
 
+def child_pids(parent: int, command_contains: bytes = b"") -> list[int]:
+    """Pids of ``parent``'s live children whose command line holds ``command_contains``
+    (``b"spawn_main"``: the models' own processes)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+            if ppid == parent and command_contains in (stat.parent / "cmdline").read_bytes():
+                found.append(int(stat.parent.name))
+        except (OSError, ValueError):
+            continue
+    return found
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -54,7 +68,7 @@ class ServerProcess:
         return subprocess.run([sys.executable, "-m", "imagehub", *args], env=self.env, check=True,
                               capture_output=True, text=True, timeout=120)
 
-    def start(self, timeout: float = 90.0) -> "ServerProcess":
+    def start(self, timeout: float = 90.0) -> ServerProcess:
         log = open(self.data_dir / "server.log", "ab")
         self.proc = subprocess.Popen([sys.executable, "-m", "imagehub", "serve"], env=self.env,
                                      stdout=log, stderr=subprocess.STDOUT)

@@ -14,9 +14,8 @@ from e2e.test_batching import (  # noqa: F401 - collected here, against this mod
     test_queued_jobs_run_as_one_batch_with_solo_pixels_and_own_progress,
     test_sync_calls_and_queued_jobs_share_batches,
 )
-from tests_helpers import spawned_children
 
-from imagehub.testing import ServerProcess, write_catalog
+from imagehub.testing import ServerProcess, child_pids, write_catalog
 
 
 @pytest.fixture(scope="module")
@@ -35,12 +34,12 @@ def test_each_loaded_model_has_a_process_that_ends_with_the_server(
     server = ServerProcess(tmp_path, {"IMAGEHUB_ENGINE_PROCESS": "true"}).start()
     try:
         assert server.proc is not None
-        assert spawned_children(server.proc.pid) == []  # nothing loaded yet
+        assert child_pids(server.proc.pid, b"spawn_main") == []  # nothing loaded yet
         with server.client() as api:
             for model in ("tiny-sd", "tiny-sd-2"):
                 answer = api.post("/api/ai/images/generate", json={"model": model, "prompt": "a cat"})
                 assert answer.status_code == 200, answer.text
-        children = spawned_children(server.proc.pid)
+        children = child_pids(server.proc.pid, b"spawn_main")
         assert len(children) == 2
     finally:
         server.stop()

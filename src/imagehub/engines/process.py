@@ -2,9 +2,9 @@
 
 Why: a GPU model's Python thread launches thousands of small kernels per call, and torch lets go
 of the GIL around each one. In the server's process every launch then waits for the GIL behind
-the HTTP, encoding and bookkeeping threads (a convoy: measured on this project's CPU machine, a
-loop of 3000 small torch ops took 143x as long beside one busy Python thread; ``bench/
-engine_isolation.py``). In a process of its own the model launches as fast as a plain script.
+the HTTP, encoding and bookkeeping threads: a convoy. ``bench/engine_isolation.py`` on this
+project's 2-core CPU: a small-op-bound model call took 2.5x as long beside a thread running Python
+half the time and 159x beside one running it all the time; in a process of its own, 1.1x and 1.2x.
 
 The parent keeps a proxy (:class:`EngineProcess`) and calls the hosted engine's methods by name;
 arguments and results travel pickled over a pipe (PIL images pickle as raw pixels). A batch's

@@ -90,7 +90,7 @@ class SqlQueue:
     def add(self, records: Sequence[GenerationRecord]) -> None:
         """Insert ``records``; returns once they are committed. Calls that arrive while a write is
         running share the next transaction (a group commit: a batch's sync calls end together)."""
-        columns = GenerationRecord.__table__.columns.keys()
+        columns = _TABLE.columns.keys()
         mine: Future[None] = Future()
         with self._adds_lock:
             self._adds.append(([{c: getattr(r, c) for c in columns} for r in records], mine))

@@ -12,12 +12,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from tests_helpers import spawned_children
 
 from imagehub.engines.base import EngineResult, no_progress
 from imagehub.engines.diffusers import DiffusersEngine
 from imagehub.engines.diffusers.residency import RESIDENCY
 from imagehub.errors import GenerationCancelled, GenerationFailed, InvalidParams, ModelUnavailable
+from imagehub.testing import child_pids
 
 from .test_diffusers_batching import TOLERANCE, as_array, request
 from .test_diffusers_img2img import request as img2img_request
@@ -115,12 +115,12 @@ def test_a_killed_process_fails_the_call_with_its_exit_code_and_the_next_call_lo
 
 def test_a_process_that_dies_while_loading_makes_the_model_unavailable(tiny_model):
     engine = DiffusersEngine(str(tiny_model("sd")), device="cpu", process=True)
-    before = set(spawned_children(os.getpid()))
+    before = set(child_pids(os.getpid(), b"spawn_main"))
     loading = threading.Thread(target=lambda: outcome.append(_raised(engine.load)))
     outcome: list[BaseException | None] = []
     loading.start()
     deadline = time.monotonic() + 30
-    while not (new := set(spawned_children(os.getpid())) - before) and time.monotonic() < deadline:
+    while not (new := set(child_pids(os.getpid(), b"spawn_main")) - before) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert new, "the model's process did not start"
     os.kill(new.pop(), signal.SIGKILL)  # while it imports torch and loads (seconds)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import gc
 import logging
 import threading
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -252,16 +252,11 @@ class DiffusersEngine:
             RESIDENCY.loaded(self, size)
 
     def _child_options(self) -> dict[str, Any]:
-        """This engine's options for its copy in the child (which runs in-process there)."""
-        speed = self.speed
-        return {
-            "device": self.device, "dtype": self._dtype, "allow_downloads": self.allow_downloads,
-            "cache_dir": self.cache_dir, "channels_last": speed.channels_last,
-            "fuse_qkv": speed.fuse_qkv, "attention": speed.attention, "compile": speed.compile,
-            "cuda_graphs": speed.cuda_graphs, "tiny_vae": speed.tiny_vae,
-            "warmup_batches": list(speed.warmup_batches), "batch_buckets": list(speed.batch_buckets),
-            "process": False,
-        }
+        """This engine's options for its copy in the child (which runs in-process there); the
+        speed options' fields are the constructor's argument names."""
+        return {**asdict(self.speed), "device": self.device, "dtype": self._dtype,
+                "allow_downloads": self.allow_downloads, "cache_dir": self.cache_dir,
+                "process": False}
 
     def load_in_this_process(self) -> tuple[int, list[str], str | None]:
         """Load here (the child's side of ``_load_in_child``): bytes loaded, speed options
