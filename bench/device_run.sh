@@ -6,7 +6,7 @@
 #
 # `throughput` (default): bench/gpu_throughput.py, plain diffusers against imagehub over HTTP:
 #   the model in the server's process (process=false, as before), in its own process (the CUDA
-#   default), compiled with CUDA graphs, and the same with a (random-weight) TAESD decoder.
+#   default), and compiled with CUDA graphs and a (random-weight) TAESD decoder.
 # `isolation`: bench/engine_isolation.py on the GPU (the engine beside a busy Python thread).
 # `speed`: bench/speed_options.py, each card speed option against eager, engine only.
 #
@@ -15,7 +15,8 @@
 # Python); they are installed into /tmp/site, not over the device's own torch. The table is
 # printed as each configuration finishes, so a run cut short still reports what it measured;
 # the JSON rows go to $OUT/gpu_bench.json, and py-spy --gil profiles of each served load (server
-# and model process; py-spy's wheel carried in .whl/) with their summaries to $OUT/profiles/.
+# and model process; py-spy's wheel carried in .whl/) with their summaries and the servers' logs
+# to $OUT/profiles.tgz.
 set -euo pipefail
 export PYTHONPATH="/tmp/site:$PWD/src" PATH="/tmp/site/bin:$PATH" HF_HUB_OFFLINE=1
 if compgen -G ".whl/*.whl" > /dev/null; then
@@ -30,9 +31,18 @@ if [ "${1:-throughput}" = isolation ]; then
   exec timeout "${BENCH_TIMEOUT_S:-480}" python3 bench/engine_isolation.py --device cuda
 fi
 out="${OUT:-/tmp}/gpu_bench.json"
+# $OUT brings back at most 8 files: the profiles and the servers' logs travel as one archive,
+# made on exit, so a run stopped by its timeout still brings them back
+pack() {
+  mkdir -p "${OUT:-/tmp}/profiles"
+  for log in /tmp/imagehub-gpu-bench-*/hub-*/server.log; do
+    [ -e "$log" ] && cp "$log" "${OUT:-/tmp}/profiles/$(basename "$(dirname "$log")").server.log"
+  done
+  tar -C "${OUT:-/tmp}" -czf "${OUT:-/tmp}/profiles.tgz" profiles && rm -rf "${OUT:-/tmp}/profiles"
+}
+trap pack EXIT
 timeout "${BENCH_TIMEOUT_S:-480}" python3 bench/gpu_throughput.py \
   --seconds "${BENCH_SECONDS:-10}" --runs 25 --batches 16,32,64 --max-batch 32 \
   --deadline-s "${BENCH_DEADLINE_S:-300}" --out "$out" --py-spy "${OUT:-/tmp}/profiles" \
   --served '{"process": false}' '{}' \
-           '{"compile": "regional", "cuda_graphs": true, "channels_last": true, "warmup_batches": [1, 8, 16, 32]}' \
            '{"compile": "regional", "cuda_graphs": true, "channels_last": true, "warmup_batches": [1, 8, 16, 32], "tiny_vae": "TAESD"}'
