@@ -5,8 +5,8 @@
 #                run(command="bash bench/device_run.sh speed", carry=[".whl"], timeout_s=540)
 #
 # `throughput` (default): bench/gpu_throughput.py, plain diffusers against imagehub over HTTP:
-#   the model in the server's process (process=false, as before), in its own process (the CUDA
-#   default), and compiled with CUDA graphs and a (random-weight) TAESD decoder.
+#   compiled with CUDA graphs and a (random-weight) TAESD decoder at max batch 32, eager, and
+#   compiled again at max batch 16 (the model in its own process, the CUDA default).
 # `isolation`: bench/engine_isolation.py on the GPU (the engine beside a busy Python thread).
 # `speed`: bench/speed_options.py, each card speed option against eager, engine only.
 #
@@ -41,8 +41,9 @@ pack() {
   tar -C "${OUT:-/tmp}" -czf "${OUT:-/tmp}/profiles.tgz" profiles && rm -rf "${OUT:-/tmp}/profiles"
 }
 trap pack EXIT
+compiled='"compile": "regional", "cuda_graphs": true, "channels_last": true, "tiny_vae": "TAESD"'
 timeout "${BENCH_TIMEOUT_S:-480}" python3 bench/gpu_throughput.py \
-  --seconds "${BENCH_SECONDS:-10}" --runs 25 --batches 16,32,64 --max-batch 32 \
+  --seconds "${BENCH_SECONDS:-10}" --runs 25 --batches 32,64 --max-batch 32 \
   --deadline-s "${BENCH_DEADLINE_S:-300}" --out "$out" --py-spy "${OUT:-/tmp}/profiles" \
-  --served '{"process": false}' '{}' \
-           '{"compile": "regional", "cuda_graphs": true, "channels_last": true, "warmup_batches": [1, 8, 16, 32], "tiny_vae": "TAESD"}'
+  --served "{$compiled, \"warmup_batches\": [1, 8, 16, 32]}" '{}' \
+           "{$compiled, \"warmup_batches\": [1, 8, 16], \"max_batch\": 16}"

@@ -289,14 +289,19 @@ def bench_served(work: Workload, device: str, args: argparse.Namespace, root: Pa
         for mode in ("sync", "queue"):
             since = int(time.time()) + 1
             spy = _py_spy(server, args, re.sub(r"[^a-z0-9]+", "-", f"{label} {mode}".lower()))
+            calls_before = engine_calls(server)
             with GpuSampler() as gpu:
                 stats = asyncio.run(_load(server, work, args.clients, args.seconds, mode))
+            engine = engine_figures(server, calls_before, data_dir, mode, since, stats["elapsed"])
             _summarise(spy)
             rows.append(Row(f"imagehub {mode}, {args.clients} clients, {label}",
                             stats["images_per_s"], stats["p50"], stats["p99"], gpu.mean,
-                            batch=mean_batch(data_dir, mode, since), errors=stats["errors"],
-                            extra={"completed": stats["completed"]}))
-            print(f"served {mode}: {stats['images_per_s']:.1f} images/s", flush=True)
+                            batch=engine["batch"], errors=stats["errors"],
+                            extra={"completed": stats["completed"], "engine": engine}))
+            print(f"served {mode}: {stats['images_per_s']:.1f} images/s; engine: "
+                  f"{engine['calls_per_s']:.2f} calls/s of {engine['call_ms']:.0f} ms as the "
+                  f"server waits on them, model runs of {engine['run_ms']:.0f} ms "
+                  f"(busy {engine['run_busy_pct']:.0f}% of the time)", flush=True)
         return rows
     finally:
         server.stop()
@@ -347,17 +352,44 @@ def gpu_processes() -> str:
     return "; ".join(line.replace(", ", ": ") for line in out.splitlines() if line.strip())
 
 
-def mean_batch(data_dir: Path, source: str, since: int) -> int | None:
-    """Mean images per engine call of the generations of ``source`` (sync, queue) that
-    succeeded from ``since`` (epoch seconds) on."""
+def engine_figures(server: ServerProcess, calls_before: tuple[float, float], data_dir: Path,
+                   source: str, since: int, elapsed: float) -> dict[str, Any]:
+    """Where a served load's time went at the engine: calls per second and how long the server
+    waited on each (``/metrics``), against how long the model itself ran per batch (each
+    generation's ``run_ms``): the difference is the host's packing, sending and queueing."""
+    seconds, calls = (after - before for after, before in zip(engine_calls(server), calls_before,
+                                                                strict=True))
+    batch, run_ms = engine_provenance(data_dir, source, since)
+    calls_per_s = calls / elapsed if elapsed else 0.0
+    return {"calls_per_s": calls_per_s, "call_ms": seconds / calls * 1000 if calls else 0.0,
+            "batch": batch, "run_ms": run_ms or 0.0,
+            "run_busy_pct": (run_ms or 0.0) * calls_per_s / 10}
+
+
+def engine_calls(server: ServerProcess) -> tuple[float, float]:
+    """(seconds, calls) of the served model's engine calls so far, from ``/metrics``."""
+    text = httpx.get(f"{server.url}/metrics", timeout=10).text
+    values = {}
+    for name in ("sum", "count"):
+        match = re.search(rf'^imagehub_engine_call_seconds_{name}{{model="bench"}} (\S+)$', text,
+                          re.MULTILINE)
+        values[name] = float(match.group(1)) if match else 0.0
+    return values["sum"], values["count"]
+
+
+def engine_provenance(data_dir: Path, source: str, since: int) -> tuple[int | None, float | None]:
+    """Mean images per engine call, and mean model run (ms) per call, of the generations of
+    ``source`` (sync, queue) that succeeded from ``since`` (epoch seconds) on."""
     import sqlite3
 
     with sqlite3.connect(data_dir / "imagehub.db") as db:
         rows = db.execute("SELECT provenance FROM generations WHERE status='succeeded' "
                           "AND source=? AND completed_at>=?", (source, since)).fetchall()
-    sizes = [json.loads(p).get("engine", {}).get("batch_size") for (p,) in rows]
-    sizes = [size for size in sizes if size]
-    return round(statistics.fmean(sizes)) if sizes else None
+    engines = [json.loads(p).get("engine", {}) for (p,) in rows]
+    sizes = [e["batch_size"] for e in engines if e.get("batch_size")]
+    runs = [e["run_ms"] for e in engines if e.get("run_ms")]
+    return (round(statistics.fmean(sizes)) if sizes else None,
+            statistics.fmean(runs) if runs else None)
 
 
 async def _warm_up(server: ServerProcess, work: Workload, clients: int) -> None:
@@ -408,7 +440,8 @@ async def _load(server: ServerProcess, work: Workload, clients: int, seconds: fl
         if events is not None:
             await events.stop()
     return {"images_per_s": len(latencies) / elapsed, "p50": percentile(latencies, 50),
-            "p99": percentile(latencies, 99), "errors": errors, "completed": len(latencies)}
+            "p99": percentile(latencies, 99), "errors": errors, "completed": len(latencies),
+            "elapsed": elapsed}
 
 
 async def _sync_one(client: httpx.AsyncClient, body: dict[str, Any]) -> bool:

@@ -20,13 +20,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import re
 import sys
 import tempfile
 import time
 from pathlib import Path
-
-import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -45,16 +42,6 @@ def cpu_seconds(pid: int) -> tuple[float, float]:
         fields = stat.read_text().rsplit(")", 1)[1].split()
         times.append((int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK"))
     return times[0], sum(times)
-
-
-def engine_calls(server: ServerProcess) -> tuple[float, float]:
-    """(seconds, calls) of the served model's engine calls so far, from ``/metrics``."""
-    text = httpx.get(f"{server.url}/metrics", timeout=10).text
-    values = {}
-    for name in ("sum", "count"):
-        match = re.search(rf'^imagehub_engine_call_seconds_{name}{{model="bench"}} (\S+)$', text, re.MULTILINE)
-        values[name] = float(match.group(1)) if match else 0.0
-    return values["sum"], values["count"]
 
 
 def baseline(folder: Path, batch: int, seconds: float) -> dict[str, float]:
@@ -100,10 +87,10 @@ def served(folder: Path, root: Path, args: argparse.Namespace,
         asyncio.run(gt._warm_up(server, work, args.clients))
         out = {}
         for mode in ("sync", "queue"):
-            cpu, (call_s, calls) = cpu_seconds(server.proc.pid), engine_calls(server)
+            cpu, (call_s, calls) = cpu_seconds(server.proc.pid), gt.engine_calls(server)
             stats = asyncio.run(gt._load(server, work, args.clients, args.seconds, mode))
             cpu_after = cpu_seconds(server.proc.pid)
-            call_s2, calls2 = engine_calls(server)
+            call_s2, calls2 = gt.engine_calls(server)
             images = max(stats["completed"], 1)
             out[mode] = {"images_per_s": stats["images_per_s"], "p50": stats["p50"],
                          "p99": stats["p99"], "errors": stats["errors"],

@@ -3,7 +3,6 @@ and cancels cross the pipe; a stopped or killed child is reported."""
 
 from __future__ import annotations
 
-import io
 import os
 import pickle
 import signal
@@ -15,7 +14,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from imagehub.engines.process import EngineProcess, _ResultPickler
+from imagehub.engines.process import EngineProcess, _pack, _unpack
 from imagehub.errors import GenerationCancelled, GenerationFailed
 
 
@@ -46,16 +45,18 @@ def test_images_come_back_through_shared_memory_that_is_freed(child):
     assert set(Path("/dev/shm").iterdir()) == before  # every block unlinked
 
 
-def test_the_result_pickler_sends_an_image_as_the_name_of_its_block():
-    image = Image.frombytes("RGB", (64, 48), bytes(i % 251 for i in range(64 * 48 * 3)))
-    buffer = io.BytesIO()
-    _ResultPickler(buffer).dump(("ok", [image]))
+def test_a_replys_images_travel_in_one_block_named_in_a_small_pickle():
+    images = [Image.frombytes("RGB", (64, 48), bytes((i + n) % 251 for i in range(64 * 48 * 3)))
+              for n in range(3)]
 
-    assert len(buffer.getvalue()) < 300  # the 9216 pixel bytes are not in it
-    kind, [back] = pickle.loads(buffer.getvalue())
-    assert kind == "ok" and back.tobytes() == image.tobytes()
-    with pytest.raises(FileNotFoundError):  # loading it freed the block
-        pickle.loads(buffer.getvalue())
+    name, spans, payload = _pack(("ok", images))
+
+    assert name is not None and spans == [(0, 9216), (9216, 9216), (18432, 9216)]
+    assert len(payload) < 400  # the 3 x 9216 pixel bytes are not in it
+    kind, back = _unpack(name, spans, payload)
+    assert kind == "ok" and [im.tobytes() for im in back] == [im.tobytes() for im in images]
+    assert not Path("/dev/shm", name.lstrip("/")).exists()  # loading it freed the block
+    assert _pack(("ok", 7)) == (None, [], pickle.dumps(("ok", 7), 5))  # no images, no block
 
 
 def test_steps_reach_each_callback_in_order(child):
@@ -96,6 +97,72 @@ def test_a_cancel_at_the_last_step_wins_and_the_next_call_is_not_disturbed(child
     assert isinstance(outcomes[0], GenerationCancelled)  # the child's result (2) is dropped
     assert child.call("last_batch") == (2, [2])
     assert child.call("generate_batch", 2, on_steps=[lambda s, t: None]) == [2]
+
+
+def _in_thread(call) -> tuple[threading.Thread, list[object]]:
+    """``call()`` on a thread of its own; its outcome (or exception) lands in the list."""
+    outcome: list[object] = []
+
+    def run() -> None:
+        try:
+            outcome.append(call())
+        except BaseException as exc:  # noqa: BLE001 - recorded for the assertion
+            outcome.append(exc)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread, outcome
+
+
+def test_two_calls_run_at_once_and_each_gets_its_own_steps_and_cancel(child):
+    long_steps: list[int] = []
+    short_steps: list[int] = []
+    finished: list[str] = []
+
+    def long_cancel_at_three(step: int, total: int) -> None:
+        long_steps.append(step)
+        if step == 3:
+            raise GenerationCancelled("long-0")
+
+    def long_call() -> list[object]:
+        outcome = child.call("generate_batch", 40, on_steps=[long_cancel_at_three, lambda s, t: None])
+        finished.append("long")
+        return outcome
+
+    def short_call() -> list[object]:
+        outcome = child.call("generate_batch", 5, on_steps=[lambda s, t: short_steps.append(s)])
+        finished.append("short")
+        return outcome
+
+    long_thread, long_outcome = _in_thread(long_call)
+    time.sleep(0.1)  # the long call (40 steps of 10 ms) is running
+    short_thread, short_outcome = _in_thread(short_call)
+    short_thread.join(10)
+    long_thread.join(10)
+
+    assert finished == ["short", "long"]  # the short call did not wait for the long one
+    assert short_outcome == [[5]] and short_steps == [1, 2, 3, 4, 5]  # the cancel was not its
+    [(cancelled, completed)] = long_outcome
+    assert isinstance(cancelled, GenerationCancelled) and str(cancelled) == "long-0"
+    assert completed == 40 and long_steps == [1, 2, 3]
+
+
+def test_a_killed_child_fails_every_call_in_flight():
+    process = EngineProcess("test-stepper", "engines.stepper:Stepper", (0.05,))
+    try:
+        calls = [_in_thread(lambda: process.call("generate_batch", 1000, on_steps=[lambda s, t: None]))
+                 for _ in range(2)]
+        time.sleep(0.5)  # both are running
+        os.kill(process.pid, signal.SIGKILL)
+        for thread, _ in calls:
+            thread.join(10)
+
+        for _, outcome in calls:
+            assert isinstance(outcome[0], GenerationFailed) and "exited with code -9" in str(outcome[0])
+        with pytest.raises(GenerationFailed, match="exited with code -9 during pid"):
+            process.call("pid")
+    finally:
+        process.stop()
 
 
 def test_when_every_request_cancels_the_child_stops_early():

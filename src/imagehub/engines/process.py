@@ -7,17 +7,24 @@ project's 2-core CPU: a small-op-bound model call took 2.5x as long beside a thr
 half the time and 159x beside one running it all the time; in a process of its own, 1.1x and 1.2x.
 
 The parent keeps a proxy (:class:`EngineProcess`) and calls the hosted engine's methods by name;
-arguments and results travel pickled over a pipe (PIL images pickle as raw pixels). A batch's
-step callbacks are relayed without a round trip (the child never waits for the parent, whose
-GIL may be busy): the child sends each step and runs on; when the parent's callback raises (a
-cancel), the parent sends that exception back, the child's callback for that request raises it
+arguments and results travel pickled over a pipe. Several calls can be in flight at once, each
+with an id: the child runs each in a thread of its own (the engine serialises its own device
+work), so the next batch is already waiting in the child when the last one's images are still
+being packed and sent (``GenerationService`` lets it go once the last one's denoising is done).
+A reader thread in the parent hands each message to the call it belongs to.
+
+A batch's step callbacks are relayed without a round trip (the child never waits for the parent,
+whose GIL may be busy): the child sends each step and runs on; when the parent's callback raises
+(a cancel), the parent sends that exception back, the child's callback for that request raises it
 at its next step, and the request's outcome is that exception whatever the child returns, as a
 cancel inside a batch is in-process.
 
-Images coming back do not go through the pipe: each one's pixels are put in a shared-memory
-block and only its name crosses (:class:`_ResultPickler`); the parent copies them out and frees
-the block. Through the pipe, a batch of 16 512² images was 12.6 MB read in 64 KiB chunks under
-the server's GIL: 20% of its sampled GIL time under 64 clients.
+Images coming back do not go through the pipe: a reply's images are pickled out of band
+(protocol 5) into one shared-memory block, and only its name and the pixels' offsets cross
+(:func:`_pack`); the parent copies them out and frees the block. Through the pipe, a batch of 16
+512² images was 12.6 MB read in 64 KiB chunks under the server's GIL: 20% of its sampled GIL time
+under 64 clients. A block per image cost the child 48 ms per batch of 32 (on 2 CPU cores); one per
+reply, 22 ms.
 
 The child is a ``spawn`` process (a fresh interpreter: CUDA cannot be forked). It ends when told,
 when the parent closes the pipe, or when the parent dies (its pipe reaches end of file).
@@ -27,9 +34,11 @@ from __future__ import annotations
 
 import importlib
 import io
+import itertools
 import logging
 import multiprocessing
 import pickle
+import queue
 import threading
 from collections.abc import Callable
 from multiprocessing.connection import Connection
@@ -59,7 +68,13 @@ class EngineProcess:
                                          args=(child_end, target, args, kwargs or {}, torch_threads))
         self._process.start()
         child_end.close()  # the child's end lives in the child: its exit is our end of file
-        self._lock = threading.Lock()  # one call at a time over the pipe
+        self._send_lock = threading.Lock()
+        self._calls: dict[int, queue.SimpleQueue[tuple[Any, ...]]] = {}  # call id -> its messages
+        self._calls_lock = threading.Condition()
+        self._ids = itertools.count()
+        self._gone = False  # the pipe reached its end: the child exited or was stopped
+        self._reader = threading.Thread(target=self._read, name=f"{name}-reader", daemon=True)
+        self._reader.start()
 
     @property
     def pid(self) -> int | None:
@@ -73,24 +88,58 @@ class EngineProcess:
         """``engine.method(*args)`` in the child; its result, or the exception it raised, raised
         here. ``on_steps`` are relayed (appended as the last argument): the method then returns
         one outcome per callback (``BatchingEngine.generate_batch``), and a callback that raised
-        makes its outcome that exception."""
-        with self._lock:
-            try:
-                self._conn.send((method, args, None if on_steps is None else len(on_steps)))
-                raised: dict[int, Exception] = {}
-                while True:
-                    kind, *rest = self._conn.recv()
-                    if kind == "step":
-                        self._step(on_steps or [], raised, *rest)
-                    elif kind == "ok":
-                        return _with_raised(rest[0], raised) if raised else rest[0]
-                    else:
-                        raise rest[0]
-            except (EOFError, OSError) as exc:
-                raise self._died(method) from exc
+        makes its outcome that exception. Calls from several threads run at once in the child."""
+        messages: queue.SimpleQueue[tuple[Any, ...]] = queue.SimpleQueue()
+        with self._calls_lock:
+            if self._gone:
+                raise self._died(method)
+            call_id = next(self._ids)
+            self._calls[call_id] = messages
+        try:
+            self._send((call_id, method, args, None if on_steps is None else len(on_steps)))
+            raised: dict[int, Exception] = {}
+            while True:
+                kind, *rest = messages.get()
+                if kind == "step":
+                    self._step(call_id, on_steps or [], raised, *rest)
+                elif kind == "ok":
+                    return _with_raised(rest[0], raised) if raised else rest[0]
+                elif kind == "raise":
+                    raise rest[0]
+                else:  # "gone"
+                    raise self._died(method)
+        except OSError as exc:  # the pipe broke while sending
+            raise self._died(method) from exc
+        finally:
+            with self._calls_lock:
+                del self._calls[call_id]
+                self._calls_lock.notify_all()
 
-    def _step(self, on_steps: list[StepCallback], raised: dict[int, Exception], index: int,
-              step: int, total: int) -> None:
+    def _send(self, message: tuple[Any, ...]) -> None:
+        with self._send_lock:
+            self._conn.send(message)
+
+    def _read(self) -> None:
+        """The reader thread: each message to its call (a reply's images out of shared memory);
+        at the pipe's end, every waiting call is told the child is gone."""
+        while True:
+            try:
+                call_id, kind, *rest = self._conn.recv()
+            except (EOFError, OSError):
+                break
+            if kind == "reply":
+                kind, *rest = _unpack(*rest)
+            with self._calls_lock:
+                messages = self._calls.get(call_id)
+            if messages is not None:
+                messages.put((kind, *rest))
+        with self._calls_lock:
+            self._gone = True
+            for messages in self._calls.values():
+                messages.put(("gone",))
+
+    def _step(self, call_id: int, on_steps: list[StepCallback], raised: dict[int, Exception],
+              index: int, step: int, total: int) -> None:
         """A step the child reported: the parent's callback, and its exception sent back."""
         if index in raised:
             return  # it left the batch: a step the child sent before it heard
@@ -98,28 +147,28 @@ class EngineProcess:
             on_steps[index](step, total)
         except Exception as exc:  # noqa: BLE001 - a cancel (or a failed progress write) goes back
             raised[index] = exc
-            self._conn.send(("cancel", index, exc))
+            try:
+                self._send((call_id, "cancel", (index, exc), None))
+            except OSError:
+                pass  # the child is gone; the call hears so from the reader
 
     def stop(self, timeout: float = STOP_SECONDS) -> None:
-        """Ask the child to exit after the call it is running, if any; kill it if that call or
-        the exit takes longer than ``timeout`` (the call then fails as its process died)."""
-        idle = self._lock.acquire(timeout=timeout)
-        try:
-            if idle:
-                try:
-                    self._conn.send(("stop", (), None))
-                except OSError:
-                    pass  # already gone
-                self._process.join(timeout)
-            if self._process.is_alive():
-                log.warning("%s did not stop within %.0f s; killing it", self.name, timeout)
-                self._process.kill()
-                self._process.join()
-            if idle:
-                self._conn.close()
-        finally:
-            if idle:
-                self._lock.release()
+        """Ask the child to exit once its calls, if any, are done; kill it if they or the exit
+        take longer than ``timeout`` (those calls then fail as its process died)."""
+        with self._calls_lock:
+            idle = self._calls_lock.wait_for(lambda: not self._calls, timeout)
+        if idle:
+            try:
+                self._send((None, "stop", (), None))
+            except OSError:
+                pass  # already gone
+            self._process.join(timeout)
+        if self._process.is_alive():
+            log.warning("%s did not stop within %.0f s; killing it", self.name, timeout)
+            self._process.kill()
+            self._process.join()
+        self._reader.join(timeout)  # it reads the pipe's end now that the child is gone
+        self._conn.close()
 
     def _died(self, method: str) -> GenerationFailed:
         self._process.join(STOP_SECONDS)
@@ -136,8 +185,9 @@ def _with_raised(outcomes: list[Any], raised: dict[int, Exception]) -> list[Any]
 
 def _serve(conn: Connection, target: str, args: tuple[Any, ...], kwargs: dict[str, Any],
            torch_threads: int | None) -> None:
-    """The child's loop: build the engine, then run the calls the parent sends until told to stop
-    or the parent is gone."""
+    """The child's loop: build the engine, then start each call the parent sends on a thread of
+    its own and hand cancels to the calls they are for, until told to stop or the parent is
+    gone."""
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if torch_threads:  # as many as the server's own torch work would use
         import torch
@@ -145,83 +195,137 @@ def _serve(conn: Connection, target: str, args: tuple[Any, ...], kwargs: dict[st
         torch.set_num_threads(torch_threads)
     module_name, _, class_name = target.partition(":")
     engine = getattr(importlib.import_module(module_name), class_name)(*args, **kwargs)
+    sender = _Sender(conn)
+    relays: dict[int, _Relay] = {}
     while True:
         try:
-            method, call_args, steps = conn.recv()
+            call_id, method, call_args, steps = conn.recv()
         except (EOFError, OSError):
             return  # the parent is gone
         if method == "stop":
             return
         if method == "cancel":
-            continue  # sent for a call that ended before it was read
+            relay = relays.get(call_id)
+            if relay is not None:  # else it came for a call that has ended
+                index, exc = call_args
+                relay.cancelled[index] = exc
+            continue
         if steps is not None:
-            call_args = (*call_args, _Relay(conn).callbacks(steps))
+            relays[call_id] = _Relay(sender, call_id)
+            call_args = (*call_args, relays[call_id].callbacks(steps))
+        threading.Thread(target=_run, args=(engine, method, call_args, call_id, sender, relays),
+                         name=f"imagehub-call-{call_id}", daemon=True).start()
+
+
+def _run(engine: Any, method: str, args: tuple[Any, ...], call_id: int, sender: _Sender,
+         relays: dict[int, _Relay]) -> None:
+    try:
+        reply: tuple[str, Any] = ("ok", getattr(engine, method)(*args))
+    except Exception as exc:  # noqa: BLE001 - every outcome goes back to the caller
+        reply = ("raise", exc)
+    finally:
+        relays.pop(call_id, None)
+    sender.reply(call_id, reply)
+
+
+class _Sender:
+    """The child's end of the pipe, shared by the calls' threads."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+        self.lock = threading.Lock()
+
+    def send(self, message: tuple[Any, ...]) -> None:
+        with self.lock:
+            self.conn.send(message)
+
+    def reply(self, call_id: int, reply: tuple[str, Any]) -> None:
+        """``reply`` to the parent, images by shared memory; an outcome that cannot be pickled
+        goes as a GenerationFailed."""
         try:
-            reply: tuple[str, Any] = ("ok", getattr(engine, method)(*call_args))
-        except Exception as exc:  # noqa: BLE001 - every outcome goes back to the caller
-            reply = ("raise", exc)
-        _send(conn, reply)
+            packed = _pack(reply)
+        except Exception as exc:  # e.g. an exception holding an unpicklable object
+            kind, value = reply
+            log.exception("could not send a result back to the server")
+            detail = f"{type(value).__name__}: {value}" if kind == "raise" else f"unpicklable result ({exc})"
+            packed = _pack(("raise", GenerationFailed(detail)))
+        self.send((call_id, "reply", *packed))
 
 
 class _Relay:
     """The child's step callbacks for one call: each step goes to the parent without waiting;
-    the cancels the parent has sent back are read before each step."""
+    a request whose cancel the parent has sent back raises it at its next step."""
 
-    def __init__(self, conn: Connection) -> None:
-        self.conn = conn
-        self.cancelled: dict[int, Exception] = {}
+    def __init__(self, sender: _Sender, call_id: int) -> None:
+        self.sender = sender
+        self.call_id = call_id
+        self.cancelled: dict[int, Exception] = {}  # filled by the child's main thread
 
     def callbacks(self, count: int) -> list[Callable[[int, int], None]]:
         return [self._callback(index) for index in range(count)]
 
     def _callback(self, index: int) -> Callable[[int, int], None]:
         def on_step(step: int, total: int) -> None:
-            while self.conn.poll():  # during a call the parent only sends cancels
-                _, cancelled, exc = self.conn.recv()
-                self.cancelled[cancelled] = exc
             if index in self.cancelled:
                 raise self.cancelled[index]
-            self.conn.send(("step", index, step, total))
+            self.sender.send((self.call_id, "step", index, step, total))
 
         return on_step
 
 
-def _send(conn: Connection, reply: tuple[str, Any]) -> None:
-    """``reply`` to the parent, images by shared memory; an outcome that cannot be pickled goes
-    as a GenerationFailed."""
-    try:
-        buffer = io.BytesIO()
-        _ResultPickler(buffer, pickle.HIGHEST_PROTOCOL).dump(reply)
-        conn.send_bytes(buffer.getbuffer())
-    except Exception as exc:  # e.g. an exception holding an unpicklable object
-        kind, value = reply
-        log.exception("could not send a result back to the server")
-        detail = f"{type(value).__name__}: {value}" if kind == "raise" else f"unpicklable result ({exc})"
-        conn.send(("raise", GenerationFailed(detail)))
+# ---- images across the boundary -----------------------------------------------------------------
 
 
 class _ResultPickler(pickle.Pickler):
-    """Pickles a PIL image as the name of a shared-memory block holding its pixels."""
+    """Pickles a PIL image's pixels as an out-of-band buffer (protocol 5)."""
 
     def reducer_override(self, obj: Any) -> Any:
         if isinstance(obj, Image.Image):
-            return _image_from_shared_memory, _image_to_shared_memory(obj)
+            return _image_from_pixels, (obj.mode, obj.size, pickle.PickleBuffer(obj.tobytes()))
         return NotImplemented
 
 
-def _image_to_shared_memory(image: Image.Image) -> tuple[str, str, tuple[int, int], int]:
-    pixels = image.tobytes()
-    block = SharedMemory(create=True, size=max(1, len(pixels)))
-    block.buf[:len(pixels)] = pixels
+def _image_from_pixels(mode: str, size: tuple[int, int], pixels: Any) -> Image.Image:
+    return Image.frombytes(mode, size, pixels)  # a copy: the block is freed after loading
+
+
+def _pack(reply: tuple[str, Any]) -> tuple[str | None, list[tuple[int, int]], bytes]:
+    """``reply`` pickled with its images' pixels out of band, in one shared-memory block: the
+    block's name (None without images), each buffer's offset and length, and the pickle."""
+    buffers: list[pickle.PickleBuffer] = []
+    out = io.BytesIO()
+    _ResultPickler(out, 5, buffer_callback=buffers.append).dump(reply)
+    raws = [buffer.raw() for buffer in buffers]
+    spans, total = [], 0
+    for raw in raws:
+        spans.append((total, raw.nbytes))
+        total += raw.nbytes
+    if not raws:
+        return None, [], out.getvalue()
+    block = SharedMemory(create=True, size=max(1, total))
+    for (offset, length), raw in zip(spans, raws, strict=True):
+        block.buf[offset:offset + length] = raw
     block.close()  # the parent unlinks it once it has the pixels
-    return block.name, image.mode, image.size, len(pixels)
+    return block.name, spans, out.getvalue()
 
 
-def _image_from_shared_memory(name: str, mode: str, size: tuple[int, int], length: int) -> Image.Image:
-    """The parent's side: the image's pixels copied out of their block, and the block freed."""
-    block = SharedMemory(name=name)
+def _unpack(name: str | None, spans: list[tuple[int, int]], payload: bytes) -> tuple[str, Any]:
+    """The parent's side of :func:`_pack`: the reply, its pixels copied out and the block freed
+    (a reply that cannot be read is a GenerationFailed)."""
     try:
-        return Image.frombytes(mode, size, bytes(block.buf[:length]))
-    finally:
-        block.close()
-        block.unlink()
+        if name is None:
+            return pickle.loads(payload)
+        block = SharedMemory(name=name)
+        try:
+            views = [block.buf[offset:offset + length] for offset, length in spans]
+            try:
+                return pickle.loads(payload, buffers=views)
+            finally:
+                for view in views:
+                    view.release()
+        finally:
+            block.close()
+            block.unlink()
+    except Exception as exc:  # the call fails, the server goes on
+        log.exception("could not read a result from the model's process")
+        return "raise", GenerationFailed(f"could not read the model process's reply ({exc})")

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Self
 
 from imagehub.catalog.catalog import Catalog, ModelEntry
 from imagehub.db.records import GenerationRecord
@@ -240,7 +240,7 @@ class GenerationService:
             outcomes: list[EngineResult | Exception] = [exc] * (len(requests) + len(batch.calls))
         else:
             # 2. one engine call, in a slot, topped up with what came while it waited
-            with slot(), self._engine_lock(batch.model):
+            with slot(), _EngineTurn(self._engine_lock(batch.model)) as turn:
                 if self.deps.batcher is not None:
                     added = self.deps.batcher.top_up(batch)
                     more_rows, more_requests = self._prepared(added.rows)
@@ -248,6 +248,8 @@ class GenerationService:
                 calls = [call.request for call in batch.calls]
                 progress = _BatchProgress(self, rows)
                 on_steps = [progress.on_step(row) for row in rows] + [no_progress] * len(calls)
+                if isinstance(engine, BatchingEngine):  # one call: the next batch may go early
+                    on_steps = turn.until_last_step(on_steps)
                 started = time.perf_counter()
                 outcomes = _run_engine(engine, requests + calls, on_steps)
                 self._observe(batch.model, sum(r.num_images for r in requests + calls), started,
@@ -292,8 +294,9 @@ class GenerationService:
         return rows, requests
 
     def _engine_lock(self, model: str) -> threading.Lock:
-        """One batch of a model at the engine at a time: the next one waits here, topping up
-        with the work that arrives meanwhile, instead of running half empty."""
+        """One batch of a model at the engine at a time (until its denoising is done, see
+        :class:`_EngineTurn`): the next one waits here, topping up with the work that arrives
+        meanwhile, instead of running half empty."""
         with self._locks_lock:
             return self._engine_locks.setdefault(model, threading.Lock())
 
@@ -454,6 +457,45 @@ class _BatchProgress:
                 raise GenerationCancelled(record.id)
             self._service._publish_progress(record, step, total)
         return callback
+
+
+class _EngineTurn:
+    """A batch's turn at its model's engine lock, given up at the batch's last denoising step
+    rather than when the call returns. The next batch, topped up until then, goes to the engine
+    and waits there (an engine runs its device work one call at a time) while this one decodes
+    and its images come back, so the device does not sit idle while the host packs, sends and
+    receives them (with calls one after another, a compiled SD-Turbo batch of 32 kept an H100 busy
+only 32-36% of the time)."""
+
+    def __init__(self, lock: threading.Lock) -> None:
+        self._lock = lock
+        self._held = False
+        self._guard = threading.Lock()
+
+    def __enter__(self) -> Self:
+        self._lock.acquire()
+        self._held = True
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.release()
+
+    def release(self) -> None:
+        with self._guard:
+            if self._held:
+                self._held = False
+                self._lock.release()
+
+    def until_last_step(self, on_steps: list[StepCallback]) -> list[StepCallback]:
+        """``on_steps``, each letting the turn go at the last step before it reports it."""
+        def wrapped(on_step: StepCallback) -> StepCallback:
+            def callback(step: int, total: int) -> None:
+                if step >= total:
+                    self.release()
+                on_step(step, total)
+            return callback
+
+        return [wrapped(on_step) for on_step in on_steps]
 
 
 def _run_engine(engine: Engine, requests: list[EngineRequest],

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import logging
 import threading
+import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -447,8 +448,10 @@ class DiffusersEngine:
         # 2. Denoise (a cancelled request is dropped from the results; if all are, the run stops)
         try:
             with self._run_lock, torch.inference_mode():
+                began = time.perf_counter()
                 output = pipe(**kwargs)
                 pixels = _to_uint8(output.images[:len(owners)])  # the padding dropped
+                run_ms = round((time.perf_counter() - began) * 1000, 1)
         except Exception as exc:  # noqa: BLE001 - all cancelled, or the run itself failed
             if _out_of_memory(exc) and len(plans) > 1:
                 return self._split(plans, on_steps, len(owners))
@@ -467,6 +470,7 @@ class DiffusersEngine:
             else:
                 result = self._result(plan, [images[i] for i in mine])
                 result.info["batch_size"] = len(owners)
+                result.info["run_ms"] = run_ms  # the batch's model run, pixels on the host
                 if padded > len(owners):
                     result.info["padded_to"] = padded
                 results.append(result)
@@ -649,10 +653,11 @@ def _free_device_memory(device: str) -> None:
 
 def _to_uint8(images: Any) -> Any:
     """Pipeline ``pt`` output (N, C, H, W in [0, 1]) as 8-bit N, H, W, C on the CPU, rounded in
-    float32 exactly as diffusers' PIL output is (``numpy_to_pil``)."""
+    float32 exactly as diffusers' PIL output is (``numpy_to_pil``). Made contiguous on the device:
+    PIL copies a strided array pixel by pixel (35 ms against 5 ms for 32 512² images, 2 cores)."""
     import torch
 
-    return (images.float() * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu()
+    return (images.float() * 255).round().to(torch.uint8).permute(0, 2, 3, 1).contiguous().cpu()
 
 
 def _pil_images(pixels: Any) -> list[Any]:

@@ -1,0 +1,55 @@
+"""A batch's turn at its model's engine lock ends at the batch's last denoising step, so the
+next batch can reach the engine while this one decodes and its images come back."""
+
+from __future__ import annotations
+
+import threading
+
+from imagehub.services.generation import _EngineTurn
+
+
+def test_the_turn_ends_at_the_last_step_once_for_the_whole_batch() -> None:
+    lock = threading.Lock()
+    free_at: list[tuple[int, bool]] = []
+
+    def record(step: int, total: int) -> None:
+        free_at.append((step, not lock.locked()))
+
+    with _EngineTurn(lock) as turn:
+        steps = turn.until_last_step([record, record])  # two requests in the batch
+        for step in (1, 2, 3):
+            for on_step in steps:
+                on_step(step, 3)
+        assert lock.acquire(blocking=False)  # the next batch got in before this call returned
+        lock.release()
+    # leaving did not release it a second time (that would raise RuntimeError)
+    assert free_at == [(1, False), (1, False), (2, False), (2, False), (3, True), (3, True)]
+    assert not lock.locked()
+
+
+def test_a_run_that_never_reaches_its_last_step_ends_its_turn_on_leaving() -> None:
+    lock = threading.Lock()
+    with _EngineTurn(lock) as turn:
+        [on_step] = turn.until_last_step([lambda step, total: None])
+        on_step(1, 4)  # cancelled after the first of four steps
+        assert lock.locked()
+    assert not lock.locked()
+
+
+def test_the_next_batch_waits_for_the_turn_until_the_last_step() -> None:
+    lock = threading.Lock()
+    entered = threading.Event()
+
+    def next_batch() -> None:
+        with _EngineTurn(lock):
+            entered.set()
+
+    with _EngineTurn(lock) as turn:
+        [on_step] = turn.until_last_step([lambda step, total: None])
+        waiter = threading.Thread(target=next_batch)
+        waiter.start()
+        on_step(1, 2)
+        assert not entered.wait(0.2)
+        on_step(2, 2)
+        assert entered.wait(5)
+    waiter.join(5)
