@@ -23,8 +23,9 @@ Images coming back do not go through the pipe: a reply's images are pickled out 
 (protocol 5) into one shared-memory block, and only its name and the pixels' offsets cross
 (:func:`_pack`); the parent copies them out and frees the block. Through the pipe, a batch of 16
 512² images was 12.6 MB read in 64 KiB chunks under the server's GIL: 20% of its sampled GIL time
-under 64 clients. A block per image cost the child 48 ms per batch of 32 (on 2 CPU cores); one per
-reply, 22 ms.
+under 64 clients. Most of what is left is the kernel giving fresh pages to each new block (about
+1 ms per MB on 2 CPU cores, ``bench/engine_overlap.py``), a block per image or one per reply
+alike; with the next call already waiting in the child, that work overlaps the device's.
 
 The child is a ``spawn`` process (a fresh interpreter: CUDA cannot be forked). It ends when told,
 when the parent closes the pipe, or when the parent dies (its pipe reaches end of file).
@@ -73,6 +74,7 @@ class EngineProcess:
         self._calls_lock = threading.Condition()
         self._ids = itertools.count()
         self._gone = False  # the pipe reached its end: the child exited or was stopped
+        self._stop_lock, self._stopped = threading.Lock(), False
         self._reader = threading.Thread(target=self._read, name=f"{name}-reader", daemon=True)
         self._reader.start()
 
@@ -155,6 +157,12 @@ class EngineProcess:
     def stop(self, timeout: float = STOP_SECONDS) -> None:
         """Ask the child to exit once its calls, if any, are done; kill it if they or the exit
         take longer than ``timeout`` (those calls then fail as its process died)."""
+        with self._stop_lock:
+            if not self._stopped:
+                self._stop(timeout)
+                self._stopped = True
+
+    def _stop(self, timeout: float) -> None:
         with self._calls_lock:
             idle = self._calls_lock.wait_for(lambda: not self._calls, timeout)
         if idle:
@@ -225,7 +233,10 @@ def _run(engine: Any, method: str, args: tuple[Any, ...], call_id: int, sender: 
         reply = ("raise", exc)
     finally:
         relays.pop(call_id, None)
-    sender.reply(call_id, reply)
+    try:
+        sender.reply(call_id, reply)
+    except OSError:
+        pass  # the parent is gone; the main loop ends at the pipe's end
 
 
 class _Sender:

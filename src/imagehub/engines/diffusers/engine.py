@@ -363,10 +363,12 @@ class DiffusersEngine:
             if child.alive:
                 raise
             with self._run_lock:  # it died (killed, out of host memory): load again next time
-                if self._child is child:
+                reset = self._child is child  # once, by the first of the calls it was running
+                if reset:
                     self._child = None
-            RESIDENCY.unloaded(self)
-            child.stop()  # its pipe closed
+            if reset:
+                RESIDENCY.unloaded(self)
+                child.stop()  # its pipe closed
             raise
 
     def _generate_batch(

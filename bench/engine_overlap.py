@@ -1,0 +1,182 @@
+"""How much of a model's device time the engine boundary keeps busy, one call at a time against
+the next call sent at the last step (``GenerationService``'s ``_EngineTurn``), in one run.
+
+    python bench/engine_overlap.py [--seconds 10] [--batch 32] [--denoise-ms 80] [--decode-ms 40]
+
+The model is a stand-in hosted in its own process by ``EngineProcess``, as a GPU model is: its
+device work is a wait that lets go of the GIL, as waiting on a GPU does (``--denoise-ms``, then
+the last step is reported, then ``--decode-ms``), run one batch at a time on its engine thread;
+then, as ``DiffusersEngine`` does, it makes ``--batch`` PIL images of ``--side``² from 8-bit
+pixels, and they come back through shared memory. The defaults are what the H100 run of
+2026-11-27 implies for a compiled SD-Turbo batch of 32 with TAESD (about 120 ms of GPU work per
+batch, the GPU 32-36% busy when served one call at a time).
+
+Prints images/s and how busy the stand-in's device was in each mode, and the ratio. Then the
+cost of getting a batch's images across, one shared-memory block per image (as until
+2026-11-27) against one per reply, in the child and in the parent; and of making its PIL images
+from strided pixels (as until 2026-11-27) against contiguous ones.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import threading
+import time
+from multiprocessing.shared_memory import SharedMemory
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from imagehub.engines.process import EngineProcess, _pack, _unpack
+from imagehub.engines.thread import EngineThread
+from imagehub.services.generation import _EngineTurn
+
+
+class DeviceStandIn:
+    """``generate_batch(count, on_steps)``: device waits around the last step, then ``count``
+    PIL images made from 8-bit pixels (one outcome, a list of one image, per callback)."""
+
+    def __init__(self, denoise_ms: float, decode_ms: float, side: int) -> None:
+        self.denoise_s, self.decode_s = denoise_ms / 1000, decode_ms / 1000
+        self.side = side
+        self.thread = EngineThread("stand-in")  # device work one batch at a time, as an engine's
+
+    def generate_batch(self, count: int, on_steps: list[Any]) -> list[list[Image.Image]]:
+        return self.thread.call(self._run, count, on_steps)
+
+    def _run(self, count: int, on_steps: list[Any]) -> list[list[Image.Image]]:
+        time.sleep(self.denoise_s)  # the denoising steps on the device
+        for on_step in on_steps:
+            on_step(1, 1)
+        time.sleep(self.decode_s)  # the decode, and the 8-bit pixels copied to the host
+        pixels = np.full((count, self.side, self.side, 3), 7, dtype=np.uint8)
+        return [[Image.fromarray(array)] for array in pixels]
+
+
+def serve(process: EngineProcess, batch: int, seconds: float, overlap: bool) -> int:
+    """Batches of ``batch`` for ``seconds``: from one thread one call at a time, or from two
+    threads that take turns at a lock given up at the last step (the service's way)."""
+    lock, done = threading.Lock(), [0]
+    deadline = time.perf_counter() + seconds
+
+    def loop() -> None:
+        while time.perf_counter() < deadline:
+            with _EngineTurn(lock) as turn:
+                on_steps = [lambda step, total: None] * batch
+                if overlap:
+                    on_steps = turn.until_last_step(on_steps)
+                outcomes = process.call("generate_batch", batch, on_steps=on_steps)
+            assert len(outcomes) == batch
+            done[0] += 1
+
+    threads = [threading.Thread(target=loop) for _ in range(2 if overlap else 1)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return done[0]
+
+
+def old_to_shared_memory(image: Image.Image) -> tuple[str, str, tuple[int, int], int]:
+    """Until 2026-11-27: a block per image."""
+    pixels = image.tobytes()
+    block = SharedMemory(create=True, size=max(1, len(pixels)))
+    block.buf[:len(pixels)] = pixels
+    block.close()
+    return block.name, image.mode, image.size, len(pixels)
+
+
+def old_from_shared_memory(name: str, mode: str, size: tuple[int, int], length: int) -> Image.Image:
+    block = SharedMemory(name=name)
+    try:
+        return Image.frombytes(mode, size, bytes(block.buf[:length]))
+    finally:
+        block.close()
+        block.unlink()
+
+
+def transfer_costs(batch: int, side: int, runs: int = 10) -> None:
+    images = [Image.fromarray(np.full((side, side, 3), n % 256, dtype=np.uint8)) for n in range(batch)]
+
+    rows = []
+    for label, send, receive in (
+            ("a block per image", lambda: [old_to_shared_memory(im) for im in images],
+             lambda sent: [old_from_shared_memory(*ref) for ref in sent]),
+            ("one block per reply", lambda: _pack(("ok", images)),
+             lambda sent: _unpack(*sent))):
+        child_ms, parent_ms = [], []
+        for _ in range(runs):  # each send is received (and its blocks freed) before the next
+            began = time.perf_counter()
+            sent = send()
+            child_ms.append((time.perf_counter() - began) * 1000)
+            began = time.perf_counter()
+            receive(sent)
+            parent_ms.append((time.perf_counter() - began) * 1000)
+        rows.append((label, statistics.median(child_ms), statistics.median(parent_ms)))
+    print(f"\nimages across, a batch of {batch} {side}² RGB images (median of {runs}):")
+    print(f"{'':<22} {'child ms':>9} {'parent ms':>10}")
+    for label, child, parent in rows:
+        print(f"{label:<22} {child:>9.1f} {parent:>10.1f}")
+    print(f"one block per reply against a block per image: child {rows[1][1] / rows[0][1]:.2f}x "
+          f"the time, parent {rows[1][2] / rows[0][2]:.2f}x")
+
+
+def pil_costs(batch: int, side: int, runs: int = 10) -> None:
+    """``DiffusersEngine``'s PIL images from a batch's 8-bit pixels, as the host copy of the
+    device's N, H, W, C view left them until 2026-11-27 (strided) and made contiguous first."""
+    import torch
+
+    nchw = torch.randint(0, 256, (batch, 3, side, side), dtype=torch.uint8)
+    strided, contiguous = nchw.permute(0, 2, 3, 1), nchw.permute(0, 2, 3, 1).contiguous()
+    print(f"\nPIL images from a batch of {batch} {side}² (median of {runs}):")
+    for label, pixels in (("strided", strided), ("contiguous", contiguous)):
+        times = []
+        for _ in range(runs):
+            began = time.perf_counter()
+            [Image.fromarray(array) for array in pixels.numpy()]
+            times.append((time.perf_counter() - began) * 1000)
+        print(f"{label:<22} {statistics.median(times):>9.1f} ms")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--side", type=int, default=512)
+    parser.add_argument("--denoise-ms", type=float, default=80.0)
+    parser.add_argument("--decode-ms", type=float, default=40.0)
+    parser.add_argument("--rounds", type=int, default=2, help="alternating rounds of both modes")
+    args = parser.parse_args()
+    device_s = (args.denoise_ms + args.decode_ms) / 1000
+
+    process = EngineProcess("stand-in", "engine_overlap:DeviceStandIn",
+                            (args.denoise_ms, args.decode_ms, args.side))
+    try:
+        serve(process, args.batch, 1.0, overlap=True)  # warm: the child's imports, first blocks
+        results: dict[bool, list[float]] = {False: [], True: []}
+        for _ in range(args.rounds):
+            for overlap in (False, True):
+                began = time.perf_counter()
+                batches = serve(process, args.batch, args.seconds, overlap)
+                elapsed = time.perf_counter() - began
+                results[overlap].append(batches / elapsed)
+    finally:
+        process.stop()
+    print(f"stand-in model: {args.denoise_ms:.0f} ms denoise + {args.decode_ms:.0f} ms decode per "
+          f"batch of {args.batch} {args.side}² images, in its own process; {args.rounds} rounds "
+          f"of {args.seconds:.0f} s each")
+    print(f"{'':<36} {'images/s':>9} {'device busy':>12}")
+    for overlap, label in ((False, "one call at a time"), (True, "next call sent at the last step")):
+        rate = statistics.median(results[overlap])
+        print(f"{label:<36} {rate * args.batch:>9.1f} {rate * device_s:>11.0%}")
+    print(f"ratio: {statistics.median(results[True]) / statistics.median(results[False]):.2f}x "
+          f"(device-bound ceiling {args.batch / device_s:.1f} images/s)")
+    transfer_costs(args.batch, args.side)
+    pil_costs(args.batch, args.side)
+
+
+if __name__ == "__main__":
+    main()
