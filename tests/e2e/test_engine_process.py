@@ -1,5 +1,7 @@
-"""The batching tests again, with each model in a process of its own (``IMAGEHUB_ENGINE_PROCESS``,
-the default on a GPU): batches, per-job seeds, progress and cancel cross the process boundary."""
+"""The batching tests again, served as on a GPU by default: each model in a process of its own
+(``IMAGEHUB_ENGINE_PROCESS``) and the next batch sent at the last one's final step
+(``IMAGEHUB_ENGINE_HANDOFF``): batches, per-job seeds, progress and cancel cross the process
+boundary, with two batches at the model at once."""
 
 from __future__ import annotations
 
@@ -22,7 +24,7 @@ from imagehub.testing import ServerProcess, child_pids, write_catalog
 def batching_server(tmp_path_factory: pytest.TempPathFactory,
                     tiny_sd_dir: Path) -> Iterator[ServerProcess]:
     proc = start_batching_server(tmp_path_factory.mktemp("process-hub"), tiny_sd_dir,
-                                 IMAGEHUB_ENGINE_PROCESS="true")
+                                 IMAGEHUB_ENGINE_PROCESS="true", IMAGEHUB_ENGINE_HANDOFF="true")
     yield proc
     proc.stop()
 

@@ -1,5 +1,6 @@
 """A batch's turn at its model's engine lock ends at the batch's last denoising step, so the
-next batch can reach the engine while this one decodes and its images come back."""
+next batch can reach the engine while this one decodes and its images come back; which models
+hand off early (``ENGINE_HANDOFF``)."""
 
 from __future__ import annotations
 
@@ -53,3 +54,17 @@ def test_the_next_batch_waits_for_the_turn_until_the_last_step() -> None:
         on_step(2, 2)
         assert entered.wait(5)
     waiter.join(5)
+
+
+def test_the_hand_off_is_for_batched_models_off_the_cpu_unless_set(tiny_sd_dir) -> None:
+    from imagehub.engines.builtin import BuiltinEngine
+    from imagehub.engines.diffusers import DiffusersEngine
+    from imagehub.services.generation import hands_off_early
+
+    on_cpu = DiffusersEngine(str(tiny_sd_dir), device="cpu")
+    on_gpu = DiffusersEngine(str(tiny_sd_dir), device="cuda:0")  # built, not loaded: no GPU needed
+    one_by_one = BuiltinEngine()
+
+    assert [hands_off_early(e, "auto") for e in (on_cpu, on_gpu, one_by_one)] == [False, True, False]
+    assert [hands_off_early(e, True) for e in (on_cpu, on_gpu, one_by_one)] == [True, True, False]
+    assert [hands_off_early(e, False) for e in (on_cpu, on_gpu, one_by_one)] == [False, False, False]

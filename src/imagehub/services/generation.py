@@ -76,6 +76,8 @@ class Services:
     """Tops a batch up with the work that arrived while it waited for its engine."""
     encode_workers: int = 4
     """Threads that encode a batch's PNGs (PIL releases the GIL while it compresses)."""
+    engine_handoff: bool | str = "auto"
+    """When the next batch may go to a model early (``Settings.engine_handoff``)."""
     on_engine_call: EngineCallHook | None = None
     """Told of every engine call: for metrics (``api.metrics.Metrics.engine_call``)."""
 
@@ -248,7 +250,7 @@ class GenerationService:
                 calls = [call.request for call in batch.calls]
                 progress = _BatchProgress(self, rows)
                 on_steps = [progress.on_step(row) for row in rows] + [no_progress] * len(calls)
-                if isinstance(engine, BatchingEngine):  # one call: the next batch may go early
+                if hands_off_early(engine, self.deps.engine_handoff):
                     on_steps = turn.until_last_step(on_steps)
                 started = time.perf_counter()
                 outcomes = _run_engine(engine, requests + calls, on_steps)
@@ -457,6 +459,16 @@ class _BatchProgress:
                 raise GenerationCancelled(record.id)
             self._service._publish_progress(record, step, total)
         return callback
+
+
+def hands_off_early(engine: Engine, setting: bool | str) -> bool:
+    """Whether ``engine``'s next batch goes to it at a batch's last step (``ENGINE_HANDOFF``):
+    only for one batched call, and with ``auto`` only on a device other than the host's CPU."""
+    if not isinstance(engine, BatchingEngine):
+        return False  # requests one by one: the turn lasts until the last one is done
+    if setting == "auto":
+        return str(getattr(engine, "device", "cpu")).split(":")[0] != "cpu"
+    return bool(setting)
 
 
 class _EngineTurn:

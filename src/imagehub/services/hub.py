@@ -46,6 +46,7 @@ class Hub:
         )
         self.deps.batch_policy = BatchPolicy(settings.max_batch_size, settings.batch_wait_ms)
         self.deps.encode_workers = settings.encode_workers
+        self.deps.engine_handoff = settings.engine_handoff
         self.generations = GenerationService(self.deps)
         batcher = Batcher(self.queue, self.deps.batch_policy, self.generations.batch_capacity)
         self.deps.batcher = batcher
