@@ -260,10 +260,12 @@ def write_bench_catalog(data_dir: Path, work: Workload, device: str,
 def bench_served(work: Workload, device: str, args: argparse.Namespace, root: Path,
                  max_batch: int, options: dict[str, Any]) -> list[Row]:
     options = dict(options)
-    max_batch = int(options.pop("max_batch", max_batch))  # a server setting, not a card option
+    max_batch = int(options.pop("max_batch", max_batch))  # server settings, not card options
+    handoff = options.pop("handoff", None)
     data_dir = Path(tempfile.mkdtemp(prefix="hub-", dir=root))
     write_bench_catalog(data_dir, work, device, options)
-    label = ", ".join([f"max batch {max_batch}"] + [
+    label = ", ".join([f"max batch {max_batch}"]
+                      + ([f"handoff={handoff}"] if handoff is not None else []) + [
         f"{k}={Path(v).name if k == 'tiny_vae' else v}" for k, v in options.items()
         if k not in ("warmup_batches", "batch_buckets")])
     env = {"IMAGEHUB_MAX_BATCH_SIZE": str(max_batch),
@@ -272,6 +274,8 @@ def bench_served(work: Workload, device: str, args: argparse.Namespace, root: Pa
            "IMAGEHUB_ENCODE_WORKERS": str(args.encode_workers),
            "IMAGEHUB_RATE_LIMIT_PER_MINUTE": "0",
            "IMAGEHUB_PRELOAD_MODELS": "bench"}  # loaded and warmed up before the server answers
+    if handoff is not None:
+        env["IMAGEHUB_ENGINE_HANDOFF"] = str(handoff).lower()
     booted = time.perf_counter()
     server = ServerProcess(data_dir, env).start(timeout=600)
     try:
@@ -544,8 +548,9 @@ def main() -> None:
     parser.add_argument("--served", nargs="*", default=["{}"],
                         help='served configurations: engine options of the card, one JSON object '
                              'each, e.g. \'{}\' \'{"channels_last": true, "fuse_qkv": true}\'; '
-                             '"max_batch" in one overrides --max-batch for it; "tiny_vae": "TAESD" '
-                             'is a random-weight TAESD')
+                             '"max_batch" in one overrides --max-batch for it and "handoff" sets '
+                             'the server\'s ENGINE_HANDOFF; "tiny_vae": "TAESD" is a random-weight '
+                             'TAESD')
     parser.add_argument("--deadline-s", type=float, default=None,
                         help="skip the served configurations that start after this many seconds")
     parser.add_argument("--out", help="write the rows as JSON here")
