@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from imagehub.engines.process import EngineProcess, _pack, _unpack
+from imagehub.engines.process import EngineProcess, _Blocks, _pack, _unpack
 from imagehub.errors import GenerationCancelled, GenerationFailed
 
 
@@ -34,29 +34,41 @@ def test_calls_run_in_the_child_and_exceptions_come_back(child):
     assert child.call("pid") == child.pid  # the child still serves
 
 
-def test_images_come_back_through_shared_memory_that_is_freed(child):
+def test_images_come_back_through_one_reused_block_freed_when_the_child_stops():
     before = set(Path("/dev/shm").iterdir())
+    process = EngineProcess("test-stepper", "engines.stepper:Stepper")
+    try:
+        for _ in range(5):
+            images = process.call("images", 3)
 
-    images = child.call("images", 3)
-
-    assert [(im.mode, im.size) for im in images] == [("RGB", (64, 48))] * 3
-    assert [im.tobytes()[:3] for im in images] == [bytes([0, 1, 2]), bytes([1, 2, 3]), bytes([2, 3, 4])]
-    assert images[2].tobytes() == bytes((i + 2) % 256 for i in range(64 * 48 * 3))
-    assert set(Path("/dev/shm").iterdir()) == before  # every block unlinked
+            assert [(im.mode, im.size) for im in images] == [("RGB", (64, 48))] * 3
+            assert [im.tobytes()[:3] for im in images] == [bytes([0, 1, 2]), bytes([1, 2, 3]),
+                                                            bytes([2, 3, 4])]
+            assert images[2].tobytes() == bytes((i + 2) % 256 for i in range(64 * 48 * 3))
+            # the parent handed the block back before its next call: the child reuses it
+            assert len(set(Path("/dev/shm").iterdir()) - before) == 1
+    finally:
+        process.stop()
+    assert set(Path("/dev/shm").iterdir()) == before  # unlinked when the child ended
 
 
 def test_a_replys_images_travel_in_one_block_named_in_a_small_pickle():
     images = [Image.frombytes("RGB", (64, 48), bytes((i + n) % 251 for i in range(64 * 48 * 3)))
               for n in range(3)]
+    blocks = _Blocks()
+    try:
+        name, spans, payload = _pack(("ok", images), blocks)
 
-    name, spans, payload = _pack(("ok", images))
-
-    assert name is not None and spans == [(0, 9216), (9216, 9216), (18432, 9216)]
-    assert len(payload) < 400  # the 3 x 9216 pixel bytes are not in it
-    kind, back = _unpack(name, spans, payload)
-    assert kind == "ok" and [im.tobytes() for im in back] == [im.tobytes() for im in images]
-    assert not Path("/dev/shm", name.lstrip("/")).exists()  # loading it freed the block
-    assert _pack(("ok", 7)) == (None, [], pickle.dumps(("ok", 7), 5))  # no images, no block
+        assert name is not None and spans == [(0, 9216), (9216, 9216), (18432, 9216)]
+        assert len(payload) < 400  # the 3 x 9216 pixel bytes are not in it
+        kind, back = _unpack(name, spans, payload)
+        assert kind == "ok" and [im.tobytes() for im in back] == [im.tobytes() for im in images]
+        blocks.give_back(name)
+        assert _pack(("ok", images[:1]), blocks)[0] == name  # a smaller reply reuses the block
+        assert _pack(("ok", 7), blocks) == (None, [], pickle.dumps(("ok", 7), 5))  # no images
+    finally:
+        blocks.close()
+    assert not Path("/dev/shm", name.lstrip("/")).exists()
 
 
 def test_steps_reach_each_callback_in_order(child):
@@ -189,14 +201,17 @@ def test_when_every_request_cancels_the_child_stops_early():
     assert not process.alive
 
 
-def test_a_killed_child_is_reported_with_its_exit_code():
+def test_a_killed_child_is_reported_with_its_exit_code_and_its_blocks_are_freed():
+    before = set(Path("/dev/shm").iterdir())
     process = EngineProcess("test-stepper", "engines.stepper:Stepper")
     pid = process.call("pid")
+    process.call("images", 2)  # the child now holds a block
     os.kill(pid, signal.SIGKILL)
 
     with pytest.raises(GenerationFailed, match=rf"test-stepper \(pid {pid}\) exited with code -9 during pid"):
         process.call("pid")
     assert not process.alive
+    assert set(Path("/dev/shm").iterdir()) == before  # the server unlinked what the child left
 
 
 def test_stop_kills_a_child_whose_call_runs_past_the_timeout_and_that_call_fails():

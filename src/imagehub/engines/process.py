@@ -21,11 +21,11 @@ cancel inside a batch is in-process.
 
 Images coming back do not go through the pipe: a reply's images are pickled out of band
 (protocol 5) into one shared-memory block, and only its name and the pixels' offsets cross
-(:func:`_pack`); the parent copies them out and frees the block. Through the pipe, a batch of 16
-512² images was 12.6 MB read in 64 KiB chunks under the server's GIL: 20% of its sampled GIL time
-under 64 clients. Most of what is left is the kernel giving fresh pages to each new block (about
-1 ms per MB on 2 CPU cores, ``bench/engine_overlap.py``), a block per image or one per reply
-alike; with the next call already waiting in the child, that work overlaps the device's.
+(:func:`_pack`); the parent copies them out and hands the block back, and the child reuses it
+(:class:`_Blocks`). Through the pipe, a batch of 16 512² images was 12.6 MB read in 64 KiB chunks
+under the server's GIL: 20% of its sampled GIL time under 64 clients. A fresh block costs the
+kernel's giving it pages, about 1 ms per MB on 2 CPU cores; writing 32 512² images into a reused
+block took 2.4 ms against 30.8 ms into a fresh one (``bench/engine_overlap.py``).
 
 The child is a ``spawn`` process (a fresh interpreter: CUDA cannot be forked). It ends when told,
 when the parent closes the pipe, or when the parent dies (its pipe reaches end of file).
@@ -75,6 +75,8 @@ class EngineProcess:
         self._ids = itertools.count()
         self._gone = False  # the pipe reached its end: the child exited or was stopped
         self._stop_lock, self._stopped = threading.Lock(), False
+        self._join_lock = threading.Lock()  # one thread reaps the child; the others then see its code
+        self._blocks: set[str] = set()  # the child's reply blocks we have seen (reader thread)
         self._reader = threading.Thread(target=self._read, name=f"{name}-reader", daemon=True)
         self._reader.start()
 
@@ -130,15 +132,39 @@ class EngineProcess:
             except (EOFError, OSError):
                 break
             if kind == "reply":
-                kind, *rest = _unpack(*rest)
+                kind, *rest = self._unpacked(*rest)
             with self._calls_lock:
                 messages = self._calls.get(call_id)
             if messages is not None:
                 messages.put((kind, *rest))
+        self._free_blocks()
         with self._calls_lock:
             self._gone = True
             for messages in self._calls.values():
                 messages.put(("gone",))
+
+    def _free_blocks(self) -> None:
+        """At the pipe's end: unlink the child's blocks it did not (it was killed)."""
+        for name in self._blocks:
+            try:
+                block = SharedMemory(name=name)
+            except FileNotFoundError:
+                continue  # the child unlinked it as it ended
+            block.close()
+            block.unlink()
+        self._blocks.clear()
+
+    def _unpacked(self, name: str | None, spans: list[tuple[int, int]],
+                  payload: bytes) -> tuple[str, Any]:
+        """A reply, its pixels copied out of its block, and the block handed back to the child."""
+        reply = _unpack(name, spans, payload)
+        if name is not None:
+            self._blocks.add(name)
+            try:
+                self._send((None, "free", (name,), None))
+            except OSError:
+                pass  # the child is gone, and its blocks with it
+        return reply
 
     def _step(self, call_id: int, on_steps: list[StepCallback], raised: dict[int, Exception],
               index: int, step: int, total: int) -> None:
@@ -170,16 +196,22 @@ class EngineProcess:
                 self._send((None, "stop", (), None))
             except OSError:
                 pass  # already gone
-            self._process.join(timeout)
+            self._join(timeout)
         if self._process.is_alive():
             log.warning("%s did not stop within %.0f s; killing it", self.name, timeout)
             self._process.kill()
-            self._process.join()
+            self._join(None)
         self._reader.join(timeout)  # it reads the pipe's end now that the child is gone
         self._conn.close()
 
+    def _join(self, timeout: float | None) -> None:
+        with self._join_lock:
+            self._process.join(timeout)
+
     def _died(self, method: str) -> GenerationFailed:
-        self._process.join(STOP_SECONDS)
+        self._join(STOP_SECONDS)
+        if threading.current_thread() is not self._reader:
+            self._reader.join(STOP_SECONDS)  # it has read the pipe's end and freed the blocks
         return GenerationFailed(f"{self.name} (pid {self.pid}) exited with code "
                                 f"{self._process.exitcode} during {method}; see the server log")
 
@@ -204,6 +236,13 @@ def _serve(conn: Connection, target: str, args: tuple[Any, ...], kwargs: dict[st
     module_name, _, class_name = target.partition(":")
     engine = getattr(importlib.import_module(module_name), class_name)(*args, **kwargs)
     sender = _Sender(conn)
+    try:
+        _serve_calls(conn, engine, sender)
+    finally:
+        sender.blocks.close()
+
+
+def _serve_calls(conn: Connection, engine: Any, sender: _Sender) -> None:
     relays: dict[int, _Relay] = {}
     while True:
         try:
@@ -212,6 +251,9 @@ def _serve(conn: Connection, target: str, args: tuple[Any, ...], kwargs: dict[st
             return  # the parent is gone
         if method == "stop":
             return
+        if method == "free":  # the parent has copied a reply's pixels out
+            sender.blocks.give_back(*call_args)
+            continue
         if method == "cancel":
             relay = relays.get(call_id)
             if relay is not None:  # else it came for a call that has ended
@@ -245,6 +287,7 @@ class _Sender:
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
         self.lock = threading.Lock()
+        self.blocks = _Blocks()
 
     def send(self, message: tuple[Any, ...]) -> None:
         with self.lock:
@@ -254,12 +297,12 @@ class _Sender:
         """``reply`` to the parent, images by shared memory; an outcome that cannot be pickled
         goes as a GenerationFailed."""
         try:
-            packed = _pack(reply)
+            packed = _pack(reply, self.blocks)
         except Exception as exc:  # e.g. an exception holding an unpicklable object
             kind, value = reply
             log.exception("could not send a result back to the server")
             detail = f"{type(value).__name__}: {value}" if kind == "raise" else f"unpicklable result ({exc})"
-            packed = _pack(("raise", GenerationFailed(detail)))
+            packed = _pack(("raise", GenerationFailed(detail)), self.blocks)
         self.send((call_id, "reply", *packed))
 
 
@@ -300,9 +343,10 @@ def _image_from_pixels(mode: str, size: tuple[int, int], pixels: Any) -> Image.I
     return Image.frombytes(mode, size, pixels)  # a copy: the block is freed after loading
 
 
-def _pack(reply: tuple[str, Any]) -> tuple[str | None, list[tuple[int, int]], bytes]:
-    """``reply`` pickled with its images' pixels out of band, in one shared-memory block: the
-    block's name (None without images), each buffer's offset and length, and the pickle."""
+def _pack(reply: tuple[str, Any], blocks: _Blocks) -> tuple[str | None, list[tuple[int, int]], bytes]:
+    """``reply`` pickled with its images' pixels out of band, in one shared-memory block of
+    ``blocks``: the block's name (None without images), each buffer's offset and length, and the
+    pickle."""
     buffers: list[pickle.PickleBuffer] = []
     out = io.BytesIO()
     _ResultPickler(out, 5, buffer_callback=buffers.append).dump(reply)
@@ -313,20 +357,20 @@ def _pack(reply: tuple[str, Any]) -> tuple[str | None, list[tuple[int, int]], by
         total += raw.nbytes
     if not raws:
         return None, [], out.getvalue()
-    block = SharedMemory(create=True, size=max(1, total))
+    block = blocks.take(total)
     for (offset, length), raw in zip(spans, raws, strict=True):
         block.buf[offset:offset + length] = raw
-    block.close()  # the parent unlinks it once it has the pixels
     return block.name, spans, out.getvalue()
 
 
 def _unpack(name: str | None, spans: list[tuple[int, int]], payload: bytes) -> tuple[str, Any]:
-    """The parent's side of :func:`_pack`: the reply, its pixels copied out and the block freed
-    (a reply that cannot be read is a GenerationFailed)."""
+    """The parent's side of :func:`_pack`: the reply, its pixels copied out of the block (which
+    stays the child's; a reply that cannot be read is a GenerationFailed)."""
     try:
         if name is None:
             return pickle.loads(payload)
-        block = SharedMemory(name=name)
+        block = SharedMemory(name=name)  # a spawned child shares our resource tracker: the
+        # block is already registered there, by the child, which unlinks it
         try:
             views = [block.buf[offset:offset + length] for offset, length in spans]
             try:
@@ -336,7 +380,56 @@ def _unpack(name: str | None, spans: list[tuple[int, int]], payload: bytes) -> t
                     view.release()
         finally:
             block.close()
-            block.unlink()
     except Exception as exc:  # the call fails, the server goes on
         log.exception("could not read a result from the model's process")
         return "raise", GenerationFailed(f"could not read the model process's reply ({exc})")
+
+
+class _Blocks:
+    """The child's shared-memory blocks for replies: a block the parent has copied out of comes
+    back (``give_back``) and the next reply that fits writes into it, into pages the kernel has
+    already given. At most ``KEEP`` idle blocks stay; all are unlinked when the child ends (or,
+    if it is killed, by the parent: ``EngineProcess._free_blocks``)."""
+
+    KEEP = 4
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._idle: list[SharedMemory] = []
+        self._lent: dict[str, SharedMemory] = {}
+
+    def take(self, size: int) -> SharedMemory:
+        with self._lock:
+            fitting = [block for block in self._idle if block.size >= size]
+            if fitting:
+                block = min(fitting, key=lambda b: b.size)
+                self._idle.remove(block)
+            else:
+                block = SharedMemory(create=True, size=max(1, size))
+            self._lent[block.name] = block
+            return block
+
+    def give_back(self, name: str) -> None:
+        with self._lock:
+            block = self._lent.pop(name, None)
+            if block is None:
+                return
+            self._idle.append(block)
+            while len(self._idle) > self.KEEP:  # the smallest go first
+                smallest = min(self._idle, key=lambda b: b.size)
+                self._idle.remove(smallest)
+                _free(smallest)
+
+    def close(self) -> None:
+        with self._lock:
+            for block in [*self._idle, *self._lent.values()]:
+                _free(block)
+            self._idle, self._lent = [], {}
+
+
+def _free(block: SharedMemory) -> None:
+    block.close()
+    try:
+        block.unlink()
+    except FileNotFoundError:
+        pass
