@@ -11,7 +11,9 @@ pixels, and they come back through shared memory. The defaults are what the H100
 2026-11-27 implies for a compiled SD-Turbo batch of 32 with TAESD (about 120 ms of GPU work per
 batch, the GPU 32-36% busy when served one call at a time).
 
-Prints images/s and how busy the stand-in's device was in each mode, and the ratio. Then the
+Three modes: one call at a time; the next call sent at the last step with the images made on the
+engine's thread (as until 2026-11-28); and with them made on the caller's thread (as now). Prints
+images/s, how busy the stand-in's device was, and each mode's ratio to the first. Then the
 cost of getting a batch's images across, a fresh shared-memory block per image (as until
 2026-11-27), a fresh one per reply, and a reused one (as now), in the child and in the parent; and of making its PIL images
 from strided pixels (as until 2026-11-27) against contiguous ones.
@@ -35,27 +37,36 @@ from imagehub.services.generation import _EngineTurn
 
 
 class DeviceStandIn:
-    """``generate_batch(count, on_steps)``: device waits around the last step, then ``count``
-    PIL images made from 8-bit pixels (one outcome, a list of one image, per callback)."""
+    """``generate_batch(count, on_engine_thread, on_steps)``: device waits around the last step,
+    then ``count`` PIL images made from 8-bit pixels (one outcome, a list of one image, per
+    callback), on the engine's thread (as ``DiffusersEngine`` until 2026-11-28) or on the
+    caller's (as now)."""
 
     def __init__(self, denoise_ms: float, decode_ms: float, side: int) -> None:
         self.denoise_s, self.decode_s = denoise_ms / 1000, decode_ms / 1000
         self.side = side
         self.thread = EngineThread("stand-in")  # device work one batch at a time, as an engine's
 
-    def generate_batch(self, count: int, on_steps: list[Any]) -> list[list[Image.Image]]:
-        return self.thread.call(self._run, count, on_steps)
+    def generate_batch(self, count: int, on_engine_thread: bool,
+                       on_steps: list[Any]) -> list[list[Image.Image]]:
+        if on_engine_thread:
+            return self.thread.call(lambda: self._images(self._device(count, on_steps)))
+        return self._images(self.thread.call(self._device, count, on_steps))
 
-    def _run(self, count: int, on_steps: list[Any]) -> list[list[Image.Image]]:
+    def _device(self, count: int, on_steps: list[Any]) -> np.ndarray:
         time.sleep(self.denoise_s)  # the denoising steps on the device
         for on_step in on_steps:
             on_step(1, 1)
         time.sleep(self.decode_s)  # the decode, and the 8-bit pixels copied to the host
-        pixels = np.full((count, self.side, self.side, 3), 7, dtype=np.uint8)
+        return np.full((count, self.side, self.side, 3), 7, dtype=np.uint8)
+
+    @staticmethod
+    def _images(pixels: np.ndarray) -> list[list[Image.Image]]:
         return [[Image.fromarray(array)] for array in pixels]
 
 
-def serve(process: EngineProcess, batch: int, seconds: float, overlap: bool) -> int:
+def serve(process: EngineProcess, batch: int, seconds: float, overlap: bool,
+          on_engine_thread: bool = False) -> int:
     """Batches of ``batch`` for ``seconds``: from one thread one call at a time, or from two
     threads that take turns at a lock given up at the last step (the service's way)."""
     lock, done = threading.Lock(), [0]
@@ -67,7 +78,8 @@ def serve(process: EngineProcess, batch: int, seconds: float, overlap: bool) -> 
                 on_steps = [lambda step, total: None] * batch
                 if overlap:
                     on_steps = turn.until_last_step(on_steps)
-                outcomes = process.call("generate_batch", batch, on_steps=on_steps)
+                outcomes = process.call("generate_batch", batch, on_engine_thread,
+                                        on_steps=on_steps)
             assert len(outcomes) == batch
             done[0] += 1
 
@@ -164,32 +176,37 @@ def main() -> None:
     parser.add_argument("--side", type=int, default=512)
     parser.add_argument("--denoise-ms", type=float, default=80.0)
     parser.add_argument("--decode-ms", type=float, default=40.0)
-    parser.add_argument("--rounds", type=int, default=2, help="alternating rounds of both modes")
+    parser.add_argument("--rounds", type=int, default=2, help="alternating rounds of the modes")
     args = parser.parse_args()
     device_s = (args.denoise_ms + args.decode_ms) / 1000
 
     process = EngineProcess("stand-in", "engine_overlap:DeviceStandIn",
                             (args.denoise_ms, args.decode_ms, args.side))
+    modes = {  # label: (next call sent at the last step, images made on the engine's thread)
+        "one call at a time": (False, True),
+        "hand-off, images on the engine's thread": (True, True),
+        "hand-off, images on the caller's thread": (True, False),
+    }
     try:
         serve(process, args.batch, 1.0, overlap=True)  # warm: the child's imports, first blocks
-        results: dict[bool, list[float]] = {False: [], True: []}
+        results: dict[str, list[float]] = {label: [] for label in modes}
         for _ in range(args.rounds):
-            for overlap in (False, True):
+            for label, (overlap, on_engine_thread) in modes.items():
                 began = time.perf_counter()
-                batches = serve(process, args.batch, args.seconds, overlap)
-                elapsed = time.perf_counter() - began
-                results[overlap].append(batches / elapsed)
+                batches = serve(process, args.batch, args.seconds, overlap, on_engine_thread)
+                results[label].append(batches / (time.perf_counter() - began))
     finally:
         process.stop()
     print(f"stand-in model: {args.denoise_ms:.0f} ms denoise + {args.decode_ms:.0f} ms decode per "
           f"batch of {args.batch} {args.side}² images, in its own process; {args.rounds} rounds "
           f"of {args.seconds:.0f} s each")
-    print(f"{'':<36} {'images/s':>9} {'device busy':>12}")
-    for overlap, label in ((False, "one call at a time"), (True, "next call sent at the last step")):
-        rate = statistics.median(results[overlap])
-        print(f"{label:<36} {rate * args.batch:>9.1f} {rate * device_s:>11.0%}")
-    print(f"ratio: {statistics.median(results[True]) / statistics.median(results[False]):.2f}x "
-          f"(device-bound ceiling {args.batch / device_s:.1f} images/s)")
+    print(f"{'':<42} {'images/s':>9} {'device busy':>12} {'x first':>8}")
+    first = statistics.median(next(iter(results.values())))
+    for label, rates in results.items():
+        rate = statistics.median(rates)
+        print(f"{label:<42} {rate * args.batch:>9.1f} {rate * device_s:>11.0%} "
+              f"{rate / first:>8.2f}")
+    print(f"device-bound ceiling {args.batch / device_s:.1f} images/s")
     transfer_costs(args.batch, args.side)
     pil_costs(args.batch, args.side)
 
