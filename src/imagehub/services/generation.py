@@ -476,8 +476,8 @@ class _EngineTurn:
     rather than when the call returns. The next batch, topped up until then, goes to the engine
     and waits there (an engine runs its device work one call at a time) while this one decodes
     and its images come back, so the device does not sit idle while the host packs, sends and
-    receives them (with calls one after another, a compiled SD-Turbo batch of 32 kept an H100 busy
-only 32-36% of the time)."""
+    receives them (with calls one after another, a compiled SD-Turbo batch of 32 kept an H100
+    busy only 32-36% of the time)."""
 
     def __init__(self, lock: threading.Lock) -> None:
         self._lock = lock

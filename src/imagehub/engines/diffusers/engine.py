@@ -482,8 +482,9 @@ class DiffusersEngine:
             elif any(flagged[i] for i in mine if i < len(flagged)):
                 results.append(GenerationFailed("the model's safety checker blocked the image"))
             else:
-                info: dict[str, Any] = {"batch_size": len(owners), "run_ms": run_ms}  # the batch's
-                if padded > len(owners):  # model run, pixels on the host
+                # run_ms: the batch's model run, its pixels on the host
+                info: dict[str, Any] = {"batch_size": len(owners), "run_ms": run_ms}
+                if padded > len(owners):
                     info["padded_to"] = padded
                 results.append(_Pixels(plan, [arrays[i] for i in mine], info))
         return results
