@@ -216,16 +216,8 @@ def test_a_killed_child_is_reported_with_its_exit_code_and_its_blocks_are_freed(
 
 def test_stop_kills_a_child_whose_call_runs_past_the_timeout_and_that_call_fails():
     process = EngineProcess("test-stepper", "engines.stepper:Stepper", (0.05,))
-    outcome: list[BaseException | object] = []
-
-    def long_call() -> None:
-        try:
-            outcome.append(process.call("generate_batch", 1000, on_steps=[lambda s, t: None]))
-        except BaseException as exc:  # noqa: BLE001 - recorded for the assertion
-            outcome.append(exc)
-
-    caller = threading.Thread(target=long_call)
-    caller.start()
+    caller, outcome = _in_thread(
+        lambda: process.call("generate_batch", 1000, on_steps=[lambda s, t: None]))
     time.sleep(0.3)  # the call is running (1000 steps of 50 ms)
     began = time.monotonic()
     process.stop(timeout=0.5)

@@ -148,11 +148,9 @@ class EngineProcess:
         """At the pipe's end: unlink the child's blocks it did not (it was killed)."""
         for name in self._blocks:
             try:
-                block = SharedMemory(name=name)
+                _free(SharedMemory(name=name))
             except FileNotFoundError:
-                continue  # the child unlinked it as it ended
-            block.close()
-            block.unlink()
+                pass  # the child unlinked it as it ended
         self._blocks.clear()
 
     def _unpacked(self, name: str | None, spans: list[tuple[int, int]],
@@ -350,7 +348,7 @@ class _ResultPickler(pickle.Pickler):
 
 
 def _image_from_pixels(mode: str, size: tuple[int, int], pixels: Any) -> Image.Image:
-    return Image.frombytes(mode, size, pixels)  # a copy: the block is freed after loading
+    return Image.frombytes(mode, size, pixels)  # a copy: the child reuses the block
 
 
 def _pack(reply: tuple[str, Any], blocks: _Blocks) -> tuple[str | None, list[tuple[int, int]], bytes]:
