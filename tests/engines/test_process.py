@@ -11,10 +11,11 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 
-from imagehub.engines.process import EngineProcess, _Blocks, _pack, _unpack
+from imagehub.engines.process import EngineProcess, ImagePixels, _Blocks, _pack, _unpack
 from imagehub.errors import GenerationCancelled, GenerationFailed
 
 
@@ -69,6 +70,50 @@ def test_a_replys_images_travel_in_one_block_named_in_a_small_pickle():
     finally:
         blocks.close()
     assert not Path("/dev/shm", name.lstrip("/")).exists()
+
+
+def test_pixel_arrays_travel_in_the_block_and_come_back_as_copies_of_their_own():
+    batch = np.arange(3 * 48 * 64 * 3, dtype=np.uint8).reshape(3, 48, 64, 3)
+    views = [batch[n] for n in range(3)]  # as an engine splits a batch: views of one array
+    strided = batch.transpose(0, 2, 1, 3)[0]  # not contiguous: made so on its way
+    blocks = _Blocks()
+    try:
+        name, spans, payload = _pack(("ok", [views, strided]), blocks)
+
+        assert [length for _, length in spans] == [9216, 9216, 9216, 9216]
+        assert len(payload) < 600  # the pixels are not in it
+        kind, (back, back_strided) = _unpack(name, spans, payload)
+        assert kind == "ok" and all(np.array_equal(b, v) for b, v in zip(back, views, strict=True))
+        assert np.array_equal(back_strided, strided) and back_strided.shape == (64, 48, 3)
+        blocks.give_back(name)
+        _pack(("ok", [np.zeros_like(batch)]), blocks)  # the child writes its next reply over it
+        assert all(np.array_equal(b, v) for b, v in zip(back, views, strict=True))
+        back[0][0, 0, 0] = 99  # each is an array of its own, writable
+        assert back[1][0, 0, 0] == views[1][0, 0, 0]
+    finally:
+        blocks.close()
+
+
+def test_image_pixels_travel_in_the_block_and_arrive_as_pil_images():
+    rgb = np.arange(48 * 64 * 3, dtype=np.uint8).reshape(48, 64, 3)
+    grey, rgba = rgb[..., 0], np.dstack([rgb, rgb[..., :1]])
+    blocks = _Blocks()
+    try:
+        name, spans, payload = _pack(("ok", [ImagePixels(a) for a in (rgb, grey, rgba)]), blocks)
+
+        assert [length for _, length in spans] == [9216, 3072, 12288] and len(payload) < 600
+        kind, back = _unpack(name, spans, payload)
+        assert kind == "ok"
+        assert [(im.mode, im.size) for im in back] == [("RGB", (64, 48)), ("L", (64, 48)),
+                                                       ("RGBA", (64, 48))]
+        assert [np.array_equal(np.asarray(im), a) for im, a in zip(back, (rgb, grey, rgba))] == [
+            True, True, True]
+    finally:
+        blocks.close()
+    with pytest.raises(ValueError, match=r"8-bit H x W \(x 3 or 4\) pixels, not float32"):
+        ImagePixels(rgb.astype(np.float32))
+    with pytest.raises(ValueError, match=r"not uint8 \(48, 64, 2\)"):
+        ImagePixels(rgb[..., :2])
 
 
 def test_steps_reach_each_callback_in_order(child):

@@ -8,14 +8,17 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from imagehub.engines.base import EngineResult, no_progress
 from imagehub.engines.diffusers import DiffusersEngine
 from imagehub.engines.diffusers.residency import RESIDENCY
+from imagehub.engines.process import ImagePixels
 from imagehub.errors import GenerationCancelled, GenerationFailed, InvalidParams, ModelUnavailable
 from imagehub.testing import child_pids
 
@@ -88,6 +91,25 @@ def test_an_input_image_goes_to_the_child_and_image_to_image_matches_the_thread(
     assert np.abs(as_array(in_child[1]) - np.asarray(image).astype(np.int16)).max() <= TOLERANCE
 
 
+def test_the_child_sends_native_pixels_and_scales_other_sizes_itself(child_engine, tiny_engine):
+    image = source_image()
+    native = img2img_request(image, 0.5)  # 256², the tiny model's native size
+    scaled = replace(native, width=200, height=200)
+
+    # the child's side (here in-process): pixels the server makes into an image, or one scaled
+    outcomes = tiny_engine("sd").generate_pixels([native, scaled], [no_progress] * 2)
+    in_child = child_engine.generate_batch([native, scaled], [no_progress] * 2)
+
+    (pixels,), (made,) = (outcome.pixels for outcome in outcomes)
+    assert isinstance(pixels, ImagePixels) and pixels.array.shape == (256, 256, 3)
+    assert isinstance(made, Image.Image) and made.size == (200, 200)
+    assert all(o.plan.request.input_images == [] and o.plan.image is None for o in outcomes)
+    in_thread = tiny_engine("sd").generate_batch([native, scaled], [no_progress] * 2)
+    assert [result.images[0].size for result in in_child] == [(256, 256), (200, 200)]
+    for child_result, thread_result in zip(in_child, in_thread, strict=True):
+        assert np.abs(as_array(child_result) - as_array(thread_result)).max() <= TOLERANCE
+
+
 def test_unload_ends_the_process_and_the_next_call_starts_another(child_engine):
     first = child_pid(child_engine)
     devices_loaded = RESIDENCY.devices().get("cpu", (0, 0))[0]
@@ -105,7 +127,7 @@ def test_a_killed_process_fails_the_call_with_its_exit_code_and_the_next_call_lo
     pid = child_pid(child_engine)
     os.kill(pid, signal.SIGKILL)
 
-    with pytest.raises(GenerationFailed, match=rf"pid {pid}\) exited with code -9 during generate_batch"):
+    with pytest.raises(GenerationFailed, match=rf"pid {pid}\) exited with code -9 during generate_pixels"):
         child_engine.generate(request(1), no_progress)
 
     assert not child_engine.loaded

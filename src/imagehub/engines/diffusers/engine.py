@@ -15,7 +15,7 @@ from imagehub.engines.base import EngineRequest, EngineResult, StepCallback, no_
 from imagehub.engines.diffusers import loading
 from imagehub.engines.diffusers.loading import Layout
 from imagehub.engines.diffusers.residency import RESIDENCY
-from imagehub.engines.process import EngineProcess
+from imagehub.engines.process import EngineProcess, ImagePixels
 from imagehub.engines.thread import EngineThread
 from imagehub.errors import GenerationFailed, InvalidParams, ModelUnavailable
 
@@ -346,20 +346,37 @@ class DiffusersEngine:
         RESIDENCY.acquire(self)  # not unloaded while it runs; the most recently used
         try:
             if self.separate_process:
-                return self._generate_in_child(requests, on_steps)
-            outcomes = self.thread.call(self._generate_batch, requests, on_steps)
-            return [self._finished(outcome) for outcome in outcomes]  # off the engine's thread
+                outcomes = self._generate_in_child(requests, on_steps)
+            else:
+                outcomes = self.thread.call(self._generate_batch, requests, on_steps)
         finally:
             RESIDENCY.release(self)
+        # off the engine's thread, and off the model's process when it has one
+        return [self._finished(outcome) for outcome in outcomes]
+
+    def generate_pixels(
+        self, requests: list[EngineRequest], on_steps: list[StepCallback]
+    ) -> list[EngineResult | _Pixels | Exception]:
+        """The child's side of ``_generate_in_child``: a batch's outcomes with their 8-bit pixels,
+        not yet images. The pixels cross to the server in one copy each, and the child's GIL
+        stays with its device work: making the PIL images and then their bytes there took
+        as long as the pipeline's own Python in the H100 profile of 2026-11-27."""
+        RESIDENCY.acquire(self)
+        try:
+            outcomes = self.thread.call(self._generate_batch, requests, on_steps)
+        finally:
+            RESIDENCY.release(self)
+        return [outcome.crossing() if isinstance(outcome, _Pixels) else outcome
+                for outcome in outcomes]
 
     def _generate_in_child(
         self, requests: list[EngineRequest], on_steps: list[StepCallback]
-    ) -> list[EngineResult | Exception]:
+    ) -> list[EngineResult | _Pixels | Exception]:
         self.load()
         child = self._child
         assert child is not None
         try:
-            return child.call("generate_batch", requests, on_steps=on_steps)
+            return child.call("generate_pixels", requests, on_steps=on_steps)
         except GenerationFailed:
             if child.alive:
                 raise
@@ -374,9 +391,10 @@ class DiffusersEngine:
 
     def _finished(self, outcome: EngineResult | _Pixels | Exception) -> EngineResult | Exception:
         """A request's 8-bit pixels as its result: PIL images, scaled to the asked size. Done on
-        the caller's thread, so the engine's thread (and its device) can start the next batch
-        meanwhile: 32 512² PIL images took 5-25 ms there on 2 CPU cores, and scaling each image
-        to an asked size other than the native one costs more."""
+        the caller's thread (in the server's process when the model has one of its own), so the
+        engine's thread (and its device) can start the next batch meanwhile: 32 512² PIL images
+        took 5-25 ms there on 2 CPU cores, and scaling each image to an asked size other than
+        the native one costs more."""
         if not isinstance(outcome, _Pixels):
             return outcome
         result = self._result(outcome.plan, _pil_images(outcome.pixels))
@@ -561,11 +579,25 @@ class DiffusersEngine:
 
 @dataclass
 class _Pixels:
-    """A request's images as 8-bit H, W, C arrays, as its batch's run left them."""
+    """A request's images as 8-bit H, W, C arrays, as its batch's run left them (PIL images
+    once they have come from the model's process)."""
 
     plan: _Plan
     pixels: list[Any]
     info: dict[str, Any]
+
+    def crossing(self) -> _Pixels:
+        """Itself for the way to the server: without the request's input images, which the
+        server has, and its pixels to arrive there as PIL images; scaled here first when the
+        asked size is not the native one (Pillow lets go of the GIL while it scales, and the
+        server's CPU is the one every request shares)."""
+        request = replace(self.plan.request, input_images=[])
+        size = (request.width, request.height)
+        pixels: list[Any] = [
+            ImagePixels(array) if array.shape[1::-1] == size
+            else _pil_images([array])[0].resize(size, resample=_lanczos())
+            for array in self.pixels]
+        return _Pixels(replace(self.plan, request=request, image=None), pixels, self.info)
 
 
 @dataclass
@@ -682,10 +714,11 @@ def _to_uint8(images: Any) -> Any:
     return (images.float() * 255).round().to(torch.uint8).permute(0, 2, 3, 1).contiguous().cpu()
 
 
-def _pil_images(arrays: list[Any]) -> list[Any]:
+def _pil_images(pixels: list[Any]) -> list[Any]:
+    """8-bit arrays as PIL images (those from a model's process arrive as images)."""
     from PIL import Image
 
-    return [Image.fromarray(array) for array in arrays]
+    return [p if isinstance(p, Image.Image) else Image.fromarray(p) for p in pixels]
 
 
 def _lanczos() -> Any:
