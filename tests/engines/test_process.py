@@ -72,7 +72,9 @@ def test_a_replys_images_travel_in_one_block_named_in_a_small_pickle():
     assert not Path("/dev/shm", name.lstrip("/")).exists()
 
 
-def test_pixel_arrays_travel_in_the_block_and_come_back_as_copies_of_their_own():
+def test_numpy_arrays_travel_in_the_block_and_come_back_as_copies_of_their_own():
+    # numpy's own out-of-band pickle would leave them pointing into the block, which then
+    # cannot be closed: the reply failed ("cannot close exported pointers exist")
     batch = np.arange(3 * 48 * 64 * 3, dtype=np.uint8).reshape(3, 48, 64, 3)
     views = [batch[n] for n in range(3)]  # as an engine splits a batch: views of one array
     strided = batch.transpose(0, 2, 1, 3)[0]  # not contiguous: made so on its way
