@@ -214,41 +214,6 @@ def test_with_workers_running_sync_calls_wait_and_the_workers_run_their_batches(
     assert len(ran_on) < 8  # batched
 
 
-def test_a_batch_still_being_finished_does_not_hold_up_the_next_one(queue: SqlQueue) -> None:
-    ran: list[list[str]] = []
-    finishing = threading.Event()
-
-    def handler(batch: Batch, slot: Callable[[], AbstractContextManager[None]]) -> None:
-        with slot():  # the engine call
-            ran.append([row.prompt for row in batch.rows])
-        if len(ran) == 1:
-            finishing.wait(10)  # the first batch's images are still being encoded and stored
-
-    pool = WorkerPool(queue, lambda r: None, concurrency=1, poll_seconds=0.05,
-                      batcher=Batcher(queue, BatchPolicy(max_size=4)), batch_handler=handler)
-    pool.start()
-    try:
-        queue.add([record(prompt="first")])
-        pool.wake()
-        _wait_for(lambda: len(ran) == 1)
-        queue.add([record(prompt="second")])
-        pool.wake()
-
-        _wait_for(lambda: len(ran) == 2)  # its slot taken by another thread, one at a time
-
-        assert ran == [["first"], ["second"]] and not finishing.is_set()
-    finally:
-        finishing.set()
-        pool.stop()
-
-
-def _wait_for(condition: Callable[[], bool], seconds: float = 5.0) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.01)
-
-
 def test_a_handler_crash_answers_the_waiting_sync_calls(queue: SqlQueue) -> None:
     def crash(batch: Batch, slot: Callable[[], AbstractContextManager[None]]) -> None:
         raise RuntimeError("boom")

@@ -32,15 +32,7 @@ every sync call in it gets a result or an exception on its future."""
 
 
 class WorkerPool:
-    """``concurrency`` engine slots and twice as many threads, woken at once by ``wake()`` and
-    polling as a fallback.
-
-    Why more threads than slots: a batch's thread leaves its slot when the engine call returns
-    and goes on to finish the batch (encode, store, record, publish). With a thread per slot, no
-    thread was free meanwhile to take that slot and form the next batch, so with two slots the
-    batch that should wait at the engine for the running one's hand-off
-    (``GenerationService``'s ``_EngineTurn``) was formed only after the last one was finished.
-    """
+    """``concurrency`` threads, woken at once by ``wake()`` and polling as a fallback."""
 
     def __init__(self, queue: JobQueue, handler: JobHandler, concurrency: int = 1,
                  poll_seconds: float = 0.5, *, batcher: Batcher | None = None,
@@ -54,7 +46,7 @@ class WorkerPool:
         self._threads: list[threading.Thread] = []
 
     def start(self) -> None:
-        for i in range(2 * self._concurrency):  # see the class docstring
+        for i in range(self._concurrency):
             thread = threading.Thread(target=self._loop, name=f"imagehub-worker-{i}", daemon=True)
             thread.start()
             self._threads.append(thread)
