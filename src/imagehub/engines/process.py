@@ -24,8 +24,9 @@ Images coming back do not go through the pipe: a reply's images are pickled out 
 (:func:`_pack`); the parent copies them out and hands the block back, and the child reuses it
 (:class:`_Blocks`). An engine hands back :class:`ImagePixels` where it can: the array's own memory
 goes into the block, and the parent makes the PIL image from it, so the child spends no GIL time
-making images and their bytes (29 ms per 32 512² images on 2 CPU cores, against 3 ms). Through the pipe, a batch of 16 512² images was 12.6 MB read in 64 KiB chunks
-under the server's GIL: 20% of its sampled GIL time under 64 clients. A fresh block costs the
+making images and their bytes (29 ms per 32 512² images on 2 CPU cores, against 3 ms). Through
+the pipe, a batch of 16 512² images was 12.6 MB read in 64 KiB chunks under the server's GIL: 20%
+of its sampled GIL time under 64 clients. A fresh block costs the
 kernel's giving it pages, about 1 ms per MB on 2 CPU cores; writing 32 512² images into a reused
 block took 2.4 ms against 30.8 ms into a fresh one (``bench/engine_overlap.py``).
 
