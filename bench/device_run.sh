@@ -5,9 +5,10 @@
 #                run(command="bash bench/device_run.sh speed", carry=[".whl"], timeout_s=540)
 #
 # `throughput` (default): bench/gpu_throughput.py, plain diffusers against imagehub over HTTP:
-#   compiled with CUDA graphs and a (random-weight) TAESD decoder at max batch 32, the same with
-#   ENGINE_HANDOFF=false (one call at a time, as at 29b1a5d), eager, and compiled at max batch 16
-#   (the model in its own process, the CUDA default).
+#   compiled with CUDA graphs and a (random-weight) TAESD decoder at max batch 32 in the model's
+#   own process (the CUDA default), the same with ENGINE_HANDOFF=false (one call at a time, as at
+#   29b1a5d), the same in the server's process (process = false), then eager, if the deadline
+#   allows.
 # `isolation`: bench/engine_isolation.py on the GPU (the engine beside a busy Python thread).
 # `speed`: bench/speed_options.py, each card speed option against eager, engine only.
 #
@@ -47,5 +48,5 @@ timeout "${BENCH_TIMEOUT_S:-480}" python3 bench/gpu_throughput.py \
   --seconds "${BENCH_SECONDS:-10}" --runs 25 --batches 32,64 --max-batch 32 \
   --deadline-s "${BENCH_DEADLINE_S:-300}" --out "$out" --py-spy "${OUT:-/tmp}/profiles" \
   --served "{$compiled, \"warmup_batches\": [1, 8, 16, 32]}" \
-           "{$compiled, \"warmup_batches\": [1, 8, 16, 32], \"handoff\": false}" '{}' \
-           "{$compiled, \"warmup_batches\": [1, 8, 16], \"max_batch\": 16}"
+           "{$compiled, \"warmup_batches\": [1, 8, 16, 32], \"handoff\": false}" \
+           "{$compiled, \"warmup_batches\": [1, 8, 16, 32], \"process\": false}" '{}'
