@@ -14,8 +14,8 @@ are what the H100 run of 2026-11-27 implies for a compiled SD-Turbo batch of 32 
 of the engine thread's GIL time per batch in the py-spy profile).
 
 Four modes: one call at a time; the next call sent at the last step with the images made on the
-engine's thread (as until 2026-11-28); made on the call's thread in the model's process (as
-until 2026-11-29); and the pixels sent across, the images made in the server (as now). Prints
+engine's thread (as until 35dcf47); made on the call's thread in the model's process (as at
+334079e); and the pixels sent across, the images made in the server (as since 0cb95cd). Prints
 images/s, how busy the stand-in's device was, and each mode's ratio to the first. Then the cost
 of getting a batch from pixels in the child to images in the parent: a fresh shared-memory block
 per image (as until 2026-11-27), a fresh one per reply, images in a reused one, and pixels in a
@@ -44,8 +44,8 @@ class DeviceStandIn:
     """``generate_batch(count, where, on_steps)``: device waits around the last step, with the
     engine thread's own Python between them, then ``count`` images (one outcome, a list of one
     image, per callback): PIL images made on the engine's thread (``where="engine"``, as
-    ``DiffusersEngine`` until 2026-11-28), on the call's thread in the model's process
-    (``"caller"``, as until 2026-11-29), or 8-bit pixel arrays that the server makes into images
+    ``DiffusersEngine`` until 35dcf47), on the call's thread in the model's process
+    (``"caller"``, as at 334079e), or 8-bit pixel arrays that the server makes into images
     (``"server"``, as now)."""
 
     def __init__(self, denoise_ms: float, decode_ms: float, side: int,
