@@ -3,12 +3,15 @@
 #
 #   device tool: run(command="bash bench/device_run.sh", carry=[".whl"], timeout_s=540)
 #                run(command="bash bench/device_run.sh speed", carry=[".whl"], timeout_s=540)
+#                run(command="bash bench/device_run.sh sdxl", carry=[".whl"], timeout_s=540)
 #
 # `throughput` (default): bench/gpu_throughput.py, plain diffusers against imagehub over HTTP:
 #   compiled with CUDA graphs and a (random-weight) TAESD decoder at max batch 32 in the model's
 #   own process (the CUDA default), the same with ENGINE_HANDOFF=false (one call at a time, as at
 #   29b1a5d), the same in the server's process (process = false), then eager, if the deadline
 #   allows.
+# `sdxl`: the same for SDXL's full-size architecture at 1024² and 4 steps, eager and compiled,
+#   max batch 16 (plain diffusers at batches 4, 8 and 16).
 # `isolation`: bench/engine_isolation.py on the GPU (the engine beside a busy Python thread).
 # `speed`: bench/speed_options.py, each card speed option against eager, engine only.
 #
@@ -44,6 +47,13 @@ pack() {
 }
 trap pack EXIT
 compiled='"compile": "regional", "cuda_graphs": true, "channels_last": true, "tiny_vae": "TAESD"'
+if [ "${1:-throughput}" = sdxl ]; then  # not exec: the EXIT trap packs the profiles
+  timeout "${BENCH_TIMEOUT_S:-480}" python3 bench/gpu_throughput.py --families sdxl \
+    --seconds "${BENCH_SECONDS:-20}" --runs 5 --batches 4,8,16 --max-batch 16 \
+    --deadline-s "${BENCH_DEADLINE_S:-300}" --out "$out" --py-spy "${OUT:-/tmp}/profiles" \
+    --served '{}' "{$compiled, \"warmup_batches\": [1, 8, 16]}"
+  exit
+fi
 timeout "${BENCH_TIMEOUT_S:-480}" python3 bench/gpu_throughput.py \
   --seconds "${BENCH_SECONDS:-10}" --runs 25 --batches 32,64 --max-batch 32 \
   --deadline-s "${BENCH_DEADLINE_S:-300}" --out "$out" --py-spy "${OUT:-/tmp}/profiles" \
