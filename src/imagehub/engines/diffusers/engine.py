@@ -343,14 +343,11 @@ class DiffusersEngine:
     ) -> list[EngineResult | Exception]:
         """Compatible requests as one pipeline call each; every request keeps its own seeds,
         progress and cancel, and gets its own result or exception back (see ``BatchingEngine``)."""
-        RESIDENCY.acquire(self)  # not unloaded while it runs; the most recently used
-        try:
+        with RESIDENCY.in_use(self):  # not unloaded while it runs; the most recently used
             if self.separate_process:
                 outcomes = self._generate_in_child(requests, on_steps)
             else:
                 outcomes = self.thread.call(self._generate_batch, requests, on_steps)
-        finally:
-            RESIDENCY.release(self)
         # off the engine's thread, and off the model's process when it has one
         return [self._finished(outcome) for outcome in outcomes]
 
@@ -361,11 +358,8 @@ class DiffusersEngine:
         not yet images. The pixels cross to the server in one copy each, and the child's GIL
         stays with its device work: making the PIL images and then their bytes there took
         as long as the pipeline's own Python in the H100 profile of 2026-11-27."""
-        RESIDENCY.acquire(self)
-        try:
+        with RESIDENCY.in_use(self):
             outcomes = self.thread.call(self._generate_batch, requests, on_steps)
-        finally:
-            RESIDENCY.release(self)
         return [outcome.crossing() if isinstance(outcome, _Pixels) else outcome
                 for outcome in outcomes]
 
@@ -558,10 +552,7 @@ class DiffusersEngine:
 
     def _result(self, plan: _Plan, images: list[Any]) -> EngineResult:
         size = (plan.request.width, plan.request.height)
-        images = [
-            image if image.size == size else image.resize(size, resample=_lanczos())
-            for image in images
-        ]
+        images = [_at_size(image, size) for image in images]
         info: dict[str, Any] = {
             "pipeline": self.layout().pipeline_class.__name__,
             "native_width": plan.width,
@@ -595,8 +586,7 @@ class _Pixels:
         size = (request.width, request.height)
         pixels: list[Any] = [
             ImagePixels(array) if array.shape[1::-1] == size
-            else _pil_images([array])[0].resize(size, resample=_lanczos())
-            for array in self.pixels]
+            else _at_size(_pil_images([array])[0], size) for array in self.pixels]
         return _Pixels(replace(self.plan, request=request, image=None), pixels, self.info)
 
 
@@ -719,6 +709,11 @@ def _pil_images(pixels: list[Any]) -> list[Any]:
     from PIL import Image
 
     return [p if isinstance(p, Image.Image) else Image.fromarray(p) for p in pixels]
+
+
+def _at_size(image: Any, size: tuple[int, int]) -> Any:
+    """``image`` scaled to ``size`` (LANCZOS), unless it is that size already."""
+    return image if image.size == size else image.resize(size, resample=_lanczos())
 
 
 def _lanczos() -> Any:

@@ -14,6 +14,8 @@ import logging
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Protocol
 
 from imagehub.errors import ModelUnavailable
@@ -94,6 +96,15 @@ class Residency:
             self._in_use[model] = self._in_use.get(model, 0) + 1
             if model in self._sizes:
                 self._sizes.move_to_end(model)
+
+    @contextmanager
+    def in_use(self, model: Resident) -> Iterator[None]:
+        """``acquire`` for the block, then ``release``."""
+        self.acquire(model)
+        try:
+            yield
+        finally:
+            self.release(model)
 
     def release(self, model: Resident) -> None:
         with self._changed:
