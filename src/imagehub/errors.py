@@ -23,6 +23,12 @@ error body of API.md section 1.
 from __future__ import annotations
 
 
+def clip(text: str, limit: int = 80) -> str:
+    """``text`` cut to ``limit`` characters, saying how long it was: an error names the value it
+    refuses, but must not echo a megabyte of it back."""
+    return text if len(text) <= limit else f"{text[:limit - 3]}... ({len(text)} characters)"
+
+
 class ImagehubError(Exception):
     """Base of the HTTP-facing errors: ``status``, ``type`` and ``title`` are fixed per class."""
 

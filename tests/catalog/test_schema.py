@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from imagehub.catalog.schema import RequestSchema
+from imagehub.catalog.schema import RequestSchema, whole_numbers
 from imagehub.catalog.sizes import ASPECT_RATIOS, nearest_ratio, output_size
 from imagehub.errors import InvalidParams
 
@@ -45,3 +45,14 @@ def test_sizes_follow_api_section_6(resolution: str, ratio: str, size: tuple[int
 
 def test_nearest_ratio_for_auto_edits() -> None:
     assert nearest_ratio(1920, 1080) == "16:9" and nearest_ratio(1000, 1010) == "1:1"
+
+
+def test_whole_number_floats_pass_as_ints_and_other_numbers_stay() -> None:
+    """JSON Schema counts 2.0 as an integer: validation lets it through and hands back 2."""
+    body = SCHEMA.validate({"prompt": "x", "steps": 3.0})
+    assert body == {"prompt": "x", "steps": 3} and isinstance(body["steps"], int)
+    with pytest.raises(InvalidParams, match="steps: 2.5"):
+        SCHEMA.validate({"prompt": "x", "steps": 2.5})
+    assert whole_numbers({"a": 2.0, "b": 2.0, "c": "2"},
+                         {"a": {"type": ["integer", "null"]}, "b": {"type": "number"}}) == \
+        {"a": 2, "b": 2.0, "c": "2"}

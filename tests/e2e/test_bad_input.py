@@ -30,6 +30,7 @@ CASES = [
     ("POST", G, {**OK, "n": True}, {}, 400, "invalid_params", ["n", "True"]),
     ("POST", G, {**OK, "response_format": "jpeg"}, {}, 400, "invalid_params", ["response_format", "'jpeg'"]),
     ("POST", G, {**OK, "seed": -1}, {}, 400, "invalid_params", ["seed", "-1"]),
+    ("POST", Q, {**OK, "seed": 2**64}, {}, 400, "invalid_params", ["seed", str(2**64), "maximum"]),
     ("POST", G, {**OK, "model": "nope"}, {}, 404, "resource_not_found", ["Model not found: nope"]),
     ("POST", "/api/ai/images/edit", OK, {}, 400, "invalid_params", ["input_image"]),
     ("POST", Q, {**OK, "num_generations": 5}, {}, 400, "invalid_params", ["num_generations", "5"]),
@@ -53,6 +54,24 @@ CASES = [
     ("GET", "/api/ai/models", None, {"Authorization": "Bearer ih_wrong"}, 401, "unauthenticated", ["unknown"]),
     ("POST", Q, OK, {"Authorization": "Bearer ih_wrong"}, 401, "unauthenticated", ["unknown"]),
     ("GET", "/api/events", None, {"Authorization": "Bearer nope"}, 401, "unauthenticated", ["unknown"]),
+    # the key is checked before the body is read
+    ("POST", Q, b"{not json", {"Authorization": ""}, 401, "unauthenticated", ["Authorization"]),
+    ("POST", G, b"{not json", {"Authorization": "Bearer ih_wrong"}, 401, "unauthenticated", ["unknown"]),
+    ("POST", "/api/ai/images/generations", b"{not json", {"Authorization": ""}, 401, "unauthenticated",
+     ["Authorization"]),
+    # JSON Python reads but no request may carry
+    ("POST", G, b'{"model": "tiny-sd", "prompt": "a", "guidance_scale": NaN}', {}, 400,
+     "invalid_params", ["body", "NaN"]),
+    ("POST", Q, b'{"model": "tiny-sd", "prompt": "a", "strength": -Infinity}', {}, 400,
+     "invalid_params", ["body", "-Infinity"]),
+    ("POST", G, b'{"model": "tiny-sd", "prompt": "a", "x": ' + b"[" * 100_000 + b"]" * 100_000 + b"}",
+     {}, 400, "invalid_params", ["body", "nested"]),
+    ("POST", Q, b'{"model": "tiny-sd", "prompt": "a", "seed": ' + b"9" * 5000 + b"}", {}, 400,
+     "invalid_params", ["body", "4300 digits"]),
+    ("POST", G, b'{"model": "tiny-sd", "prompt": "a\\ud800"}', {}, 400, "invalid_params",
+     ["prompt", "\\ud800", "surrogate"]),
+    ("POST", Q, b'{"model": "tiny-sd", "prompt": "a", "\\udc00": 1}', {}, 400, "invalid_params",
+     ["\\udc00", "surrogate"]),
 ]
 
 
@@ -90,3 +109,45 @@ def test_rate_limit_answers_429_with_retry_after(tmp_path, tiny_sd_dir) -> None:
             assert r.json()["error"]["type"] == "rate_limited" and int(r.headers["retry-after"]) >= 1
     finally:
         server.stop()
+
+
+@pytest.mark.parametrize("body", [
+    {**OK, "input_image": ["data:image/png;base64," + "A" * 100_000] * 15},  # over maxItems
+    {**OK, "x" * 900_000: 1},  # an unknown field with a long name
+    {**OK, "model": "m" * 100_000},  # an unknown model with a long id
+    {**OK, "num_inference_steps": "9" * 100_000},  # a wrong type, long
+], ids=["many-images", "long-field-name", "long-model-id", "long-value"])
+def test_errors_name_long_values_without_echoing_them(api: httpx.Client, body) -> None:  # type: ignore[no-untyped-def]
+    r = api.post(Q, json=body)
+    assert r.status_code in (400, 404), r.text[:300]
+    detail = r.json()["error"]["detail"]
+    assert len(r.content) < 2000 and "characters)" in detail, detail[:300]
+
+
+def test_whole_number_floats_count_as_integers(api: httpx.Client) -> None:
+    """JSON Schema calls 2.0 an integer, so the validator lets it through: it must then run as 2,
+    on the sync path and in the queue, and be echoed as 2."""
+    r = api.post(G, json={**OK, "n": 2.0, "num_inference_steps": 1.0, "seed": 5.0})
+    assert r.status_code == 200, r.text[:300]
+    assert len(r.json()["images"]) == 2
+    r = api.post(Q, json={**OK, "num_generations": 2.0, "seed": 7.0, "num_inference_steps": 1.0})
+    assert r.status_code == 200, r.text[:300]
+    ids = [g["generation_id"] for g in r.json()["generations"]]
+    assert len(ids) == 2
+    for generation_id in ids:
+        row = _finished(api, generation_id)
+        assert row["status"] == "succeeded", row
+        assert row["num_inference_steps"] == 1 and isinstance(row["num_inference_steps"], int)
+        assert row["seed"] in (7, 8) and isinstance(row["seed"], int)
+
+
+def _finished(api: httpx.Client, generation_id: str) -> dict:  # type: ignore[type-arg]
+    import time
+
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        row = api.get(f"{Q}/{generation_id}").json()
+        if row["status"] in ("succeeded", "failed", "cancelled"):
+            return row
+        time.sleep(0.1)
+    raise AssertionError(f"{generation_id} did not finish")

@@ -16,6 +16,8 @@ from imagehub.services.keys import ANONYMOUS, Principal
 
 # Dependencies are ``async def`` on purpose: they are quick, and a sync dependency costs a
 # thread-pool hop per request.
+# FastAPI resolves a route's dependencies in the order of its parameters: routes list
+# ``principal`` before ``json_body``, so a caller without a key hears 401 before any word on the body.
 
 async def hub(request: Request) -> Hub:
     return request.app.state.hub
@@ -33,15 +35,60 @@ async def principal(request: Request) -> Principal:
     return caller
 
 
+MAX_BODY_DEPTH = 32
+"""Arrays and objects nested deeper than this are refused: no request field needs more, and
+Python's JSON parser and validators recurse."""
+
+
 async def json_body(request: Request) -> Any:
-    """The body as JSON; 400 naming the problem when it is not JSON."""
+    """The body as JSON; 400 naming the problem when it is not JSON, or is JSON that Python reads
+    but no request may carry: ``NaN`` and ``Infinity``, integers past 4300 digits, strings with
+    unpaired surrogates (``"\\ud800"``), nesting past ``MAX_BODY_DEPTH``."""
     raw = await request.body()
     if not raw.strip():
         raise InvalidParams("body: empty; expected a JSON object")
     try:
-        return json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InvalidParams(f"body: not valid JSON ({exc})") from exc
+        body = json.loads(raw, parse_constant=_refuse_constant)
+    except RecursionError:
+        raise InvalidParams(f"body: nested more than {MAX_BODY_DEPTH} levels deep") from None
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, an integer too long to read
+        reason = str(exc).split(";")[0] if "integer string conversion" in str(exc) else exc
+        raise InvalidParams(f"body: not valid JSON ({reason})") from None
+    _check_values(body)
+    return body
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a number JSON allows")
+
+
+def _check_values(body: Any) -> None:
+    """Walk the body once (no recursion): its depth, and every string encodable as UTF-8."""
+    stack: list[tuple[str, Any, int]] = [("body", body, 1)]
+    while stack:
+        path, value, depth = stack.pop()
+        if isinstance(value, str):
+            _check_text(path, value)
+            continue
+        if not isinstance(value, (dict, list)):
+            continue
+        if depth > MAX_BODY_DEPTH:
+            raise InvalidParams(f"body: nested more than {MAX_BODY_DEPTH} levels deep")
+        items = value.items() if isinstance(value, dict) else enumerate(value)
+        for key, item in items:
+            name = f"{key}" if path == "body" else f"{path}.{key}"
+            _check_text(name, str(key))
+            stack.append((name, item, depth + 1))
+
+
+def _check_text(path: str, text: str) -> None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        bad = text[exc.start:exc.end].encode("unicode_escape").decode()
+        where = path.encode("utf-8", "backslashreplace").decode()  # a key may hold one too
+        raise InvalidParams(f"{where}: {text[:40]!r} holds an unpaired surrogate ({bad}); "
+                            "text must be valid Unicode") from None
 
 
 class RateLimiter:

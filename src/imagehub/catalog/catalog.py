@@ -26,7 +26,7 @@ from imagehub.catalog.schema import RequestSchema
 from imagehub.config import Settings
 from imagehub.engines.base import Engine
 from imagehub.engines.registry import create_engine
-from imagehub.errors import ModelUnavailable, NotFound
+from imagehub.errors import ModelUnavailable, NotFound, clip
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +78,7 @@ class Catalog:
     def get(self, model_id: str) -> ModelEntry:
         entry = self._entries.get(model_id)
         if entry is None:
-            raise NotFound(f"Model not found: {model_id}")
+            raise NotFound(f"Model not found: {clip(str(model_id), 200)}")
         return entry
 
     def all(self) -> list[ModelEntry]:

@@ -8,7 +8,7 @@ from typing import Any, Mapping
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
 
-from imagehub.errors import InvalidParams
+from imagehub.errors import InvalidParams, clip
 
 PROMPT_PROPERTY: dict[str, Any] = {
     "type": "string",
@@ -51,17 +51,31 @@ class RequestSchema:
     def properties(self) -> dict[str, Any]:
         return self.document["properties"]
 
-    def validate(self, body: Mapping[str, Any]) -> None:
-        """Raise InvalidParams naming the field and the value of the first problem found."""
+    def validate(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        """Raise InvalidParams naming the field and the value of the first problem found; else
+        the body as the engines take it (``whole_numbers``)."""
         errors = sorted(self._validator.iter_errors(body), key=_error_order)
         if errors:
             raise InvalidParams(describe(errors[0]))
+        return whole_numbers(body, self.properties)
 
     def with_defaults(self, body: Mapping[str, Any]) -> dict[str, Any]:
         """The body with every absent property that has a default filled in."""
         resolved = {k: spec["default"] for k, spec in self.properties.items() if "default" in spec}
         resolved.update(body)
         return resolved
+
+
+def whole_numbers(body: Mapping[str, Any], properties: Mapping[str, Any]) -> dict[str, Any]:
+    """``body`` with ``2.0`` as ``2`` in each ``integer`` property: JSON Schema counts a number
+    with a zero fraction as an integer, so the schema lets it through, and Python's ``range``,
+    torch and SQLite then need it as one."""
+    def integer(name: str) -> bool:
+        kind = properties.get(name, {}).get("type")
+        return kind == "integer" or (isinstance(kind, list) and "integer" in kind)
+
+    return {k: int(v) if isinstance(v, float) and v.is_integer() and integer(k) else v
+            for k, v in body.items()}
 
 
 def _error_order(error: ValidationError) -> tuple[int, str]:
@@ -75,7 +89,7 @@ def describe(error: ValidationError) -> str:
     field = ".".join(map(str, error.absolute_path))
     if error.validator == "additionalProperties":
         extras = sorted(set(error.instance) - set(error.schema.get("properties", {})))
-        name = ".".join([field, extras[0]]) if field else extras[0]
+        name = clip(".".join([field, extras[0]]) if field else extras[0])
         return f"{name}: unknown field (value {_short(error.instance[extras[0]])}); " \
                f"allowed fields: {sorted(error.schema.get('properties', {}))}"
     if error.validator == "required":
@@ -91,9 +105,9 @@ def describe(error: ValidationError) -> str:
     if error.validator in ("minimum", "maximum"):
         word = "less" if error.validator == "minimum" else "greater"
         return f"{field}: {value} is {word} than the {error.validator} {error.validator_value}"
-    return f"{field}: {value} is invalid ({error.message})"
+    return f"{field}: {value} is invalid ({clip(error.message, 200)})"
 
 
 def _short(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 80 else text[:77] + "..."
+    return clip(repr(value))
+

@@ -29,10 +29,12 @@ from imagehub.errors import (
     GenerationCancelled,
     GenerationFailed,
     ImagehubError,
+    InvalidParams,
     InvalidState,
     ModelUnavailable,
     NotFound,
     UpstreamError,
+    clip,
 )
 from imagehub.events.bus import EventBus
 from imagehub.jobs.batching import Batch, Batcher, BatchPolicy, SyncCall, batch_key
@@ -155,6 +157,7 @@ class GenerationService:
         if idempotency_key:
             earlier = self.deps.queue.by_idempotency_key(request.namespace, idempotency_key)
             if earlier:
+                _check_same_request(idempotency_key, earlier, request)
                 return EnqueueResponse(generations=[
                     EnqueuedGeneration(generation_id=r.id, status=S(r.status)) for r in earlier])
         records = [self._record(principal, request, seeded(request.resolved, i), "queue", 1,
@@ -525,6 +528,43 @@ def _run_engine(engine: Engine, requests: list[EngineRequest],
         except Exception as exc:  # noqa: BLE001 - an outcome per request
             outcomes.append(exc)
     return outcomes
+
+
+def _check_same_request(key: str, earlier: list[GenerationRecord], request: ParsedRequest) -> None:
+    """Refuse a reused ``Idempotency-Key`` whose request differs from the one that first used it."""
+    for name, (then, now) in _request_identity(earlier, request).items():
+        if then != now:
+            raise InvalidParams(f"Idempotency-Key: {clip(repr(key))} was already used with a "
+                                f"different request ({name}: {clip(repr(then))} then, "
+                                f"{clip(repr(now))} now); "
+                                "send a new key for a new request")
+
+
+def _request_identity(earlier: list[GenerationRecord],
+                      request: ParsedRequest) -> dict[str, tuple[Any, Any]]:
+    """What makes a queue request itself, as (first request's, this one's) per name.
+
+    The first request is read back from its rows: model, one row per generation, the model
+    fields as carried, and the first row's seed (where a generic ``seed`` is kept). A retry that
+    leaves out a generic seed counts as the same request: the rows cannot tell a random first
+    seed from a sent one.
+    """
+    first = earlier[0]
+    pairs = {"model": (first.model_name, request.entry.id),
+             "num_generations": (len(earlier), request.count)}
+    for name in sorted(first.params.keys() | request.params.keys()):
+        pairs[name] = (first.params.get(name, _ABSENT), request.params.get(name, _ABSENT))
+    if request.resolved.get("seed") is not None:
+        pairs["seed"] = (first.resolved.get("seed"), request.resolved["seed"])
+    return pairs
+
+
+class _Absent:
+    def __repr__(self) -> str:
+        return "absent"
+
+
+_ABSENT = _Absent()
 
 
 def _echo(value: Any) -> Any:

@@ -23,6 +23,7 @@ from imagehub.errors import InvalidParams
 from imagehub.protocol import OpenAIImage, OpenAIImagesResponse
 from imagehub.services.generation import GenerationService
 from imagehub.services.keys import Principal
+from imagehub.services.requests import check_model
 
 OUTPUT_FORMATS = ("png", "jpeg", "webp")
 _SIZE = re.compile(r"^(\d{1,5})x(\d{1,5})$")
@@ -37,9 +38,11 @@ class OpenAIImagesService:
         self.generations = generations
 
     def generate(self, principal: Principal, body: Any) -> OpenAIImagesResponse:
-        # 1. split the OpenAI-only fields from the ones the hub knows
+        # 1. the model first (size is read against its fields), then split the OpenAI-only
+        #    fields from the ones the hub knows
         if not isinstance(body, dict):
             raise InvalidParams(f"body: expected a JSON object, got {type(body).__name__}")
+        model = check_model(body)
         hub_body = {k: v for k, v in body.items() if k not in ("size", "output_format", *_INFORMATIONAL)}
         output_format = _output_format(body.get("output_format", "png"))
         hub_body.setdefault("response_format", "url")
@@ -49,7 +52,7 @@ class OpenAIImagesService:
         # 2. size -> the model's aspect_ratio + resolution
         size = body.get("size")
         if size is not None and size != "auto":
-            hub_body.update(self._size_fields(hub_body, size))
+            hub_body.update(self._size_fields(hub_body, model, size))
         # 3. run, then answer in the OpenAI shape
         result = self.generations.generate(principal, hub_body)
         data = [OpenAIImage(url=image.url) if image.url is not None
@@ -59,7 +62,7 @@ class OpenAIImagesService:
         return OpenAIImagesResponse(created=result.created, data=data, output_format=output_format,
                                     size=f"{first.width}x{first.height}" if first else None)
 
-    def _size_fields(self, body: dict[str, Any], size: Any) -> dict[str, str]:
+    def _size_fields(self, body: dict[str, Any], model: str, size: Any) -> dict[str, str]:
         match = _SIZE.match(size) if isinstance(size, str) else None
         if match is None or 0 in (int(match[1]), int(match[2])):
             raise InvalidParams(f"size: {size!r} is not 'auto' or '<width>x<height>' "
@@ -68,8 +71,7 @@ class OpenAIImagesService:
             if field in body:
                 raise InvalidParams(f"{field}: {body[field]!r} conflicts with size {size!r}; "
                                     "send one or the other")
-        model = body.get("model")
-        props = self.generations.deps.catalog.get(str(model)).schema.properties if model else {}
+        props = self.generations.deps.catalog.get(model).schema.properties
         if "aspect_ratio" not in props or "resolution" not in props:
             raise InvalidParams(f"size: {size!r} is not supported by model {model!r}, which has "
                                 "no aspect_ratio/resolution fields; send 'auto' or leave it out")

@@ -3,22 +3,27 @@
 from __future__ import annotations
 
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 from jsonschema import Draft202012Validator
 
 from imagehub.catalog.catalog import Catalog, ModelEntry
-from imagehub.catalog.schema import describe
+from imagehub.catalog.schema import describe, whole_numbers
 from imagehub.catalog.sizes import nearest_ratio, output_size
 from imagehub.engines.base import EngineRequest
 from imagehub.errors import Forbidden, InvalidParams
 from imagehub.protocol import GENERIC_FIELDS_SCHEMA
-from imagehub.services.keys import Principal
 from imagehub.services.fetch import check_image_ref, load_image
+from imagehub.services.keys import Principal
 
 _GENERIC = Draft202012Validator(GENERIC_FIELDS_SCHEMA)
 _GENERIC_NAMES = set(GENERIC_FIELDS_SCHEMA["properties"])
+_MODEL = Draft202012Validator({"type": "object", "required": ["model"],
+                               "properties": {"model": GENERIC_FIELDS_SCHEMA["properties"]["model"]}})
+SEED_MAX: int = GENERIC_FIELDS_SCHEMA["properties"]["seed"]["maximum"]
+"""The largest seed a request may carry; derived seeds wrap past it (see :func:`seeded`)."""
 
 
 @dataclass
@@ -45,12 +50,13 @@ def parse(catalog: Catalog, principal: Principal, body: Any, *, count_field: str
         body["input_image"] = body.pop("image")
     entry = catalog.get(_check_generic(body, count_field))
     schema_names = set(entry.schema.properties)
-    generic = {k: body[k] for k in body if k in _GENERIC_NAMES and k not in schema_names}
+    generic = whole_numbers({k: body[k] for k in body if k in _GENERIC_NAMES and k not in schema_names},
+                            GENERIC_FIELDS_SCHEMA["properties"])
     params = {k: v for k, v in body.items() if k not in generic}
     _refuse_other_count_field(generic, count_field)
-    entry.schema.validate(params)
-    if require_image and "input_image" not in params:
-        raise InvalidParams("input_image: required field is missing (the image to edit)")
+    params = entry.schema.validate(params)
+    if require_image:
+        _require_image(params)
     namespace = _namespace(principal, generic.get("target_namespace"))
     for uri in _as_list(params.get("input_image")):
         check_image_ref("input_image", uri)  # refuse unreadable images and bad URLs now (400)
@@ -60,6 +66,23 @@ def parse(catalog: Catalog, principal: Principal, body: Any, *, count_field: str
         entry=entry, params=params, resolved=resolved, count=generic.get(count_field, 1),
         response_format=generic.get("response_format", "url"), namespace=namespace,
     )
+
+
+def check_model(body: dict[str, Any]) -> str:
+    """The body's ``model``, or InvalidParams naming it when it is missing or not a model id."""
+    errors = list(_MODEL.iter_errors(body))
+    if errors:
+        raise InvalidParams(describe(errors[0]))
+    return str(body["model"])
+
+
+def _require_image(params: dict[str, Any]) -> None:
+    """An edit needs at least one image: refuse a missing ``input_image`` and an empty list."""
+    if "input_image" not in params:
+        raise InvalidParams("input_image: required field is missing (the image to edit)")
+    if not _as_list(params["input_image"]):
+        raise InvalidParams(f"input_image: {params['input_image']!r} holds no image; "
+                            "an edit needs at least one")
 
 
 def _check_generic(body: dict[str, Any], count_field: str) -> str:
@@ -90,9 +113,15 @@ def _namespace(principal: Principal, target: str | None) -> str:
 
 
 def seeded(resolved: Mapping[str, Any], index: int) -> dict[str, Any]:
-    """The resolved params of the ``index``-th generation: an explicit seed counts up, else random."""
+    """The resolved params of the ``index``-th generation of a request.
+
+    An explicit seed counts up, ``seed + index``, wrapping modulo ``SEED_MAX + 1`` (so
+    ``SEED_MAX`` is followed by 0): every stored seed is one the API accepts when sent back.
+    Without a seed, each generation gets a random one.
+    """
     out = dict(resolved)
-    out["seed"] = resolved["seed"] + index if resolved.get("seed") is not None else secrets.randbelow(2**31)
+    seed = resolved.get("seed")
+    out["seed"] = (seed + index) % (SEED_MAX + 1) if seed is not None else secrets.randbelow(2**31)
     return out
 
 

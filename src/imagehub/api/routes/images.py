@@ -26,13 +26,13 @@ _BODY = {"requestBody": {"required": True, "content": {"application/json": {"sch
 
 @router.post("/generate", response_model=GenerateResponse, response_model_exclude_none=True,
              openapi_extra=_BODY)
-def generate(body: Any = Depends(json_body), caller: Principal = Depends(principal),
+def generate(caller: Principal = Depends(principal), body: Any = Depends(json_body),
              h: Hub = Depends(hub)) -> GenerateResponse:
     return h.generations.generate(caller, body)
 
 
 @router.post("/edit", response_model=GenerateResponse, response_model_exclude_none=True,
              openapi_extra=_BODY)
-def edit(body: Any = Depends(json_body), caller: Principal = Depends(principal),
+def edit(caller: Principal = Depends(principal), body: Any = Depends(json_body),
          h: Hub = Depends(hub)) -> GenerateResponse:
     return h.generations.generate(caller, body, edit=True)

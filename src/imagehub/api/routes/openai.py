@@ -30,6 +30,6 @@ _BODY = {"requestBody": {"required": True, "content": {"application/json": {"sch
 
 @router.post("/generations", response_model=OpenAIImagesResponse, response_model_exclude_none=True,
              openapi_extra=_BODY)
-def generations(body: Any = Depends(json_body), caller: Principal = Depends(principal),
+def generations(caller: Principal = Depends(principal), body: Any = Depends(json_body),
                 h: Hub = Depends(hub)) -> OpenAIImagesResponse:
     return OpenAIImagesService(h.generations).generate(caller, body)

@@ -35,7 +35,7 @@ def _status(status: str | None) -> str | None:
 
 
 @router.post("/queue", response_model=EnqueueResponse, openapi_extra=_BODY)
-async def enqueue(body: Any = Depends(json_body), caller: Principal = Depends(principal),
+async def enqueue(caller: Principal = Depends(principal), body: Any = Depends(json_body),
             h: Hub = Depends(hub),
             idempotency_key: str | None = Header(None, alias="Idempotency-Key")) -> EnqueueResponse:
     return h.generations.enqueue(caller, body, idempotency_key)

@@ -790,6 +790,7 @@ def _seed_property(order: int) -> dict[str, dict[str, Any]]:
             "type": "integer",
             "description": "Random seed: the same seed and fields give the same image.",
             "minimum": 0,
+            "maximum": 2**63 - 1,  # what torch.Generator.manual_seed and SQLite take
             "x-order": order,
         }
     }

@@ -1,0 +1,104 @@
+"""What a request means, against the real server: a reused ``Idempotency-Key``, seeds derived for
+``num_generations``, an edit without images, and the OpenAI route's ``model`` (API.md 1–3, 7)."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import httpx
+import pytest
+from tests_helpers import wait_for_status
+
+from imagehub.protocol import GENERIC_FIELDS_SCHEMA
+
+Q = "/api/ai/queue"
+OK = {"model": "tiny-sd", "prompt": "a red cube"}
+SEED_MAX = GENERIC_FIELDS_SCHEMA["properties"]["seed"]["maximum"]
+
+
+def _count_rows(api: httpx.Client) -> int:
+    return api.get("/api/ai/generations", params={"page_size": 1}).json()["total_entries"]
+
+
+def _enqueue(api: httpx.Client, body: dict[str, Any], key: str | None = None) -> httpx.Response:
+    return api.post(Q, json=body, headers={"Idempotency-Key": key} if key else None)
+
+
+def _ids(response: httpx.Response) -> list[str]:
+    assert response.status_code == 200, response.text
+    return [g["generation_id"] for g in response.json()["generations"]]
+
+
+def _assert_invalid(response: httpx.Response, *words: str) -> str:
+    assert response.status_code == 400, response.text
+    payload = response.json()
+    assert payload["status_message"] == "invalid_params" == payload["error"]["type"]
+    detail = payload["error"]["detail"]
+    for word in words:
+        assert word in detail, (word, detail)
+    return detail
+
+
+# ---- 1. Idempotency-Key ---------------------------------------------------------------------------
+
+def test_retry_with_the_same_key_and_request_returns_the_same_generations(api: httpx.Client) -> None:
+    key, body = f"retry-{uuid.uuid4()}", {**OK, "num_generations": 2, "seed": 3}
+    first = _ids(_enqueue(api, body, key))
+    before = _count_rows(api)
+    assert _ids(_enqueue(api, dict(reversed(body.items())), key)) == first  # field order is no change
+    assert _count_rows(api) == before
+
+
+@pytest.mark.parametrize("change,field", [
+    ({"prompt": "a blue ball"}, "prompt"),
+    ({"num_generations": 2}, "num_generations"),
+    ({"model": "tiny-sd-slow"}, "model"),
+    ({"aspect_ratio": "16:9"}, "aspect_ratio"),
+    ({"seed": 8}, "seed"),
+])
+def test_same_key_with_a_different_request_is_refused(api: httpx.Client, change: dict[str, Any],
+                                                      field: str) -> None:
+    key = f"reuse-{uuid.uuid4()}"
+    first = _ids(_enqueue(api, {**OK, "seed": 7}, key))
+    before = _count_rows(api)
+    detail = _assert_invalid(_enqueue(api, {**OK, "seed": 7, **change}, key),
+                             "Idempotency-Key", repr(key), "different request", field)
+    assert "'a red cube'" in detail or field != "prompt"  # the first value is named too
+    assert _count_rows(api) == before  # nothing queued, the first request's rows untouched
+    assert _ids(_enqueue(api, {**OK, "seed": 7}, key)) == first
+
+
+# ---- 2. derived seeds stay in range ---------------------------------------------------------------
+
+def test_seeds_counted_up_from_the_maximum_wrap_to_zero(api: httpx.Client) -> None:
+    _assert_invalid(_enqueue(api, {**OK, "seed": SEED_MAX + 1}), "seed", str(SEED_MAX + 1))
+    ids = _ids(_enqueue(api, {**OK, "seed": SEED_MAX, "num_generations": 2}))
+    rows = [wait_for_status(api, i, {"succeeded"}) for i in ids]
+    assert [row["seed"] for row in rows] == [SEED_MAX, 0]
+    for row in rows:  # every stored seed is one the API takes back
+        _ids(_enqueue(api, {**OK, "seed": row["seed"]}))
+
+
+# ---- 3. an edit needs an image --------------------------------------------------------------------
+
+@pytest.mark.parametrize("field", ["input_image", "image"])
+def test_edit_with_an_empty_image_list_is_refused(api: httpx.Client, field: str) -> None:
+    before = _count_rows(api)
+    body = {"model": "nano-banana-2", "prompt": "add a hat", field: []}
+    _assert_invalid(api.post("/api/ai/images/edit", json=body), "input_image", "[]", "at least one")
+    assert _count_rows(api) == before
+
+
+# ---- 4. the OpenAI route checks model first -------------------------------------------------------
+
+@pytest.mark.parametrize("model,words", [
+    (5, ["model: 5", "'string'"]),
+    (None, ["model: None", "'string'"]),
+    ("", ["model: ''"]),
+    (..., ["model", "required"]),
+])
+def test_openai_route_names_a_bad_model(api: httpx.Client, model: Any, words: list[str]) -> None:
+    body = {"prompt": "x", "size": "512x512"} | ({} if model is ... else {"model": model})
+    detail = _assert_invalid(api.post("/api/ai/images/generations", json=body), *words)
+    assert "size" not in detail
