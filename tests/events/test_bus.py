@@ -57,3 +57,21 @@ def test_new_stream_catches_up_on_recent_events_only_when_asked() -> None:
         return (await plain.get(timeout=0.1)) is None, (await caught.get(timeout=1)).data["generation_id"]
 
     assert asyncio.run(main()) == (True, "recent")
+
+
+
+def test_a_last_event_id_no_int_can_hold_replays_the_buffer_like_other_garbage() -> None:
+    """5000 digits pass ``isdigit`` but not ``int()`` (Python's 4300-digit limit); '²' passes
+    ``isdigit`` but int() refuses it: both are garbage, and garbage replays the buffer."""
+    async def main(suffixes: list[str]) -> list[list[str]]:
+        bus = InProcessBus()
+        boot = bus.publish("a", DONE, {"generation_id": "1"}).id.partition("-")[0]
+        bus.publish("a", DONE, {"generation_id": "2"})
+        replays = []
+        for suffix in suffixes:
+            sub = bus.subscribe(["a"], last_event_id=f"{boot}-{suffix}")
+            replays.append([(await sub.get(timeout=1)).data["generation_id"] for _ in range(2)])
+        return replays
+
+    suffixes = ["9" * 5000, "²", "x", ""]
+    assert asyncio.run(main(suffixes)) == [["1", "2"]] * len(suffixes)

@@ -172,3 +172,12 @@ def test_worker_pool_drains_with_the_handler(queue: SqlQueue) -> None:
     assert WorkerPool(queue, handler).drain() == 3
     assert seen == ["0", "1", "2"]
     assert queue.count(RowFilter(["default"], ["succeeded"])) == 3
+
+
+def test_an_offset_past_what_sqlite_holds_lists_nothing(queue: SqlQueue) -> None:
+    """``?page=10**18`` makes an offset over SQLite's signed 64-bit INTEGER: past every row."""
+    queue.add([record("a")])
+    everyone = RowFilter(["default"])
+    assert queue.list(everyone, offset=10**20, limit=50) == []
+    assert queue.list(everyone, offset=1, limit=50) == []
+    assert [r.prompt for r in queue.list(everyone, limit=10**20)] == ["a"]

@@ -54,7 +54,17 @@ def test_modules_import_only_shipped_files(client: TestClient) -> None:
 
 @pytest.mark.parametrize("path", ["/workbench/missing.js", "/workbench/__init__.py",
                                   "/workbench/../client.py", "/workbench/%2e%2e/client.py",
-                                  "/workbench/.hidden", "/workbench/"])
+                                  "/workbench/.hidden", "/workbench/",
+                                  "/workbench/" + "a" * 300, "/workbench/app.js/",
+                                  "/workbench//app.js", "/workbench/a/.hidden/x.js",
+                                  "/workbench/app.js%00"])
 def test_nothing_else_is_served(client: TestClient, path: str) -> None:
     r = client.get(path)
     assert r.status_code == 404 and r.json()["error"]["type"] == "resource_not_found"
+
+
+def test_head_answers_like_get_without_a_body(client: TestClient) -> None:
+    get, head = client.get("/workbench/app.js"), client.head("/workbench/app.js")
+    assert head.status_code == 200 and head.content == b""
+    assert head.headers["content-type"] == get.headers["content-type"]
+    assert head.headers["content-length"] == get.headers["content-length"]

@@ -19,6 +19,9 @@ from typing import AsyncIterator, Protocol, Sequence
 
 from imagehub.protocol import Event, EventName
 
+_SEQ_DIGITS = 19
+"""The most digits of a sequence number this process can reach (a count of events < 10**19)."""
+
 
 class EventBus(Protocol):
     def publish(self, namespace: str, name: EventName, data: dict) -> Event: ...
@@ -98,8 +101,16 @@ class InProcessBus:
                 self._subscribers.remove(subscription)
 
     def _missed(self, last_event_id: str, namespaces: set[str]) -> list[Event]:
-        boot, _, seq = last_event_id.partition("-")
         mine = [e for e in self._buffer if e.namespace in namespaces]
-        if boot != self._boot or not seq.isdigit():
+        seen = self._seq_of(last_event_id)
+        if seen is None:
             return mine
-        return [e for e in mine if int(e.id.partition("-")[2]) > int(seq)]
+        return [e for e in mine if int(e.id.partition("-")[2]) > seen]
+
+    def _seq_of(self, event_id: str) -> int | None:
+        """The sequence number of an id this boot could have given; None for any other value
+        (another boot, or garbage: a client's header is not trusted to be an id of ours)."""
+        boot, _, seq = event_id.partition("-")
+        if boot != self._boot or not (seq.isascii() and seq.isdigit()) or len(seq) > _SEQ_DIGITS:
+            return None  # isascii: int() refuses '²'; the length: int() refuses 4300+ digits
+        return int(seq)

@@ -31,6 +31,9 @@ _FINISH = (update(_TABLE)
 """``finish`` of one row, built once and run for a batch's rows as one executemany."""
 _BATCH_WINDOW = 256
 """How many queued rows of a model past ``limit`` a batch claim looks through for compatible ones."""
+_SQL_INT_MAX = 2**63 - 1
+"""The largest OFFSET or LIMIT the database takes (a signed 64-bit INTEGER): a page past it is
+past every row anyway."""
 
 
 @dataclass
@@ -264,6 +267,9 @@ class SqlQueue:
             ))
 
     def list(self, where: RowFilter, offset: int = 0, limit: int | None = None) -> list[GenerationRecord]:
+        if offset > _SQL_INT_MAX:
+            return []
+        limit = None if limit is None else min(limit, _SQL_INT_MAX)
         query = self._filtered(select(GenerationRecord), where).order_by(GenerationRecord.order_key.desc())
         with self._sessions() as session:
             return list(session.scalars(query.offset(offset).limit(limit)))

@@ -8,27 +8,27 @@ allow-list (``IMAGEHUB_FETCH_ALLOW``) says otherwise: loopback, private, link-lo
 multicast, reserved and every other non-global address; ``http://`` (only ``https://`` reaches the
 public internet); credentials in the URL. Redirects are followed by hand (at most
 :data:`MAX_REDIRECTS`), each target checked like the first. The body must declare an image
-content type, stay under ``IMAGEHUB_FETCH_MAX_BYTES`` (413 otherwise) and arrive within
-``IMAGEHUB_FETCH_TIMEOUT_SECONDS``.
+content type, stay under ``IMAGEHUB_FETCH_MAX_BYTES`` (413 otherwise), arrive within
+``IMAGEHUB_FETCH_TIMEOUT_SECONDS`` and decode like a data URI
+(:func:`imagehub.storage.images.decode_image`: a 413 past Pillow's pixel limit).
 """
 
 from __future__ import annotations
 
-import io
 import ipaddress
 import socket
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import SplitResult, urljoin, urlsplit
 
 import httpx
 from PIL import Image
 
 from imagehub.config import Settings
-from imagehub.errors import InvalidParams, PayloadTooLarge
-from imagehub.storage.images import decode_data_uri
+from imagehub.errors import InvalidParams, PayloadTooLarge, clip
+from imagehub.storage.images import decode_data_uri, decode_image
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 Resolver = Callable[[str, int], list[IPAddress]]
@@ -88,7 +88,7 @@ class ImageFetcher:
 
     def check(self, field_name: str, url: str) -> Target:
         """The URL's connect target, or InvalidParams naming the field, the URL and the reason."""
-        parts = urlsplit(url)
+        parts = self._split(field_name, url)
         host = (parts.hostname or "").lower()
         if parts.scheme not in ("http", "https") or not host:
             raise self._refuse(field_name, url, "is neither an https:// URL nor a data:image/ URI")
@@ -117,6 +117,12 @@ class ImageFetcher:
                                "(IMAGEHUB_FETCH_ALLOW permits http for the hosts it lists)")
         return Target(url=url, host=host, port=port, address=addresses[0])
 
+    def _split(self, field_name: str, url: str) -> SplitResult:
+        try:
+            return urlsplit(url)
+        except ValueError as exc:  # "Invalid IPv6 URL" (an unclosed "[::1"), a bad bracketed host
+            raise self._refuse(field_name, url, f"is not a valid URL ({exc})") from exc
+
     def _host_allowed(self, host: str) -> bool:
         return any(host == h or (h.startswith(".") and host.endswith(h)) for h in self._hosts)
 
@@ -125,8 +131,7 @@ class ImageFetcher:
 
     @staticmethod
     def _refuse(field_name: str, url: str, reason: str) -> InvalidParams:
-        shown = url if len(url) <= 120 else url[:117] + "..."
-        return InvalidParams(f"{field_name}: {shown!r} {reason}")
+        return InvalidParams(f"{field_name}: {shown(url)} {reason}")
 
     # ---- fetch ----------------------------------------------------------------------------------
 
@@ -138,9 +143,16 @@ class ImageFetcher:
                 target = self.check(field_name, url)
                 data, location = self._get(client, field_name, target, deadline)
                 if location is None:
-                    return self._decode(field_name, url, data)
-                url = urljoin(url, location)
+                    return decode_image(field_name, shown(url), data)
+                url = self._redirect(field_name, url, location)
         raise self._refuse(field_name, url, f"redirects more than {MAX_REDIRECTS} times")
+
+    def _redirect(self, field_name: str, url: str, location: str) -> str:
+        try:
+            return urljoin(url, location)
+        except ValueError as exc:  # a Location such as "https://[::1"
+            raise self._refuse(field_name, url, f"redirects to an invalid URL {location[:120]!r} "
+                               f"({exc})") from exc
 
     def _get(self, client: httpx.Client, field_name: str, target: Target,
              deadline: float) -> tuple[bytes, str | None]:
@@ -158,7 +170,7 @@ class ImageFetcher:
         except httpx.TimeoutException as exc:
             raise self._refuse(field_name, target.url,
                                f"did not answer within {self.timeout:g} s") from exc
-        except httpx.HTTPError as exc:
+        except (httpx.HTTPError, httpx.InvalidURL) as exc:
             raise self._refuse(field_name, target.url,
                                f"could not be fetched ({type(exc).__name__}: {exc})") from exc
 
@@ -188,13 +200,10 @@ class ImageFetcher:
         return PayloadTooLarge(f"{field_name}: {url[:120]!r} is larger than the limit of "
                                f"{self.max_bytes} bytes (IMAGEHUB_FETCH_MAX_BYTES)")
 
-    def _decode(self, field_name: str, url: str, data: bytes) -> Image.Image:
-        try:
-            image = Image.open(io.BytesIO(data))
-            image.load()
-        except (OSError, ValueError, Image.DecompressionBombError) as exc:
-            raise self._refuse(field_name, url, f"is not a readable image ({exc})") from exc
-        return image.convert("RGB")
+
+def shown(url: str) -> str:
+    """``url`` as an error message quotes it (at most 120 characters)."""
+    return clip(repr(url), 120)
 
 
 def refusal(address: IPAddress) -> str | None:

@@ -16,6 +16,7 @@ _NAME = re.compile(r"^\d{1,2}\.png$")
 
 
 @router.get("/{token}/{filename}")
+@router.head("/{token}/{filename}", include_in_schema=False)  # GET's headers, no body
 def get_file(token: str, filename: str, request: Request, h: Hub = Depends(hub)) -> Response:
     generation_id = h.deps.signer.verify(token)
     if generation_id is None or not _NAME.match(filename):

@@ -35,6 +35,7 @@ def _modalities(entry: ModelEntry) -> set[str]:
 
 
 @router.get("/models", response_model=ModelList)
+@router.head("/models", response_model=ModelList, include_in_schema=False)
 def list_models(modalities: str | None = None, h: Hub = Depends(hub)) -> ModelList:
     if modalities is not None and modalities not in MODALITIES:
         raise InvalidParams(f"modalities: {modalities!r} is not one of {list(MODALITIES)}")
@@ -43,5 +44,6 @@ def list_models(modalities: str | None = None, h: Hub = Depends(hub)) -> ModelLi
 
 
 @router.get("/models/{model_id}", response_model=ModelObject)
+@router.head("/models/{model_id}", response_model=ModelObject, include_in_schema=False)
 def get_model(model_id: str, h: Hub = Depends(hub)) -> ModelObject:
     return model_object(h.deps.catalog.get(model_id))

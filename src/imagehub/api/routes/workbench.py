@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import mimetypes
 from importlib import resources
+from importlib.resources.abc import Traversable
 
 from fastapi import APIRouter
 from fastapi.responses import Response
 
-from imagehub.errors import NotFound
+from imagehub.errors import NotFound, clip
 
 router = APIRouter(include_in_schema=False)
 
@@ -31,22 +32,38 @@ _HEADERS = {
 
 
 def _asset(name: str) -> Response:
-    root = resources.files("imagehub") / "workbench"
-    if not name or name.startswith((".", "/")) or ".." in name.split("/") or name.endswith(".py"):
-        raise NotFound(f"workbench asset not found: {name}")
-    item = root.joinpath(*name.split("/"))
-    if not item.is_file():
-        raise NotFound(f"workbench asset not found: {name}")
+    item = _find(name)
     suffix = "." + name.rsplit(".", 1)[-1]
     media_type = _TYPES.get(suffix) or mimetypes.guess_type(name)[0] or "application/octet-stream"
     return Response(item.read_bytes(), media_type=media_type, headers=_HEADERS)
 
 
+def _find(name: str) -> Traversable:
+    """The shipped file ``name`` names, or NotFound: no hidden or Python file, no step out of the
+    folder, no empty segment (``app.js/`` is not ``app.js``), no name the OS refuses (too long)."""
+    parts = name.split("/")
+    if name.endswith(".py") or any(not p or p.startswith(".") for p in parts):
+        raise _not_found(name)
+    item = (resources.files("imagehub") / "workbench").joinpath(*parts)
+    try:
+        if item.is_file():
+            return item
+    except (OSError, ValueError):  # ENAMETOOLONG, an embedded NUL byte
+        pass
+    raise _not_found(name)
+
+
+def _not_found(name: str) -> NotFound:
+    return NotFound(f"workbench asset not found: {clip(repr(name))}")
+
+
 @router.get("/")
+@router.head("/")
 def index() -> Response:
     return _asset("index.html")
 
 
 @router.get("/workbench/{name:path}")
+@router.head("/workbench/{name:path}")
 def asset(name: str) -> Response:
     return _asset(name)
