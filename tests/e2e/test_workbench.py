@@ -19,7 +19,7 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import ServerProcess
+from conftest import ServerProcess, write_catalog
 from PIL import Image
 from playwright.sync_api import Browser, Page, Request, sync_playwright
 from tests_helpers import wait_for_status
@@ -108,6 +108,11 @@ def _run(command: list[str], key: str) -> str:
 
 def _pixels(url: str) -> bytes:
     return Image.open(io.BytesIO(httpx.get(url).content)).tobytes()
+
+
+def _distance(a: bytes, b: bytes) -> float:
+    """Mean absolute difference of two images' bytes (0–255)."""
+    return sum(abs(x - y) for x, y in zip(a, b, strict=True)) / len(a)
 
 
 def _run_javascript(page: Page, code: str, key: str) -> dict[str, Any]:
@@ -342,3 +347,256 @@ def test_form_widgets_follow_the_schema(tab: Tab, tmp_path: Path) -> None:
     tab.shot("09-unavailable-model-form")
     curl = tab.snippet("curl-sync")
     assert '"thinking_level": "high"' in curl and "data:image/png;base64," in curl
+
+
+# ---- regressions ------------------------------------------------------------------------------
+
+def _png(path: Path, size: int, noise: bool = False) -> Path:
+    """A PNG of ``size``×``size``: random noise (does not compress: a large upload) or flat red."""
+    image = (Image.frombytes("RGB", (size, size), os.urandom(size * size * 3)) if noise
+             else Image.new("RGB", (size, size), "red"))
+    image.save(path)
+    return path
+
+
+def _bash(script: str, key: str, folder: Path) -> str:
+    """A snippet run from a file, as pasted: bash -c would make a large one an argument."""
+    path = folder / "snippet.sh"
+    path.write_text(script)
+    return _run(["bash", str(path)], key)
+
+
+def _upload(tab: Tab, path: Path) -> str:
+    """Choose ``path`` for tiny-sd's input_image; the data URI the page made of it."""
+    tab.page.set_input_files("[data-field=input_image] input[type=file]", str(path))
+    return tab.page.locator("[data-field=input_image] .uploads img").get_attribute("src") or ""
+
+
+def _form_module(page: Page, call: str) -> Any:
+    return page.evaluate("async () => { const form = await import('/workbench/form.js');"
+                         f" return {call}; }}")
+
+
+def test_large_uploads_go_through_every_curl_snippet(tab: Tab, api: httpx.Client,
+                                                     tmp_path: Path) -> None:
+    """A body past 128 KiB as one argument fails with "Argument list too long": the snippets read
+    it from a heredoc; the async ones follow every generation."""
+    page = tab.open().page
+    tab.pick("tiny-sd")
+    page.fill("[data-field=prompt] textarea", PROMPT)
+    tab.open_advanced()
+    page.fill("[data-field=seed] input", "21")
+    data_uri = _upload(tab, _png(tmp_path / "noise.png", 256, noise=True))
+    assert len(data_uri) > 200_000
+    curl_sync = tab.snippet("curl-sync")
+    assert "<<'JSON'" in curl_sync and " -d '" not in curl_sync and curl_sync.startswith("curl -sS ")
+    from_curl = json.loads(_bash(curl_sync, tab.server.key, tmp_path))
+    row = wait_for_status(api, from_curl["generation_id"], {"succeeded"})
+    assert row["input_image"].endswith(f"...({len(data_uri)} chars)") and row["seed"] == 21
+
+    page.click("[data-tab=results]")
+    page.select_option("#count", "2")
+    polled = _bash(tab.snippet("curl-async"), tab.server.key, tmp_path)
+    assert polled.count("Status: succeeded") == 2
+    ids = re.findall(r'"generation_id": "([^"]+)"', polled)
+    assert [wait_for_status(api, i, {"succeeded"})["seed"] for i in ids] == [21, 22]
+    streamed = _bash(tab.snippet("curl-sse"), tab.server.key, tmp_path)
+    assert streamed.count('"status": "succeeded"') == 2
+
+    # a short body stays one -d argument
+    page.click("[data-tab=results]")
+    page.fill("[data-field=input_image] input[type=url]", "https://example.com/a.png")
+    assert "\n  -d '{" in tab.snippet("curl-sync")
+
+
+def test_curl_async_snippets_stop_when_the_enqueue_is_refused(tab: Tab) -> None:
+    page = tab.open().page
+    tab.pick("tiny-sd")
+    page.fill("[data-field=prompt] textarea", "refused")
+    for name in ("curl-async", "curl-sse"):
+        out = _run(["bash", "-c", tab.snippet(name)], "not-a-key")
+        assert out.startswith("Not enqueued: {") and "unknown API key" in out, out
+        assert "Status:" not in out
+
+
+def test_sync_generations_carry_their_own_seeds(tab: Tab) -> None:
+    page = tab.open().page
+    tab.pick("tiny-sd")
+    page.fill("[data-field=prompt] textarea", "two at once")
+    tab.open_advanced()
+    page.fill("[data-field=seed] input", "40")
+    page.select_option("#count", "2")
+    with page.expect_response(lambda r: r.url.endswith("/api/ai/images/generate")) as sent:
+        page.click("#run")
+    images = sent.value.json()["images"]
+    page.wait_for_selector(".result[data-index='1']")
+    seeds = page.locator(".result").evaluate_all(
+        "els => els.map(e => [Number(e.dataset.index), e.dataset.seed])")
+    assert sorted(seeds) == [[0, "40"], [1, "41"]]
+    with page.expect_response(lambda r: r.url.endswith("/api/ai/images/generate")) as rerun:
+        page.locator(".result[data-index='1'] button.rerun").click()
+    body = json.loads(rerun.value.request.post_data or "{}")
+    assert body["seed"] == 41 and "n" not in body
+    # image 1 again (batched and single runs differ by rounding only), not image 0
+    again = _pixels(rerun.value.json()["images"][0]["url"])
+    near, far = (_distance(again, _pixels(image["url"])) for image in (images[1], images[0]))
+    assert near < 1 < far
+
+
+def test_uploaded_inputs_rerun_and_reopen(browser: Browser, tab: Tab, api: httpx.Client,
+                                          tmp_path: Path) -> None:
+    """Rows echo an upload shortened; this tab puts back what it sent, another tab asks for the
+    file again."""
+    page = tab.open().page
+    tab.pick("tiny-sd")
+    page.fill("[data-field=prompt] textarea", "from an upload")
+    tab.open_advanced()
+    page.fill("[data-field=seed] input", "5")
+    data_uri = _upload(tab, _png(tmp_path / "red.png", 16))
+    page.check("input[name=mode][value=queue]")
+    page.click("#run")
+    page.wait_for_selector(".job[data-status=succeeded]")
+    page.wait_for_selector(".result")
+    with page.expect_response(lambda r: r.url.endswith("/api/ai/queue")) as rerun:
+        page.locator(".result button.rerun").click()
+    assert rerun.value.status == 200
+    assert json.loads(rerun.value.request.post_data or "{}")["input_image"] == data_uri
+    rerun_id = rerun.value.json()["generations"][0]["generation_id"]
+    echoed = wait_for_status(api, rerun_id, {"succeeded"})["input_image"]
+    assert echoed.endswith(f"...({len(data_uri)} chars)")
+    page.wait_for_function("() => document.querySelectorAll('.result').length === 2")
+    assert "chars)" not in page.locator("#gallery").inner_text()
+    for checkbox in page.locator(".result input.select").all():
+        checkbox.check()
+    page.click("#compare-selected")
+    cells = page.locator(".compare-item tr", has=page.locator("th", has_text="input_image"))
+    assert cells.locator("td").all_inner_texts() == ['"uploaded image"'] * 2
+
+    # History in this tab: the upload comes back; in another tab: choose the file again
+    page.click("[data-tab=history]")
+    page.locator(f"#history tbody tr[data-generation='{rerun_id}'] button").click()
+    assert page.locator("[data-field=input_image] .uploads img").get_attribute("src") == data_uri
+    assert page.locator("#form-error").inner_text() == ""
+    other = Tab(browser.new_context().new_page(), tab.server).open()
+    try:
+        other.page.click("[data-tab=history]")
+        other.page.locator(f"#history tbody tr[data-generation='{rerun_id}'] button").click()
+        assert "choose the file again" in other.page.locator("#form-error").inner_text()
+        assert other.page.locator("[data-field=input_image] .uploads img").count() == 0
+        assert other.page.locator("[data-field=input_image] input[type=url]").input_value() == ""
+        assert "input_image" not in other.snippet("curl-sync")
+    finally:
+        other.page.context.close()
+
+
+def test_queue_runs_by_polling_when_the_event_stream_is_down(tab: Tab) -> None:
+    tab.page.route("**/api/events", lambda route: route.abort())
+    page = tab.open().page
+    tab.pick("tiny-sd")
+    page.fill("[data-field=prompt] textarea", "no stream")
+    page.check("input[name=mode][value=queue]")
+    page.click("#run")
+    page.wait_for_selector(".job[data-status=succeeded]", timeout=30_000)
+    page.wait_for_selector(".result img")
+    assert page.locator("#run").is_enabled()
+    assert "followed by polling" in page.locator("#events-state").inner_text()
+
+
+def test_a_refused_key_says_so_and_hides_the_models(tab: Tab) -> None:
+    page = tab.open().page
+    tab.pick("tiny-sd")
+    assert page.locator("#key-state").inner_text() == "key set for this tab"
+    page.fill("#api-key", "  ih_wrong  ")
+    page.click("#key-form button[type=submit]")
+    page.wait_for_selector("#key-state:text('key refused: unknown API key')")
+    assert page.locator("#model option").count() == 1
+    assert page.locator("#fields .field").count() == 0
+    page.fill("#api-key", f"  Bearer {tab.server.key} \n")
+    page.click("#key-form button[type=submit]")
+    page.wait_for_selector("#model option[value=tiny-sd]", state="attached")
+    assert page.locator("#key-state").inner_text() == "key set for this tab"
+    assert page.evaluate("sessionStorage.getItem('imagehub.apiKey')") == tab.server.key
+
+
+def test_one_input_image_is_a_url_as_typed_or_a_file(tab: Tab, tmp_path: Path) -> None:
+    page = tab.open().page
+    tab.pick("tiny-sd")
+    page.fill("[data-field=prompt] textarea", "a url")
+    tab.open_advanced()
+    url_input = page.locator("[data-field=input_image] input[type=url]")
+    url_input.fill("https://example.com/a b.png")
+    with page.expect_response(lambda r: r.url.endswith("/api/ai/images/generate")) as sent:
+        page.click("#run")
+    sent_body = json.loads(sent.value.request.post_data or "{}")
+    assert sent_body["input_image"] == "https://example.com/a b.png"
+    assert sent.value.status == 400
+    page.wait_for_selector("#form-error:text('input_image')")
+    data_uri = _upload(tab, _png(tmp_path / "red.png", 16))
+    assert url_input.input_value() == ""
+    body = json.loads(tab.snippet("curl-sync").split("-d ", 1)[1].strip("'"))
+    assert body["input_image"] == data_uri
+    page.click("[data-tab=results]")
+    url_input.fill("https://example.com/b.png")
+    assert page.locator("[data-field=input_image] .uploads img").count() == 0
+    assert page.locator("[data-field=input_image] input[type=file]").input_value() == ""
+    assert '"input_image": "https://example.com/b.png"' in tab.snippet("curl-sync")
+
+
+def test_seeds_stop_at_the_largest_exact_browser_integer(tab: Tab, api: httpx.Client) -> None:
+    page = tab.open().page
+    tab.pick("tiny-sd")
+    page.fill("[data-field=prompt] textarea", "a big seed")
+    tab.open_advanced()
+    seed = page.locator("[data-field=seed]")
+    assert seed.locator("input").get_attribute("max") == "9007199254740991"
+    assert "2^53" in seed.locator(".hint").inner_text()
+    seed.locator("input").fill("9223372036854775807")
+    assert seed.locator(".field-error").inner_text() == "seed: must be ≤ 9007199254740991"
+    seed.locator("input").fill("9007199254740991")
+    with page.expect_response(lambda r: r.url.endswith("/api/ai/images/generate")) as sent:
+        page.click("#run")
+    assert '"seed":9007199254740991' in (sent.value.request.post_data or "")
+    assert sent.value.status == 200
+    row = wait_for_status(api, sent.value.json()["generation_id"], {"succeeded"})
+    assert row["seed"] == 2**53 - 1
+
+
+def test_value_messages(tab: Tab) -> None:
+    page = tab.open().page
+    check = "form.checkValue('f', {spec}, {value}, false)"
+    cases = [("{type: 'integer'}", "'x'", "not an integer"),
+             ("{type: ['number', 'boolean']}", "'x'", "not a number or a boolean"),
+             ("{type: 'string', pattern: '\\\\S'}", "'  '", "must not be empty"),
+             ("{type: 'string', pattern: '^a'}", "'b'", "does not match the pattern ^a")]
+    for spec, value, message in cases:
+        assert _form_module(page, check.format(spec=spec, value=value)) == message
+
+
+def test_without_a_key_the_page_asks_for_one_quietly(browser: Browser, server: ServerProcess) -> None:
+    """A server with auth answers the page's first model call 401: the page asks for a key, and
+    logs nothing but that refused request (no script error, no favicon 404)."""
+    page = browser.new_context().new_page()
+    errors: list[str] = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    try:
+        page.goto(f"{server.url}/")
+        page.wait_for_selector("#model-info:text('Enter an API key above')")
+        page.wait_for_load_state("networkidle")
+        assert [e for e in errors if "401" not in e] == [], errors
+        assert page.locator("#key-state").inner_text() == "this server needs a key"
+    finally:
+        page.context.close()
+
+
+def test_a_server_without_auth_needs_no_key(browser: Browser, tmp_path: Path,
+                                            tiny_sd_dir: Path) -> None:
+    write_catalog(tmp_path, tiny_sd_dir)
+    server = ServerProcess(tmp_path, {"IMAGEHUB_AUTH_ENABLED": "false"}).start()
+    page = browser.new_context().new_page()
+    try:
+        page.goto(f"{server.url}/")
+        page.wait_for_selector("#model option[value='tiny-sd']", state="attached")
+        assert page.locator("#key-state").inner_text() == "no key needed here"
+    finally:
+        page.context.close()
+        server.stop()

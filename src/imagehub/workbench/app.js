@@ -10,6 +10,8 @@ const $ = (selector) => document.querySelector(selector);
 const ROW_META = new Set(["generation_id", "model_name", "media_type", "status", "result_url",
   "error_message", "enqueued_at", "started_at", "completed_at", "progress", "images"]);
 const ENDED = new Set(["succeeded", "failed", "cancelled"]);
+const ECHOED_UPLOAD = /^data:[^,]*,\.\.\.\(\d+ chars\)$/;  // how rows echo a data URI they carried
+const NO_KEY = "Enter an API key above (imagehub keys create) and press Use key.";
 const SNIPPETS = {
   "curl-sync": (base, body) => snippets.curlSync(base, body.sync),
   "curl-async": (base, body) => snippets.curlAsyncPoll(base, body.queue),
@@ -25,9 +27,11 @@ const state = {
   results: [],          // {key, generationId, index, url, width, height, model, params, mode}
   selected: new Set(),  // result keys
   jobs: new Map(),      // generation id -> Job
+  uploads: new Map(),   // generation id -> {field: value} of the data URIs this tab sent
   early: new Map(),     // generation id -> events seen before its job was shown
   historyPage: 1,
   stream: null,
+  streamLive: false,
 };
 
 // ---- helpers --------------------------------------------------------------------------------
@@ -68,9 +72,11 @@ async function loadModels() {
   try {
     state.models = (await call("GET", "/api/ai/models")).data;
   } catch (error) {
-    $("#model-info").textContent = describe(error);
+    if (error instanceof ApiError && error.status === 401) refuseKey(error);
+    $("#model-info").textContent = apiKey.get() ? describe(error) : NO_KEY;
     return;
   }
+  $("#key-state").textContent = apiKey.get() ? "key set for this tab" : "no key needed here";
   const select = $("#model");
   const current = select.value || (state.model && state.model.id);
   select.replaceChildren(h("option", { value: "" }, "— pick a model —"),
@@ -80,6 +86,15 @@ async function loadModels() {
     select.value = current;
     pickModel(current);
   }
+}
+
+/** The key was refused: say so, and let no model of an earlier key stay usable. */
+function refuseKey(error) {
+  $("#key-state").textContent = apiKey.get() ? `key refused: ${error.detail}`
+    : "this server needs a key";
+  state.models = [];
+  $("#model").replaceChildren(h("option", { value: "" }, "— enter a key first —"));
+  pickModel("");
 }
 
 function pickModel(id, values) {
@@ -127,13 +142,14 @@ async function runSync(body) {
     const result = await call("POST", "/api/ai/images/generate", body);
     let seed = body.seed;
     if (result.generation_id) {
+      rememberUploads(result.generation_id, body);
       const row = await call("GET", `/api/ai/queue/${result.generation_id}`);
       seed = row.seed ?? seed;
     }
-    const params = modelParams(body, seed);
     result.images.forEach((image, index) => addResult({
       generationId: result.generation_id || `sync-${Date.now()}`, index, url: image.url,
-      width: image.width, height: image.height, model: result.model, params, mode: "sync",
+      width: image.width, height: image.height, model: result.model,
+      params: modelParams(body, seedOf(seed, index)), mode: "sync",
     }));
   } finally {
     $("#run").textContent = "Run";
@@ -141,9 +157,10 @@ async function runSync(body) {
 }
 
 async function runQueued(body) {
-  await ensureStream();
+  ensureStream();  // not awaited: jobs are polled while the stream is down
   const result = await call("POST", "/api/ai/queue", body);
   for (const generation of result.generations) {
+    rememberUploads(generation.generation_id, body);
     const job = new Job(generation.generation_id, body.model, body.prompt);
     state.jobs.set(job.id, job);
     $("#jobs").prepend(job.element);
@@ -152,14 +169,58 @@ async function runQueued(body) {
   }
 }
 
+/** The seed of image `index` of a sync run: the server gives image i the seed + i. */
+function seedOf(seed, index) {
+  return Number.isSafeInteger(seed + index) ? seed + index : undefined;
+}
+
 function modelParams(body, seed) {
   const params = { ...body };
   delete params.model;
   delete params.n;
   delete params.num_generations;
   delete params.response_format;
+  delete params.seed;
   if (seed !== undefined && seed !== null) params.seed = seed;
   return params;
+}
+
+// ---- uploaded input images ------------------------------------------------------------------
+// Rows echo an uploaded image shortened ("data:image/png;base64,...(226 chars)"), which the
+// server refuses as input. The tab keeps what it sent, by generation id, to put it back.
+
+const isEchoedUpload = (value) => typeof value === "string" && ECHOED_UPLOAD.test(value);
+
+function rememberUploads(generationId, body) {
+  const isUpload = (value) => typeof value === "string" && value.startsWith("data:");
+  const sent = Object.entries(body).filter(([, value]) => [].concat(value).some(isUpload));
+  if (sent.length) state.uploads.set(generationId, Object.fromEntries(sent));
+}
+
+/** A row's params with its uploads put back; those this tab did not send are left out and
+ * named in `missing` (the user chooses the file again). */
+function withUploads(generationId, params) {
+  const sent = state.uploads.get(generationId) || {};
+  const out = { ...params };
+  const missing = [];
+  for (const [name, value] of Object.entries(params)) {
+    if (![].concat(value).some(isEchoedUpload)) continue;
+    if (name in sent) {
+      out[name] = sent[name];
+      continue;
+    }
+    missing.push(name);
+    const kept = [].concat(value).filter((v) => !isEchoedUpload(v));
+    if (Array.isArray(value) && kept.length) out[name] = kept;
+    else delete out[name];
+  }
+  return { params: out, missing };
+}
+
+/** Params as the page shows them: an uploaded image (in full or as echoed) by name only. */
+function shown(value, indent) {
+  return JSON.stringify(value, (key, v) => (typeof v === "string" && v.startsWith("data:")
+    ? "uploaded image" : v), indent);
 }
 
 /** One queued generation: status, step progress, cancel. */
@@ -176,7 +237,8 @@ class Job {
       h("div", { class: "job-head" }, h("code", {}, id.slice(0, 8)), " ", h("strong", {}, model),
         " · ", h("span", { class: "job-prompt" }, prompt || "")),
       this.progress, this.label, this.cancelButton);
-    this.poll = setInterval(() => this.refresh(), 3000);  // in case the stream misses an event
+    this.ticks = 0;
+    this.poll = setInterval(() => this.refresh(), 1000);  // each second while the stream is down
   }
 
   setStatus(status, text) {
@@ -214,17 +276,20 @@ class Job {
     if (row.status !== "succeeded") return;
     const images = row.images || [{ url: row.result_url }];
     this.element.append(h("img", { src: images[0].url, alt: "", class: "thumb" }));
+    const { params } = withUploads(row.generation_id, rowParams(row));
     images.forEach((image, index) => addResult({
       generationId: row.generation_id, index, url: image.url, width: image.width,
-      height: image.height, model: row.model_name, params: rowParams(row), mode: "queue",
+      height: image.height, model: row.model_name, params, mode: "queue",
     }));
   }
 
   async refresh() {
+    if (state.streamLive && ++this.ticks % 3) return;  // live: every 3 s, in case it misses one
     try {
       const row = await call("GET", `/api/ai/queue/${this.id}`);
       if (ENDED.has(row.status)) this.ended(row);
       else if (row.status === "processing" && this.status === "queued") this.setStatus("processing");
+      if (row.progress !== undefined) this.progress.value = row.progress;
     } catch {
       // the next tick tries again
     }
@@ -250,14 +315,26 @@ function rowParams(row) {
   return params;
 }
 
-async function ensureStream() {
+function ensureStream() {
   if (!state.stream) {
-    state.stream = new EventStream(onEvent, (status) => {
-      $("#key-state").textContent = status === "live" ? "events: live" : `events: ${status}`;
+    const stream = new EventStream(onEvent, (status, error) => {
+      if (state.stream !== stream) return;  // one stopped for a new key
+      state.streamLive = status === "live";
+      const why = error ? ` (${describe(error)})` : "";
+      $("#events-state").textContent = state.streamLive ? "events: live"
+        : `events: ${status}${why}; jobs are followed by polling`;
       if (status === "error" || status === "closed") state.stream = null;
     });
+    state.stream = stream;
   }
-  await state.stream.start();
+  return state.stream.start();
+}
+
+function stopStream() {
+  if (state.stream) state.stream.stop();
+  state.stream = null;
+  state.streamLive = false;
+  $("#events-state").textContent = "";
 }
 
 function onEvent(name, data) {
@@ -279,7 +356,8 @@ function addResult(result) {
   checkbox.addEventListener("change", () => toggleSelected(result.key, checkbox.checked));
   const size = result.width ? `${result.width}×${result.height}` : "";
   const figure = h("figure", { class: "result", "data-key": result.key,
-    "data-generation": result.generationId, "data-seed": result.params.seed ?? "" },
+    "data-generation": result.generationId, "data-index": result.index,
+    "data-seed": result.params.seed ?? "" },
     h("a", { href: result.url, target: "_blank", rel: "noopener noreferrer" },
       h("img", { src: result.url, alt: result.params.prompt || "generated image", loading: "lazy" })),
     h("figcaption", {},
@@ -287,8 +365,10 @@ function addResult(result) {
       h("div", {}, h("strong", {}, result.model), ` · seed ${result.params.seed ?? "?"} · ${size}`),
       h("div", { class: "prompt" }, result.params.prompt || ""),
       h("details", {}, h("summary", {}, "Parameters"),
-        h("pre", { class: "params" }, JSON.stringify(result.params, null, 2))),
-      h("button", { type: "button", class: "rerun", onclick: () => rerun(result) }, "Re-run (same seed)")));
+        h("pre", { class: "params" }, shown(result.params, 2))),
+      h("button", { type: "button", class: "rerun", onclick: () => rerun(result),
+        disabled: result.params.seed === undefined, title: result.params.seed === undefined
+          ? "the seed of this image is not known exactly" : null }, "Re-run (same seed)")));
   $("#gallery").prepend(figure);
 }
 
@@ -310,7 +390,7 @@ function renderCompare() {
     h("img", { src: r.url, alt: r.params.prompt || "generated image" }),
     h("div", {}, h("strong", {}, r.model), r.width ? ` · ${r.width}×${r.height}` : ""),
     h("table", { class: "params" }, ...keys.map((k) => h("tr", { class: differs(k) ? "diff" : "" },
-      h("th", {}, k), h("td", {}, r.params[k] === undefined ? "—" : JSON.stringify(r.params[k]))))))));
+      h("th", {}, k), h("td", {}, r.params[k] === undefined ? "—" : shown(r.params[k]))))))));
 }
 
 function rerun(result) {
@@ -346,10 +426,15 @@ function historyRow(row) {
     h("td", { class: "prompt" }, row.prompt || ""),
     h("td", {}, row.status === "failed" ? `failed: ${row.error_message}` : row.status),
     h("td", {}, row.seed ?? ""),
-    h("td", {}, h("button", { type: "button", onclick: () => {
-      pickModel(row.model_name, rowParams(row));
-      showTab("results");
-    } }, "Open in form")));
+    h("td", {}, h("button", { type: "button", onclick: () => openInForm(row) }, "Open in form")));
+}
+
+function openInForm(row) {
+  const { params, missing } = withUploads(row.generation_id, rowParams(row));
+  pickModel(row.model_name, params);
+  showTab("results");
+  showError(missing.length ? `${missing.join(", ")}: the uploaded file of that run is not kept ` +
+    "by the server; choose the file again." : "");
 }
 
 // ---- the API tab ----------------------------------------------------------------------------
@@ -395,18 +480,18 @@ function bind() {
   }
   $("#key-form").addEventListener("submit", (event) => {
     event.preventDefault();
-    apiKey.set($("#api-key").value.trim());
-    $("#key-state").textContent = apiKey.get() ? "key set for this tab" : "no key";
-    if (state.stream) state.stream.stop();
-    state.stream = null;
+    const key = $("#api-key").value.trim().replace(/^Bearer\s+/i, "");  // a pasted header value
+    $("#api-key").value = key;
+    apiKey.set(key);
+    $("#key-state").textContent = "checking the key…";
+    stopStream();
     loadModels();
   });
   $("#key-forget").addEventListener("click", () => {
     apiKey.set("");
     $("#api-key").value = "";
     $("#key-state").textContent = "key forgotten";
-    if (state.stream) state.stream.stop();
-    state.stream = null;
+    stopStream();
   });
   $("#model").addEventListener("change", (event) => pickModel(event.target.value));
   $("#params").addEventListener("submit", run);
@@ -420,6 +505,5 @@ function bind() {
 
 bind();
 $("#api-key").value = apiKey.get();
-$("#key-state").textContent = apiKey.get() ? "key set for this tab" : "";
 renderSnippets();
-loadModels();
+loadModels();  // without a key: a server with auth answers 401 (NO_KEY), one without lists its models

@@ -4,6 +4,8 @@
 import { h } from "./dom.js";
 
 const IMAGE_FIELDS = /(^|_)images?$/;
+const NON_BLANK = "\\S";  // the pattern the server gives text that must not be blank
+const SAFE_MAX_HINT = "At most 2^53 − 1 here: the largest whole number a browser sends exactly.";
 
 function typesOf(spec) {
   return [].concat(spec.type || "string");
@@ -11,6 +13,18 @@ function typesOf(spec) {
 
 function isImageField(name, spec) {
   return IMAGE_FIELDS.test(name) && typesOf(spec).some((t) => t === "string" || t === "array");
+}
+
+function withArticle(word) {
+  return `${/^[aeiou]/.test(word) ? "an" : "a"} ${word}`;
+}
+
+/** The spec as the form enforces it: an integer maximum past what JavaScript holds exactly
+ * (a seed's 2^63 − 1) is lowered to Number.MAX_SAFE_INTEGER, so what is sent is what was typed. */
+function browserSpec(spec) {
+  if (!typesOf(spec).includes("integer") || !(spec.maximum > Number.MAX_SAFE_INTEGER)) return spec;
+  const description = [spec.description, SAFE_MAX_HINT].filter(Boolean).join(" ");
+  return { ...spec, maximum: Number.MAX_SAFE_INTEGER, description };
 }
 
 function byOrder([nameA, a], [nameB, b]) {
@@ -23,7 +37,7 @@ export function checkValue(name, spec, value, required) {
   if (value === undefined) return required ? "required" : null;
   const types = typesOf(spec);
   if (typeof value === "string" && !types.includes("string") && !types.includes("array")) {
-    return `not a ${types.join(" or ")}`;
+    return `not ${types.map(withArticle).join(" or ")}`;
   }
   if (Array.isArray(value) && !types.includes("array")) return "one value only";
   if (Array.isArray(value) && spec.maxItems !== undefined && value.length > spec.maxItems) {
@@ -38,7 +52,10 @@ export function checkValue(name, spec, value, required) {
   }
   if (typeof value === "string") {
     if (spec.minLength && value.length < spec.minLength) return "must not be empty";
-    if (spec.pattern && !new RegExp(spec.pattern, "u").test(value)) return "must not be empty";
+    if (spec.pattern && !new RegExp(spec.pattern, "u").test(value)) {
+      if (spec.pattern === NON_BLANK) return "must not be empty";
+      return `does not match the pattern ${spec.pattern}`;
+    }
   }
   if (spec.enum && !spec.enum.includes(value)) return `must be one of ${spec.enum.join(", ")}`;
   return null;
@@ -48,11 +65,12 @@ export function checkValue(name, spec, value, required) {
 class Field {
   constructor(name, spec, required) {
     this.name = name;
-    this.spec = spec;
+    this.spec = browserSpec(spec);
     this.required = required;
     this.error = h("div", { class: "field-error", role: "alert" });
     this.control = this._control();
-    const hint = spec.description ? h("small", { class: "hint" }, spec.description) : null;
+    const { description } = this.spec;
+    const hint = description ? h("small", { class: "hint" }, description) : null;
     this.element = h("div", { class: "field", "data-field": name },
       h("label", { for: `field-${name}` }, name, required ? h("span", { class: "req" }, " *") : null),
       this.control, hint, this.error);
@@ -95,11 +113,21 @@ class Field {
     if (this.multiple) this.fileInput.multiple = true;
     this.preview = h("div", { class: "uploads" });
     this.fileInput.addEventListener("change", async () => {
-      this.uploads = await Promise.all([...this.fileInput.files].map(readAsDataUri));
-      this.preview.replaceChildren(...this.uploads.map((src) => h("img", { src, alt: "upload" })));
+      const uploads = await Promise.all([...this.fileInput.files].map(readAsDataUri));
+      if (!this.multiple && uploads.length) this.urlInput.value = "";  // one image: the file
+      this._setUploads(uploads);
       this.element.dispatchEvent(new Event("input", { bubbles: true }));
     });
+    this.urlInput.addEventListener("input", () => {
+      if (!this.multiple && this.urlInput.value.trim()) this._setUploads([]);  // one image: the URL
+    });
     return h("div", { class: "image-input" }, this.urlInput, h("span", {}, " or "), this.fileInput, this.preview);
+  }
+
+  _setUploads(uploads) {
+    this.uploads = uploads;
+    if (!uploads.length) this.fileInput.value = "";
+    this.preview.replaceChildren(...this.uploads.map((src) => h("img", { src, alt: "upload" })));
   }
 
   /** The value as the request carries it; undefined when empty; the raw text when unparsable. */
@@ -107,10 +135,10 @@ class Field {
     const { spec } = this;
     const types = typesOf(spec);
     if (this.urlInput) {
-      const urls = this.urlInput.value.split(/\s+/).filter(Boolean);
-      const all = [...urls, ...this.uploads];
-      if (!all.length) return undefined;
-      return this.multiple ? all : all[0];
+      const text = this.urlInput.value.trim();
+      if (!this.multiple) return text || this.uploads[0];  // sent as typed: the server names a bad one
+      const all = [...text.split(/\s+/).filter(Boolean), ...this.uploads];
+      return all.length ? all : undefined;
     }
     if (spec.enum) return this.control.value === "" ? undefined : spec.enum[Number(this.control.value)];
     if (types.includes("boolean")) {
@@ -132,7 +160,7 @@ class Field {
     if (this.urlInput) {
       const values = [].concat(value ?? []);
       this.urlInput.value = values.filter((v) => !String(v).startsWith("data:")).join(" ");
-      this.uploads = values.filter((v) => String(v).startsWith("data:"));
+      this._setUploads(values.filter((v) => String(v).startsWith("data:")));
     } else if (this.spec.enum) {
       const index = this.spec.enum.indexOf(value);
       this.control.value = index < 0 ? "" : String(index);

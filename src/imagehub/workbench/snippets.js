@@ -3,6 +3,7 @@
 // same body the Workbench sends.
 
 const KEY_HEADER = '-H "Authorization: Bearer $IMAGEHUB_API_KEY"';
+const LARGE_BODY = 8 * 1024;  // characters of JSON past which cURL reads the body from a heredoc
 
 /** A single-quoted shell word: ' becomes '\'' */
 export function shellQuote(text) {
@@ -31,56 +32,73 @@ export function pythonLiteral(value, indent = 0) {
     .join(",\n")},\n${end}}`;
 }
 
+/**
+ * A POST of `body` as curl lines. A short body is one quoted `-d` argument; a large one (an
+ * uploaded image) is read from a quoted heredoc, since one argument past 128 KiB fails with
+ * "Argument list too long".
+ */
+function curlPost(url, body) {
+  const text = jsonText(body);
+  const head = [`curl -sS -X POST ${url} \\`, '  -H "Content-Type: application/json" \\',
+    `  ${KEY_HEADER} \\`];
+  if (text.length <= LARGE_BODY) return [...head, `  -d ${shellQuote(text)}`];
+  return [...head, "  --data-binary @- <<'JSON'", text, "JSON"];  // JSON.stringify writes no bare JSON line
+}
+
 export function curlSync(base, body) {
-  return [
-    `curl -X POST ${base}/api/ai/images/generate \\`,
-    '  -H "Content-Type: application/json" \\',
-    `  ${KEY_HEADER} \\`,
-    `  -d ${shellQuote(jsonText(body))}`,
-  ].join("\n");
+  return curlPost(`${base}/api/ai/images/generate`, body).join("\n");
 }
 
 function curlEnqueue(base, body) {
+  const [first, ...rest] = curlPost(`${base}/api/ai/queue`, body);
   return [
-    "# Enqueue, capture the generation id.",
-    `GEN_ID=$(curl -s -X POST ${base}/api/ai/queue \\`,
-    '  -H "Content-Type: application/json" \\',
-    `  ${KEY_HEADER} \\`,
-    `  -d ${shellQuote(jsonText(body))} | jq -r '.generations[0].generation_id')`,
+    "# Enqueue; GEN_IDS: the id of every generation (one per Generations).",
+    `ANSWER=$(${first}`,
+    ...rest,
+    ")",
+    `GEN_IDS=$(printf '%s' "$ANSWER" | jq -r '[.generations[]?.generation_id] | join(" ")' 2>/dev/null)`,
+    "# No id: the server refused the request; show its answer.",
+    `[ -n "$GEN_IDS" ] || printf 'Not enqueued: %s\\n' "$ANSWER"`,
   ];
 }
 
 export function curlAsyncPoll(base, body) {
   return [
     ...curlEnqueue(base, body),
-    "# Poll until the generation reaches a terminal status.",
-    "while true; do",
-    `  STATUS=$(curl -s ${KEY_HEADER} \\`,
-    `    "${base}/api/ai/queue/$GEN_ID" | jq -r '.status')`,
-    '  echo "Status: $STATUS"',
-    "  case $STATUS in succeeded|failed|cancelled) break;; esac",
-    "  sleep 1",
+    "# Poll each generation until it is no longer queued or processing; print its row.",
+    "for GEN_ID in $GEN_IDS; do",
+    "  while true; do",
+    `    ROW=$(curl -sS ${KEY_HEADER} \\`,
+    `      "${base}/api/ai/queue/$GEN_ID")`,
+    `    STATUS=$(printf '%s' "$ROW" | jq -r '.status' 2>/dev/null)`,
+    '    echo "Status: $STATUS"',
+    "    case $STATUS in queued|processing) sleep 1;; *) break;; esac",
+    "  done",
+    `  printf '%s\\n' "$ROW" | jq .`,
     "done",
-    "# Print the result.",
-    `curl -s ${KEY_HEADER} \\`,
-    `  "${base}/api/ai/queue/$GEN_ID" | jq .`,
   ].join("\n");
 }
 
 export function curlAsyncSse(base, body) {
   return [
     ...curlEnqueue(base, body),
-    "# Stream the SSE channel, grab the data line that follows a",
-    "# media_generation_completed event for our id, and pretty-print it.",
+    "# Stream the events; print the data line of the media_generation_completed (or _cancelled)",
+    "# event of each of our generations, and stop once every one has ended.",
+    'if [ -n "$GEN_IDS" ]; then',
     `curl -sN ${KEY_HEADER} ${base}/api/events \\`,
-    `| awk -v id="$GEN_ID" '`,
-    "/^event: media_generation_completed$/ { expect=1; next }",
+    `| awk -v ids="$GEN_IDS" '`,
+    'BEGIN { left = split(ids, list, " "); for (i = 1; i <= left; i++) want[list[i]] = 1 }',
+    "/^event: media_generation_(completed|cancelled)$/ { expect = 1; next }",
     "/^data: / && expect {",
-    "  payload = substr($0, 7)",
-    '  if (index(payload, "\\"generation_id\\":\\"" id "\\"")) { print payload; exit }',
     "  expect = 0",
+    "  payload = substr($0, 7)",
+    '  for (id in want) if (index(payload, "\\"generation_id\\":\\"" id "\\"")) {',
+    "    print payload; fflush(); delete want[id]; left--; break",
+    "  }",
+    "  if (left == 0) exit",
     "}",
     "' | jq .",
+    "fi",
   ].join("\n");
 }
 
