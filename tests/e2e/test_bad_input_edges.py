@@ -40,12 +40,6 @@ def server(tmp_path_factory: pytest.TempPathFactory, tiny_sd_dir, images: BombHo
     proc.stop()
 
 
-@pytest.fixture
-def api(server: ServerProcess) -> Iterator[httpx.Client]:
-    with server.client() as client:
-        yield client
-
-
 def _count_rows(api: httpx.Client) -> int:
     return api.get("/api/ai/generations", params={"page_size": 1}).json()["total_entries"]
 
