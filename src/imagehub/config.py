@@ -6,11 +6,19 @@ Every setting has an ``IMAGEHUB_`` environment variable (``IMAGEHUB_DATA_DIR``, 
 
 from __future__ import annotations
 
+import difflib
+import logging
+import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from imagehub.errors import ConfigError
+
+log = logging.getLogger(__name__)
 
 
 def _default_data_dir() -> Path:
@@ -31,33 +39,33 @@ class Settings(BaseSettings):
 
     # serving
     host: str = "127.0.0.1"
-    port: int = 8000
+    port: int = Field(default=8000, ge=1, le=65535)
     public_url: str | None = None
     """Base URL put in image links; default ``http://<host>:<port>``."""
     auth_enabled: bool = True
-    http_threads: int = 256
+    http_threads: int = Field(default=256, ge=1)
     """Threads for blocking routes (sync generate waits in one per request)."""
     http_idle_timeout_seconds: float = Field(default=65.0, gt=0)
     """How long an idle keep-alive connection stays open. Above the usual 60 s of load balancers,
     and far above a client polling every 5 s (uvicorn's own 5 s would race that client's next
     request against the close)."""
-    max_body_bytes: int = 20 * 1024 * 1024
-    rate_limit_per_minute: int = 0
+    max_body_bytes: int = Field(default=20 * 1024 * 1024, ge=1)
+    rate_limit_per_minute: int = Field(default=0, ge=0)
     """Requests per key per minute; 0 turns the limiter off."""
     default_model: str = "imagehub-tiny"
 
     # images
     signing_secret: str | None = None
     """Secret for signed file URLs; default a random one kept in ``<data_dir>/secret``."""
-    url_ttl_seconds: int = 24 * 3600
+    url_ttl_seconds: int = Field(default=24 * 3600, ge=1)
 
     # queue and workers
     run_workers: bool = True
     """False: this process never takes queued jobs (an API-only node); sync calls still run here."""
-    worker_concurrency: int = 1
-    max_attempts: int = 3
+    worker_concurrency: int = Field(default=1, ge=1)
+    max_attempts: int = Field(default=3, ge=1)
     """A job interrupted by a crash this many times fails instead of running again."""
-    worker_poll_seconds: float = 0.5
+    worker_poll_seconds: float = Field(default=0.5, gt=0)
     max_batch_size: int = Field(default=1, ge=1)
     """Images one engine call may take when the engine batches (diffusers): 16 to 64 on a GPU;
     1 (the default) runs one job at a time, the best latency on a CPU."""
@@ -67,17 +75,17 @@ class Settings(BaseSettings):
     """Threads encoding a batch's PNGs, off the engine's thread."""
 
     # events
-    keepalive_seconds: float = 15.0
-    event_buffer_size: int = 1000
-    sse_padding_bytes: int = 4096
+    keepalive_seconds: float = Field(default=15.0, gt=0)
+    event_buffer_size: int = Field(default=1000, ge=1)
+    sse_padding_bytes: int = Field(default=4096, ge=0)
     """Comment bytes after each completed event, so block-buffered pipes (mawk) see it at once."""
-    event_catch_up_seconds: float = 30.0
+    event_catch_up_seconds: float = Field(default=30.0, ge=0)
     """A new stream (no Last-Event-ID) first gets the events of this many past seconds."""
 
     # engines
     allow_hub_downloads: bool = False
     """Let diffusers models fetch weights from the Hugging Face hub (off: offline only)."""
-    model_memory_budget_gb: float | None = None
+    model_memory_budget_gb: float | None = Field(default=None, gt=0)
     """Memory the loaded diffusers models may take per device (GiB); the least recently used
     idle ones are unloaded to stay under it. Default: no budget (loaded models stay)."""
     engine_process: bool | Literal["auto"] = "auto"
@@ -101,21 +109,21 @@ class Settings(BaseSettings):
     """An upstream Oxen-compatible hub (hub.oxen.ai or another imagehub)."""
     openai_api_key: SecretStr | None = None
     openai_base_url: str = "https://api.openai.com"
-    provider_timeout_seconds: float = 120.0
+    provider_timeout_seconds: float = Field(default=120.0, gt=0)
     """Per HTTP request to a provider (Gemini answers only when the image exists)."""
-    provider_max_retries: int = 3
+    provider_max_retries: int = Field(default=3, ge=0)
     """Retries after the first try, on 408/429/5xx and connection errors."""
-    provider_backoff_seconds: float = 1.0
-    provider_backoff_max_seconds: float = 30.0
+    provider_backoff_seconds: float = Field(default=1.0, ge=0)
+    provider_backoff_max_seconds: float = Field(default=30.0, ge=0)
     """A Retry-After longer than this is not waited for: the provider fails (the chain moves on)."""
-    provider_poll_seconds: float = 1.0
+    provider_poll_seconds: float = Field(default=1.0, gt=0)
     """Status polling interval for queue providers (fal, Oxen hub); also the cancel check period."""
-    provider_deadline_seconds: float = 600.0
+    provider_deadline_seconds: float = Field(default=600.0, gt=0)
     """A remote generation that has not finished after this long fails."""
 
     # input images fetched from URLs
-    fetch_max_bytes: int = 20 * 1024 * 1024
-    fetch_timeout_seconds: float = 15.0
+    fetch_max_bytes: int = Field(default=20 * 1024 * 1024, ge=1)
+    fetch_timeout_seconds: float = Field(default=15.0, gt=0)
     fetch_allow: str = ""
     """Comma-separated hosts or networks (``10.0.0.0/8``, ``images.internal``) that input-image
     URLs may reach although they are loopback, private, link-local or metadata addresses."""
@@ -146,6 +154,31 @@ class Settings(BaseSettings):
         return path.read_text().strip()
 
 
+CLIENT_VARIABLES = {"IMAGEHUB_URL", "IMAGEHUB_API_KEY"}
+"""``IMAGEHUB_`` variables that are not settings: the CLI's and the Python client's target."""
+
+
 def load_settings(**overrides: object) -> Settings:
-    """Build settings from the environment, with explicit overrides (tests, CLI flags)."""
-    return Settings(**overrides)  # type: ignore[arg-type]
+    """Build settings from the environment, with explicit overrides (tests, CLI flags).
+
+    ConfigError names each bad variable and its value; a variable that looks like a setting but
+    is none (a typo) is logged with the settings it may have meant."""
+    try:
+        settings = Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        raise ConfigError("; ".join(_problem(error) for error in exc.errors())) from None
+    _warn_unknown(os.environ)
+    return settings
+
+
+def _problem(error: Any) -> str:
+    name = f"IMAGEHUB_{str(error['loc'][0]).upper()}" if error["loc"] else "settings"
+    return f"{name}={error['input']!r}: {error['msg']}"
+
+
+def _warn_unknown(environ: Mapping[str, str]) -> None:
+    known = {f"IMAGEHUB_{name.upper()}" for name in Settings.model_fields} | CLIENT_VARIABLES
+    for name in sorted(n for n in environ if n.startswith("IMAGEHUB_") and n not in known):
+        near = difflib.get_close_matches(name, known, n=2)
+        log.warning("%s is not an imagehub setting (ignored)%s", name,
+                    f"; did you mean {' or '.join(near)}?" if near else "")

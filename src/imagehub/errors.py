@@ -15,6 +15,7 @@
 
     GenerationCancelled   raised by a step callback inside an engine; never reaches HTTP
     GenerationFailed      an engine's own refusal (safety block, no image) -> a failed row
+    ConfigError           a setting or the catalog file is wrong -> one line at start-up
 
 Each HTTP error carries its status and stable ``type``; ``imagehub.api.errors`` turns them into the
 error body of API.md section 1.
@@ -94,3 +95,8 @@ class GenerationCancelled(Exception):
 class GenerationFailed(Exception):
     """An engine's own, expected refusal (safety block, no image returned): the row fails with
     this message, the server stays healthy."""
+
+
+class ConfigError(Exception):
+    """The configuration cannot work (a setting's value, the catalog file): raised at start-up,
+    where the CLI prints it as one line; the message names the variable or file and the value."""

@@ -34,7 +34,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         anyio.to_thread.current_default_thread_limiter().total_tokens = settings.http_threads
         hub = Hub(settings)
         hub.deps.on_engine_call = metrics.engine_call
-        hub.start(run_workers=settings.run_workers)
+        hub.start(run_workers=settings.run_workers, owner=f"the imagehub server at {settings.base_url}")
         app.state.hub = hub
         try:
             yield

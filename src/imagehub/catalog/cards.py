@@ -27,6 +27,8 @@ class ModelCard:
     """A fixed schema (remote models whose fields a provider defines); None: ask the engine."""
     unavailable_reason: str | None = None
     """Set when the card cannot be served whatever the engine says (e.g. no provider yet)."""
+    origin: str = "built-in"
+    """Where the card comes from, as messages about it name it: ``models.toml [models.<id>]``."""
 
 
 NANO_BANANA_2_PROPERTIES: dict[str, Any] = {

@@ -15,6 +15,7 @@ The TOML file (``IMAGEHUB_CATALOG_PATH``, default ``<data_dir>/models.toml``)::
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import tomllib
 from dataclasses import dataclass, field
@@ -26,11 +27,18 @@ from imagehub.catalog.schema import RequestSchema
 from imagehub.config import Settings
 from imagehub.engines.base import Engine
 from imagehub.engines.registry import create_engine
-from imagehub.errors import ModelUnavailable, NotFound, clip
+from imagehub.errors import ConfigError, InvalidParams, ModelUnavailable, NotFound, clip
 
 log = logging.getLogger(__name__)
 
-_CARD_KEYS = {"backend", "display_name", "description", "developer", "inputs", "defaults", "created"}
+_CARD_TYPES: dict[str, tuple[type, str]] = {
+    "backend": (str, "a string"), "display_name": (str, "a string"),
+    "description": (str, "a string"), "developer": (str, "a string"),
+    "inputs": (list, "a list of strings"), "defaults": (dict, "a table"),
+    "created": (int, "a whole number (Unix seconds)"),
+}
+"""The card's own keys and their TOML types; every other key of an entry goes to its engine."""
+_MODEL_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
 @dataclass
@@ -71,9 +79,18 @@ class Catalog:
 
     @classmethod
     def load(cls, settings: Settings) -> "Catalog":
+        """The built-in cards and the user's, bound; each user card that cannot serve is logged
+        with its reason (and stays listed, unavailable, with the same reason)."""
         cards = {card.id: card for card in BUILTIN_CARDS}
-        cards.update({card.id: card for card in read_toml(settings.resolved_catalog_path)})
-        return cls([bind(card, settings) for card in cards.values()])
+        for card in read_toml(settings.resolved_catalog_path):
+            if card.id in cards:
+                log.warning("%s replaces the built-in model %s", card.origin, card.id)
+            cards[card.id] = card
+        catalog = cls([bind(card, settings) for card in cards.values()])
+        for entry in catalog.all():
+            if entry.card.origin != "built-in" and not entry.available:
+                log.warning("model %s cannot be served: %s", entry.id, entry.unavailable_reason)
+        return catalog
 
     def get(self, model_id: str) -> ModelEntry:
         entry = self._entries.get(model_id)
@@ -86,19 +103,48 @@ class Catalog:
 
 
 def read_toml(path: Path) -> list[ModelCard]:
-    """The user's cards; a missing file means none."""
+    """The user's cards; a missing file means none. ConfigError naming the file when it is not
+    TOML or has no ``[models.<id>]`` tables where they belong; an entry with a problem of its own
+    is a card unavailable for that reason."""
     if not path.exists():
         return []
-    data = tomllib.loads(path.read_text())
-    cards = []
-    for model_id, table in data.get("models", {}).items():
-        table = dict(table)
-        known = {k: table.pop(k) for k in list(table) if k in _CARD_KEYS}
-        cards.append(ModelCard(
-            id=model_id, backend=known.pop("backend", "diffusers"),
-            display_name=known.pop("display_name", model_id), options=table, **known,
-        ))
-    return cards
+    try:
+        data = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+    for name in sorted(set(data) - {"models"}):
+        log.warning("%s: [%s] is not read (models go in [models.<id>] tables)", path, name)
+    models = data.get("models", {})
+    if not isinstance(models, dict):
+        raise ConfigError(f"{path}: models must be tables ([models.<id>]), not {models!r}")
+    return [_card(f"{path.name} [models.{model_id}]", model_id, table)
+            for model_id, table in models.items()]
+
+
+def _card(origin: str, model_id: str, table: Any) -> ModelCard:
+    problem = _card_problem(model_id, table)
+    if problem is not None:
+        return ModelCard(id=model_id, backend="diffusers", display_name=model_id, origin=origin,
+                         unavailable_reason=f"{origin} {problem}")
+    table = dict(table)
+    known = {k: table.pop(k) for k in list(table) if k in _CARD_TYPES}
+    return ModelCard(id=model_id, backend=known.pop("backend", "diffusers"),
+                     display_name=known.pop("display_name", model_id), options=table,
+                     origin=origin, **known)
+
+
+def _card_problem(model_id: str, table: Any) -> str | None:
+    if not _MODEL_ID.match(model_id):
+        return "id: not a model id (letters, digits, '.', '_' and '-', up to 128)"
+    if not isinstance(table, dict):
+        return f"must be a table, not {table!r}"
+    for key, (kind, words) in _CARD_TYPES.items():
+        value = table.get(key)
+        if value is not None and (not isinstance(value, kind) or isinstance(value, bool)):
+            return f"{key}: {value!r} must be {words}"
+    if not all(isinstance(i, str) for i in table.get("inputs", [])):
+        return f"inputs: {table['inputs']!r} must be {_CARD_TYPES['inputs'][1]}"
+    return None
 
 
 def bind(card: ModelCard, settings: Settings) -> ModelEntry:
@@ -110,9 +156,26 @@ def bind(card: ModelCard, settings: Settings) -> ModelEntry:
         try:
             engine = create_engine(card.backend, card.options, settings)
             properties = card.properties or engine.schema_properties()
-            reason = engine.availability()
+            reason = _defaults_problem(card, properties) or _from(card, engine.availability())
         except Exception as exc:  # a broken card must not take the server down
-            log.warning("model %s cannot be served: %s", card.id, exc)
-            engine, reason = None, f"{type(exc).__name__}: {exc}"
-    return ModelEntry(card=card, schema=RequestSchema.build(properties, card.defaults),
+            engine, reason = None, f"{card.origin} {exc}"
+    defaults = card.defaults if reason is None else {}  # a broken card publishes none of its own
+    return ModelEntry(card=card, schema=RequestSchema.build(properties, defaults),
                       engine=engine, unavailable_reason=reason)
+
+
+def _from(card: ModelCard, reason: str | None) -> str | None:
+    """An engine's reason, saying which entry of the user's file it is about."""
+    return f"{card.origin} {reason}" if reason and card.origin != "built-in" else reason
+
+
+def _defaults_problem(card: ModelCard, properties: dict[str, Any]) -> str | None:
+    """Why the card's ``defaults`` do not fit the model's fields (an unknown field, a wrong
+    type), or None: a default is what every request without that field sends."""
+    if not card.defaults:
+        return None
+    try:
+        RequestSchema.build(properties).validate({"prompt": "-", **card.defaults})
+    except InvalidParams as exc:
+        return f"{card.origin} defaults: {exc.detail}"
+    return None

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import difflib
 import importlib
+import inspect
 from typing import Any
 
 from imagehub.config import Settings
@@ -26,13 +28,34 @@ def create_engine(backend: str, options: dict[str, Any], settings: Settings) -> 
     cls = getattr(importlib.import_module(module_name), class_name)
     kwargs = dict(options)
     if backend == "diffusers":
+        if "source" not in kwargs:
+            raise ValueError("source: missing (a diffusers folder, or hf:<org>/<name>)")
         source = kwargs.pop("source")
+        check_options(cls, kwargs)
         kwargs.setdefault("allow_downloads", settings.allow_hub_downloads)
         kwargs.setdefault("process", settings.engine_process)
         return cls(source, **kwargs)
     if backend in REMOTE_BACKENDS:
         return cls(settings, **remote_options(backend, kwargs))
+    check_options(cls, kwargs)
     return cls(**kwargs)
+
+
+def check_options(cls: type, options: dict[str, Any]) -> None:
+    """ValueError naming the first card key the engine does not take (and the keys it does), or
+    a true/false key given anything else (TOML's ``"yes"`` is a string, and a true one)."""
+    params = {name: p for name, p in inspect.signature(cls).parameters.items()
+              if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD) and name != "source"}
+    for key, value in options.items():
+        if key not in params:
+            near = difflib.get_close_matches(key, params, n=1)
+            hint = f"; did you mean {near[0]!r}?" if near else ""
+            raise ValueError(f"{key}: not a key of this backend{hint} (keys: {', '.join(params)})")
+        kind = str(params[key].annotation)
+        if kind == "bool" and not isinstance(value, bool):
+            raise ValueError(f"{key}: {value!r} must be true or false")
+        if kind.startswith("list[") and not isinstance(value, list):
+            raise ValueError(f"{key}: {value!r} must be a list ({kind})")
 
 
 def remote_options(backend: str, options: dict[str, Any]) -> dict[str, Any]:

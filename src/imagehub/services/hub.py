@@ -5,10 +5,10 @@ from __future__ import annotations
 import logging
 import os
 
-from imagehub.catalog.catalog import Catalog
+from imagehub.catalog.catalog import Catalog, ModelEntry
 from imagehub.config import Settings
 from imagehub.db.session import make_engine, make_sessionmaker, migrate
-from imagehub.errors import DataDirBusy
+from imagehub.errors import ConfigError, DataDirBusy, ModelUnavailable, NotFound
 from imagehub.events.bus import InProcessBus
 from imagehub.jobs.batching import Batcher, BatchPolicy
 from imagehub.jobs.queue import SqlQueue
@@ -55,12 +55,13 @@ class Hub:
                                   batcher=batcher, batch_handler=self.generations.run_batch)
         self.deps.workers = self.workers
 
-    def start(self, run_workers: bool = True) -> None:
+    def start(self, run_workers: bool = True, *, owner: str = "an in-process imagehub command") -> None:
         """With workers: take the data dir's worker lock, recover what a crash left behind, start
         the workers. Without (an API-only node, the CLI's read-only commands): none of that, so a
-        running server's jobs are never taken for a crash's leftovers."""
+        running server's jobs are never taken for a crash's leftovers. ``owner`` says who runs the
+        workers, to another process refused the data dir."""
         if run_workers:
-            self._worker_lock = _take_worker_lock(self.settings)
+            self._worker_lock = _take_worker_lock(self.settings, owner)
             self._recover()
         self._load_models()
         if run_workers:
@@ -79,12 +80,15 @@ class Hub:
             from imagehub.engines.diffusers.residency import RESIDENCY
 
             RESIDENCY.configure(self.settings.model_memory_budget_gb)
-        for model_id in filter(None, (m.strip() for m in self.settings.preload_models.split(","))):
-            entry = self.deps.catalog.get(model_id)
+        for entry in preloaded(self.settings, self.deps.catalog):
             if entry.engine is not None and hasattr(entry.engine, "pinned"):
                 entry.engine.pinned = True
-            entry.ready_engine()
-            log.info("preloaded %s", model_id)
+            try:
+                entry.ready_engine()
+            except ModelUnavailable as exc:
+                raise ConfigError(f"IMAGEHUB_PRELOAD_MODELS: {entry.id} could not be loaded "
+                                  f"({exc.detail})") from None
+            log.info("preloaded %s", entry.id)
 
     def stop(self) -> None:
         self.workers.stop()
@@ -98,7 +102,31 @@ class Hub:
             lock.release()
 
 
-def _take_worker_lock(settings: Settings):  # type: ignore[no-untyped-def]
+def check_config(settings: Settings) -> None:
+    """ConfigError if the catalog file or a preloaded model cannot work (``serve`` checks first,
+    to exit with one line instead of a failed start-up)."""
+    preloaded(settings, Catalog.load(settings))
+
+
+def preloaded(settings: Settings, catalog: Catalog) -> list[ModelEntry]:
+    """The entries ``IMAGEHUB_PRELOAD_MODELS`` names; ConfigError for one that is not in the
+    catalog or cannot serve here."""
+    entries = []
+    for model_id in filter(None, (m.strip() for m in settings.preload_models.split(","))):
+        try:
+            entry = catalog.get(model_id)
+        except NotFound:
+            known = ", ".join(e.id for e in catalog.all())
+            raise ConfigError(f"IMAGEHUB_PRELOAD_MODELS: {model_id!r} is not in the catalog "
+                              f"(models: {known})") from None
+        if not entry.available:
+            raise ConfigError(f"IMAGEHUB_PRELOAD_MODELS: {model_id} cannot be served: "
+                              f"{entry.unavailable_reason}")
+        entries.append(entry)
+    return entries
+
+
+def _take_worker_lock(settings: Settings, owner: str):  # type: ignore[no-untyped-def]
     """The data dir's worker lock (released by the OS if the process dies, kill -9 included), or
     DataDirBusy naming the process that holds it."""
     from filelock import FileLock, Timeout
@@ -108,10 +136,9 @@ def _take_worker_lock(settings: Settings):  # type: ignore[no-untyped-def]
         lock.acquire(timeout=0)
     except Timeout:
         raise DataDirBusy(
-            f"{_holder(settings)} runs the workers of {settings.data_dir}; send this to it with "
-            f"IMAGEHUB_URL (or --url), or stop it first") from None
-    (settings.data_dir / WORKER_OWNER).write_text(
-        f"imagehub (pid {os.getpid()}, {settings.base_url})\n")
+            f"{_holder(settings)} runs the workers of {settings.data_dir}; wait for it or stop "
+            f"it, or, if it is a server, send this to it with IMAGEHUB_URL (or --url)") from None
+    (settings.data_dir / WORKER_OWNER).write_text(f"{owner} (pid {os.getpid()})\n")
     return lock
 
 
@@ -119,7 +146,7 @@ def check_workers_free(settings: Settings) -> None:
     """DataDirBusy if another process runs this data dir's workers (``serve`` checks first, to
     exit with one line instead of a failed start-up)."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    _take_worker_lock(settings).release()
+    _take_worker_lock(settings, "a check").release()
 
 
 def _holder(settings: Settings) -> str:

@@ -13,7 +13,7 @@ from imagehub.catalog.catalog import Catalog, ModelEntry
 from imagehub.catalog.schema import describe, whole_numbers
 from imagehub.catalog.sizes import nearest_ratio, output_size
 from imagehub.engines.base import EngineRequest
-from imagehub.errors import Forbidden, InvalidParams
+from imagehub.errors import Forbidden, InvalidParams, ModelUnavailable
 from imagehub.protocol import GENERIC_FIELDS_SCHEMA
 from imagehub.services.fetch import check_image_ref, load_image
 from imagehub.services.keys import Principal
@@ -49,14 +49,16 @@ def parse(catalog: Catalog, principal: Principal, body: Any, *, count_field: str
     if require_image and "image" in body and "input_image" not in body:
         body["input_image"] = body.pop("image")
     entry = catalog.get(_check_generic(body, count_field))
+    if require_image:
+        _require_image(body)  # every edit needs one, whatever the model
+    if not entry.available:  # before its fields: a broken card's schema says little (503 says why)
+        raise ModelUnavailable(str(entry.unavailable_reason))
     schema_names = set(entry.schema.properties)
     generic = whole_numbers({k: body[k] for k in body if k in _GENERIC_NAMES and k not in schema_names},
                             GENERIC_FIELDS_SCHEMA["properties"])
     params = {k: v for k, v in body.items() if k not in generic}
     _refuse_other_count_field(generic, count_field)
     params = entry.schema.validate(params)
-    if require_image:
-        _require_image(params)
     namespace = _namespace(principal, generic.get("target_namespace"))
     for uri in _as_list(params.get("input_image")):
         check_image_ref("input_image", uri)  # refuse unreadable images and bad URLs now (400)

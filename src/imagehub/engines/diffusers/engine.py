@@ -119,6 +119,9 @@ class DiffusersEngine:
         return self._layout
 
     def availability(self) -> str | None:
+        problem = loading.placement_problem(self._device, self._dtype)
+        if problem is not None:
+            return problem
         try:
             self.layout()
         except ModelUnavailable as exc:

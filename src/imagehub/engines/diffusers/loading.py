@@ -166,7 +166,8 @@ def _hf_snapshot(
         if local_only:
             raise ModelUnavailable(
                 f"{source} is not in the local Hugging Face cache; download it "
-                f"(hf download {repo_id}) or set allow_downloads"
+                f"(hf download {repo_id}) or set IMAGEHUB_ALLOW_HUB_DOWNLOADS=true (the cache is "
+                f"HF_HOME's, or the card's cache_dir)"
             ) from exc
         raise ModelUnavailable(f"could not download {source}: {exc}") from exc
     return Path(path)
@@ -311,6 +312,25 @@ def default_device() -> str:
     if torch.backends.mps.is_available():
         return "mps"
     return "cpu"
+
+
+def placement_problem(device: str | None, dtype: str | None) -> str | None:
+    """Why a card's ``device`` or ``dtype`` cannot work on this machine, or None. Asks torch
+    nothing that starts CUDA (the server's process must not hold a CUDA context)."""
+    import torch
+
+    if dtype is not None and (not isinstance(dtype, str) or dtype.lower() not in _DTYPES):
+        return f"dtype: {dtype!r} is not one of bf16, fp16, fp32"
+    if device is None:
+        return None
+    kind = device.split(":")[0] if isinstance(device, str) else None
+    if kind not in ("cuda", "mps", "cpu"):
+        return f"device: {device!r} is not one of cuda, mps, cpu (or cuda:N)"
+    if kind == "cuda" and not torch.backends.cuda.is_built():
+        return f"device: {device!r}, but this torch is a CPU build (no CUDA)"
+    if kind == "mps" and not torch.backends.mps.is_available():
+        return f"device: {device!r}, but this machine has no MPS (Apple GPU)"
+    return None
 
 
 def resolve_dtype(name: str | None, device: str) -> torch.dtype:

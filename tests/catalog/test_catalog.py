@@ -1,0 +1,72 @@
+"""The user's catalog file: every mistake in an entry is that model's unavailable reason, naming the
+file, the entry, the key and the value; a file that is not TOML stops the start with one line."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+
+from imagehub.catalog.catalog import Catalog
+from imagehub.config import load_settings
+from imagehub.errors import ConfigError
+
+
+def _catalog(tmp_path: Path, text: str) -> Catalog:
+    (tmp_path / "models.toml").write_text(text)
+    return Catalog.load(load_settings(data_dir=tmp_path))
+
+
+def _entry(source: Path, extra: str = "", defaults: str = "") -> str:
+    device = "" if "device" in extra else 'device = "cpu"\n'
+    text = f'[models.my-sd]\nsource = "{source}"\n{device}{extra}\n'
+    return text + (f"[models.my-sd.defaults]\n{defaults}\n" if defaults else "")
+
+
+def test_a_good_entry_serves(tmp_path: Path, tiny_sd_dir: Path) -> None:
+    entry = _catalog(tmp_path, _entry(tiny_sd_dir, defaults="num_inference_steps = 1")).get("my-sd")
+    assert entry.available, entry.unavailable_reason
+    assert entry.schema.properties["num_inference_steps"]["default"] == 1
+
+
+@pytest.mark.parametrize("extra,defaults,words", [
+    ("compille = true", "", ["compille", "did you mean 'compile'"]),
+    ('channels_last = "yes"', "", ["channels_last", "'yes'", "true or false"]),
+    ('dtype = "float17"', "", ["dtype", "'float17'", "bf16"]),
+    ('device = "gpu"', "", ["device", "'gpu'", "cuda, mps, cpu"]),
+    ('created = "yesterday"', "", ["created", "'yesterday'", "whole number"]),
+    ("batch_buckets = 8", "", ["batch_buckets", "8", "a list"]),
+    ("", 'num_inference_steps = "four"', ["defaults", "num_inference_steps", "'four'", "integer"]),
+    ("", "steps = 4", ["defaults", "steps", "unknown field"]),
+], ids=["typo", "bool", "dtype", "device", "created", "buckets", "default-type", "default-name"])
+def test_a_mistake_in_an_entry_is_its_unavailable_reason(tmp_path: Path, tiny_sd_dir: Path,
+                                                         extra: str, defaults: str,
+                                                         words: list[str]) -> None:
+    entry = _catalog(tmp_path, _entry(tiny_sd_dir, extra, defaults)).get("my-sd")
+    reason = str(entry.unavailable_reason)
+    assert not entry.available and reason.startswith("models.toml [models.my-sd]"), reason
+    for word in words:
+        assert word in reason, (word, reason)
+    assert "'four'" not in str(entry.schema.document)  # a broken card publishes no defaults
+
+
+def test_an_entry_without_source_or_with_a_bad_id_says_so(tmp_path: Path) -> None:
+    catalog = _catalog(tmp_path, '[models.no-source]\ndevice = "cpu"\n\n[models."my sd/v2"]\nsource = "x"\n')
+    assert "source: missing" in str(catalog.get("no-source").unavailable_reason)
+    assert "not a model id" in str(catalog.get("my sd/v2").unavailable_reason)
+
+
+def test_a_file_that_is_not_toml_names_itself(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"models\.toml: not valid TOML \(.*line 2"):
+        _catalog(tmp_path, '[models.my-sd]\nsource = "/x\n')
+
+
+def test_replacing_a_built_in_and_unread_tables_are_logged(tmp_path: Path, tiny_sd_dir: Path,
+                                                           caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING, logger="imagehub.catalog.catalog"):
+        catalog = _catalog(tmp_path, _entry(tiny_sd_dir).replace("my-sd", "imagehub-tiny")
+                           + '[model.typo]\nsource = "x"\n')
+    assert catalog.get("imagehub-tiny").card.origin == "models.toml [models.imagehub-tiny]"
+    assert "replaces the built-in model imagehub-tiny" in caplog.text
+    assert "[model] is not read" in caplog.text
