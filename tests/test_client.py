@@ -13,6 +13,7 @@ import time
 from importlib import resources
 from pathlib import Path
 
+import httpx
 import pytest
 from conftest import ServerProcess
 from PIL import Image
@@ -26,6 +27,7 @@ from imagehub.client import (
     GenerationProgress,
     GenerationStarted,
     SSEDecoder,
+    StreamConnected,
     StreamError,
 )
 
@@ -210,6 +212,102 @@ def test_events_gives_up_after_max_reconnects() -> None:
         next(nowhere.events(max_reconnects=1, retry_delay=0.01))
 
 
+def test_download_of_a_bad_link_raises_api_error(hub: Client, server: ServerProcess) -> None:
+    with pytest.raises(APIError) as forged:
+        hub.download(f"{server.url}/api/files/forged-token/0.png")
+    assert forged.value.status_code == 404 and forged.value.type == "resource_not_found"
+    assert "link expired" in forged.value.detail and forged.value.request_id
+
+
+def test_no_server_raises_httpx_transport_errors_as_documented() -> None:
+    with Client(f"http://127.0.0.1:{_closed_port()}") as nowhere:
+        with pytest.raises(httpx.ConnectError):
+            nowhere.models()
+        with pytest.raises(httpx.ConnectError):
+            nowhere.download(f"{nowhere.base_url}/api/files/t/0.png")
+
+
+class AnsweringServer:
+    """A TCP server that answers every connection with ``answer`` (nothing: it just closes) and
+    records when each came."""
+
+    def __init__(self, answer: bytes = b"") -> None:
+        self.answer = answer
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
+        self.times: list[float] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            self.times.append(time.monotonic())
+            if self.answer:
+                conn.recv(65536)
+                conn.sendall(self.answer)
+            conn.close()
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+def test_events_back_off_then_give_up_after_max_downtime() -> None:
+    closing = AnsweringServer()
+    started = time.monotonic()
+    try:
+        with Client(closing.url) as client, pytest.raises(StreamError, match="could not reopen the stream for 1 s"):
+            next(client.events(retry_delay=0.05, max_retry_delay=0.2, max_downtime=1.0))
+    finally:
+        closing.close()
+    assert 1.0 <= time.monotonic() - started < 5
+    gaps = [b - a for a, b in zip(closing.times, closing.times[1:])]
+    assert 5 <= len(closing.times) <= 10  # 0.05, 0.1, 0.2, 0.2...: not 20 tries at 0.05 s
+    assert min(gaps[2:-1]) >= 0.18
+
+
+def test_events_retry_a_proxy_that_answers_503() -> None:
+    proxy = AnsweringServer(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n"
+                            b"Connection: close\r\n\r\n")
+    try:
+        with Client(proxy.url) as client, pytest.raises(StreamError) as gave_up:
+            next(client.events(retry_delay=0.05, max_downtime=0.5))
+    finally:
+        proxy.close()
+    assert len(proxy.times) >= 3
+    assert isinstance(gave_up.value.__cause__, APIError) and gave_up.value.__cause__.status_code == 503
+
+
+def test_events_announce_each_stream_they_open(hub: Client, server: ServerProcess) -> None:
+    proxy = DroppingProxy(server.port)
+    got: list[Event] = []
+    try:
+        with Client(f"http://127.0.0.1:{proxy.port}", api_key=server.key) as via_proxy:
+            stream = via_proxy.events(retry_delay=0.1, announce_connects=True)
+            got.append(next(stream))
+            hub.enqueue("tiny-sd", "a cut")  # its completed event makes the proxy cut the stream
+            for event in stream:
+                got.append(event)
+                if isinstance(event, StreamConnected):
+                    break
+            stream.close()
+    finally:
+        proxy.close()
+    assert isinstance(got[0], StreamConnected) and got[0].id is None
+    assert [type(e) for e in got].count(StreamConnected) == 2 == len(proxy.requests)
+    assert any(isinstance(e, GenerationCompleted) for e in got[1:-1])
+    assert got[-1].id == got[-2].id  # the stream it opened resumes after the last event seen
+
+
+def _closed_port() -> int:
+    closed = socket.create_server(("127.0.0.1", 0))
+    port = closed.getsockname()[1]
+    closed.close()
+    return port
+
+
 def test_async_client(server: ServerProcess) -> None:
     async def scenario() -> None:
         async with AsyncClient(server.url, api_key=server.key) as hub:
@@ -226,6 +324,13 @@ def test_async_client(server: ServerProcess) -> None:
             with pytest.raises(APIError) as ended:
                 await hub.cancel(gen_id)
             assert ended.value.status_code == 409
+            with pytest.raises(APIError) as forged:
+                await hub.download(f"{server.url}/api/files/forged-token/0.png")
+            assert forged.value.status_code == 404
+        async with AsyncClient(f"http://127.0.0.1:{_closed_port()}") as nowhere:
+            with pytest.raises(StreamError, match="could not reopen the stream"):
+                async for _ in nowhere.events(retry_delay=0.05, max_downtime=0.3):
+                    pass
     asyncio.run(scenario())
 
 

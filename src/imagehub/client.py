@@ -15,6 +15,11 @@ hub.oxen.ai, a base URL away::
 Resources come back as the JSON objects API.md shows (``dict``); events come back typed.
 ``events()`` reconnects when the stream drops and sends ``Last-Event-ID``, so nothing is missed
 that the server's replay buffer still holds.
+
+Failures: an error answer of the API raises :class:`APIError` (``download()`` included); a server
+that cannot be reached, or answers too slowly, raises httpx's own ``httpx.TransportError``
+subclasses (``ConnectError``, ``ReadTimeout``...), unwrapped; ``events()`` raises
+:class:`StreamError` once it gives up reconnecting; ``wait()`` raises ``TimeoutError``.
 """
 
 from __future__ import annotations
@@ -33,6 +38,8 @@ DEFAULT_TIMEOUT = httpx.Timeout(600.0, connect=10.0)
 EVENTS_IDLE_TIMEOUT = 60.0
 """A stream silent this long (the server sends ``: keep-alive`` every 15 s) is treated as dropped."""
 ENDED = frozenset({"succeeded", "failed", "cancelled"})
+RETRIED_STATUSES = frozenset({502, 503, 504})
+"""Answers of a proxy in front of a server that is restarting: ``events()`` retries them."""
 
 
 # ---- errors -------------------------------------------------------------------------------------
@@ -61,7 +68,8 @@ class APIError(Exception):
 
 
 class StreamError(Exception):
-    """The event stream dropped more often in a row than ``max_reconnects`` allows."""
+    """``events()`` gave up: more drops in a row than ``max_reconnects``, or a stream down for
+    longer than ``max_downtime``."""
 
 
 # ---- events -------------------------------------------------------------------------------------
@@ -121,6 +129,12 @@ class GenerationCompleted(Event):
 
 class GenerationCancelled(Event):
     """``media_generation_cancelled``."""
+
+
+class StreamConnected(Event):
+    """Not a server event: what ``events(announce_connects=True)`` yields each time a stream
+    opens, before that stream's events. Events older than the server's replay buffer (or from
+    before a server restart) are not sent again, so this is when to re-read the rows you wait for."""
 
 
 EVENT_TYPES: dict[str, type[Event]] = {
@@ -281,7 +295,8 @@ class Client(_Base):
         return self._send(_generate("/api/ai/images/generate", model, prompt, params))
 
     def edit(self, model: str, prompt: str, input_image: str | list[str], **params: Any) -> dict[str, Any]:
-        """``POST /api/ai/images/edit`` with ``https://`` or ``data:`` image(s)."""
+        """``POST /api/ai/images/edit`` with ``https://`` or ``data:`` image(s): one string, or a
+        list for models whose ``request_schema`` takes several."""
         return self._send(_generate("/api/ai/images/edit", model, prompt,
                                     {"input_image": input_image, **params}))
 
@@ -332,18 +347,26 @@ class Client(_Base):
         """The bytes of a signed image URL (no key needed, none sent to another host)."""
         response = httpx.get(url, timeout=self._http.timeout) if not url.startswith(self.base_url) \
             else self._http.get(url)
-        response.raise_for_status()
+        if response.is_error:
+            raise APIError.from_response(response)
         return response.content
 
     def events(self, *, last_event_id: str | None = None, reconnect: bool = True,
                max_reconnects: int | None = None, retry_delay: float = 1.0,
-               idle_timeout: float = EVENTS_IDLE_TIMEOUT) -> Iterator[Event]:
+               max_retry_delay: float | None = None, max_downtime: float | None = None,
+               idle_timeout: float = EVENTS_IDLE_TIMEOUT,
+               announce_connects: bool = False) -> Iterator[Event]:
         """``GET /api/events`` as typed events, forever; on a drop, reconnect with ``Last-Event-ID``.
 
-        ``max_reconnects`` bounds the drops in a row (None: no bound). API errors (401...) are
-        raised, not retried.
+        Each drop in a row doubles the wait from ``retry_delay`` (or the server's ``retry:``) up to
+        ``max_retry_delay`` (None: no growth). ``StreamError`` once there were more than
+        ``max_reconnects`` drops in a row, or the stream could not be reopened for
+        ``max_downtime`` seconds (None: no bound). API errors (401...) are raised, not retried,
+        except 502, 503 and 504. ``announce_connects``: yield :class:`StreamConnected` each time
+        a stream opens.
         """
-        decoder, drops = SSEDecoder(last_event_id), 0
+        decoder = SSEDecoder(last_event_id)
+        retries = _Retries(max_reconnects, retry_delay, max_retry_delay, max_downtime)
         while True:
             try:
                 with self._http.stream("GET", "/api/events", headers=decoder.headers(),
@@ -351,29 +374,67 @@ class Client(_Base):
                     if response.is_error:
                         response.read()
                         raise APIError.from_response(response)
+                    retries.connected()
+                    if announce_connects:
+                        yield StreamConnected("stream_connected", id=decoder.last_event_id)
                     for line in response.iter_lines():
                         event = decoder.feed(line)
                         if event is not None:
-                            drops = 0
+                            retries.got_event()
                             yield event
-            except httpx.TransportError as exc:
-                if not reconnect:
+            except (httpx.TransportError, APIError) as exc:
+                if not reconnect or not _retried(exc):
                     raise
                 cause: Exception = exc
             else:
                 if not reconnect:
                     return
                 cause = StreamError("the server closed the event stream")
-            drops = _count_drop(drops, max_reconnects, cause)
-            time.sleep(decoder.retry or retry_delay)
+            time.sleep(retries.dropped(cause, decoder.retry))
 
 
-def _count_drop(drops: int, max_reconnects: int | None, cause: Exception) -> int:
-    """One more dropped stream in a row; StreamError once there were more than allowed."""
-    drops += 1
-    if max_reconnects is not None and drops > max_reconnects:
-        raise StreamError(f"event stream dropped {drops} times in a row") from cause
-    return drops
+def _retried(exc: Exception) -> bool:
+    return not isinstance(exc, APIError) or exc.status_code in RETRIED_STATUSES
+
+
+@dataclass
+class _Retries:
+    """When ``events()`` tries the stream again, and when it gives up (both clients)."""
+
+    max_reconnects: int | None
+    retry_delay: float
+    max_retry_delay: float | None
+    max_downtime: float | None
+    drops: int = 0
+    """Drops since the last event."""
+    down_since: float | None = None
+    """When the stream was last lost; None while one is open."""
+
+    def connected(self) -> None:
+        self.down_since = None
+
+    def got_event(self) -> None:
+        self.drops = 0
+
+    def dropped(self, cause: Exception, server_retry: float | None) -> float:
+        """The seconds to wait before the next try; StreamError when there is none."""
+        self.drops += 1
+        now = time.monotonic()
+        self.down_since = now if self.down_since is None else self.down_since
+        down = now - self.down_since
+        if self.max_reconnects is not None and self.drops > self.max_reconnects:
+            raise StreamError(f"event stream dropped {self.drops} times in a row "
+                              f"({_describe(cause)})") from cause
+        if self.max_downtime is not None and down >= self.max_downtime:
+            raise StreamError(f"could not reopen the stream for {down:.0f} s "
+                              f"({_describe(cause)})") from cause
+        base = server_retry or self.retry_delay
+        delay = min(base * 2 ** min(self.drops - 1, 30), max(base, self.max_retry_delay or base))
+        return delay if self.max_downtime is None else min(delay, self.max_downtime - down)
+
+
+def _describe(cause: Exception) -> str:
+    return f"{type(cause).__name__}: {cause}" if str(cause) else type(cause).__name__
 
 
 # ---- AsyncClient --------------------------------------------------------------------------------
@@ -452,13 +513,17 @@ class AsyncClient(_Base):
         else:
             async with httpx.AsyncClient(timeout=self._http.timeout) as plain:
                 response = await plain.get(url)
-        response.raise_for_status()
+        if response.is_error:
+            raise APIError.from_response(response)
         return response.content
 
     async def events(self, *, last_event_id: str | None = None, reconnect: bool = True,
                      max_reconnects: int | None = None, retry_delay: float = 1.0,
-                     idle_timeout: float = EVENTS_IDLE_TIMEOUT) -> AsyncIterator[Event]:
-        decoder, drops = SSEDecoder(last_event_id), 0
+                     max_retry_delay: float | None = None, max_downtime: float | None = None,
+                     idle_timeout: float = EVENTS_IDLE_TIMEOUT,
+                     announce_connects: bool = False) -> AsyncIterator[Event]:
+        decoder = SSEDecoder(last_event_id)
+        retries = _Retries(max_reconnects, retry_delay, max_retry_delay, max_downtime)
         while True:
             try:
                 async with self._http.stream("GET", "/api/events", headers=decoder.headers(),
@@ -466,24 +531,26 @@ class AsyncClient(_Base):
                     if response.is_error:
                         await response.aread()
                         raise APIError.from_response(response)
+                    retries.connected()
+                    if announce_connects:
+                        yield StreamConnected("stream_connected", id=decoder.last_event_id)
                     async for line in response.aiter_lines():
                         event = decoder.feed(line)
                         if event is not None:
-                            drops = 0
+                            retries.got_event()
                             yield event
-            except httpx.TransportError as exc:
-                if not reconnect:
+            except (httpx.TransportError, APIError) as exc:
+                if not reconnect or not _retried(exc):
                     raise
                 cause: Exception = exc
             else:
                 if not reconnect:
                     return
                 cause = StreamError("the server closed the event stream")
-            drops = _count_drop(drops, max_reconnects, cause)
-            await asyncio.sleep(decoder.retry or retry_delay)
+            await asyncio.sleep(retries.dropped(cause, decoder.retry))
 
 
 __all__ = [
     "APIError", "AsyncClient", "Client", "Event", "GenerationCancelled", "GenerationCompleted",
-    "GenerationProgress", "GenerationStarted", "SSEDecoder", "StreamError",
+    "GenerationProgress", "GenerationStarted", "SSEDecoder", "StreamConnected", "StreamError",
 ]

@@ -14,6 +14,9 @@ from conftest import ServerProcess, write_catalog
 from PIL import Image
 from tests_helpers import wait_for_status
 
+from imagehub.cli.queue import HEADERS, _cells, _Watch
+from imagehub.cli.target import RemoteTarget
+
 
 def imagehub(*args: str, env: dict[str, str], timeout: float = 180) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "imagehub", *args], env=env, capture_output=True,
@@ -46,14 +49,18 @@ def test_generate_in_process_without_a_server(tmp_path: Path, tiny_sd_dir: Path)
     write_catalog(data_dir, tiny_sd_dir)
     env = {k: v for k, v in os.environ.items() if k not in ("IMAGEHUB_URL", "IMAGEHUB_API_KEY")}
     env.update(IMAGEHUB_DATA_DIR=str(data_dir), HF_HUB_OFFLINE="1", COLUMNS="200")
-    done = imagehub("generate", "a blue square", "-m", "tiny-sd", "--seed", "3",
-                    "-p", "num_inference_steps=3", "-o", str(tmp_path / "out"), env=env)
+    args = ("generate", "a blue square", "-m", "tiny-sd", "--seed", "3", "-p",
+            "num_inference_steps=3", "--idempotency-key", "local-1", "-o", str(tmp_path / "out"))
+    done = imagehub(*args, env=env)
     assert done.returncode == 0, done.stderr
     (png,) = (tmp_path / "out").glob("*.png")
     assert Image.open(png).size == (512, 512)
     assert "3/3" in done.stderr
     listed = imagehub("queue", "ls", "--status", "succeeded", env=env)
     assert listed.returncode == 0 and png.stem in listed.stdout
+    again = imagehub(*args, env=env)  # the same generation, ended: saved again, none queued
+    assert again.returncode == 0, again.stderr
+    assert again.stderr.count("saved ") == 1 and [png] == list((tmp_path / "out").glob("*.png"))
 
 
 @pytest.mark.parametrize(("args", "message"), [
@@ -150,3 +157,140 @@ def test_a_data_dir_whose_workers_a_server_runs_is_left_to_that_server(
     # (a recovery would have put the running job back in the queue and claimed it again)
     assert "processing" in [row["status"] for row in rows]
     assert max(row["attempts"] for row in rows) == 1
+
+
+def test_a_bad_out_folder_is_refused_before_anything_is_queued(
+        remote: dict[str, str], tmp_path: Path, api: httpx.Client) -> None:
+    a_file = tmp_path / "afile"
+    a_file.write_text("")
+    before = api.get("/api/ai/generations").json()["total_entries"]
+    for out, reason in ((a_file, "exists and is not a folder"),
+                        (Path("/proc/x"), "cannot create the folder: No such file or directory")):
+        done = imagehub("generate", "x", "-m", "tiny-sd", "-o", str(out), env=remote)
+        assert done.returncode == 1
+        assert done.stderr == f"error: -o/--out {out}: {reason}\n"
+    assert api.get("/api/ai/generations").json()["total_entries"] == before
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["-p", "prompt=y"], "-p prompt: give it with the PROMPT argument, not -p"),
+    (["-p", "model=tiny-sd"], "-p model: give it with -m/--model, not -p"),
+    (["-p", "num_generations=2"], "-p num_generations: give it with -n, not -p"),
+    (["-p", "idempotency_key=abc"], "-p idempotency_key: give it with --idempotency-key, not -p"),
+    (["--seed", "3", "-p", "seed=4"], "-p seed: also given as --seed; give it once"),
+])
+def test_p_may_not_set_what_an_argument_or_option_sets(remote: dict[str, str], args: list[str],
+                                                      message: str) -> None:
+    done = imagehub("generate", "x", "-m", "tiny-sd", *args, env=remote)
+    assert done.returncode == 2 and done.stderr == f"error: {message}\n"
+
+
+def test_queue_cancel_tries_every_id_and_takes_prefixes(remote: dict[str, str],
+                                                        api: httpx.Client) -> None:
+    body = {"model": "tiny-sd-slow", "prompt": "cancel me", "num_generations": 3,
+            "num_inference_steps": 150}
+    ids = [g["generation_id"] for g in api.post("/api/ai/queue", json=body).json()["generations"]]
+    unknown = "00000000-0000-0000-0000-000000000000"
+    done = imagehub("queue", "cancel", unknown, ids[0][:8] + "…", "zzzz", ids[1],
+                    ids[2][:13] + "...", env=remote)
+    assert done.returncode == 1
+    assert done.stdout.splitlines() == [f"cancelled {i}" for i in ids]
+    assert done.stderr.splitlines() == [
+        f"error: 404 resource_not_found: Generation not found: {unknown}",
+        "error: 'zzzz': no queued or processing generation's id starts with it"]
+    assert all(wait_for_status(api, i, {"cancelled"}) for i in ids)
+
+
+def test_ids_are_never_cut(remote: dict[str, str], server: ServerProcess, api: httpx.Client) -> None:
+    body = {"model": "tiny-sd-slow", "prompt": "a\tlisted\nprompt", "num_inference_steps": 150}
+    (row,) = api.post("/api/ai/queue", json=body).json()["generations"]
+    gen_id = row["generation_id"]
+    try:
+        piped = imagehub("queue", "ls", env=remote | {"COLUMNS": "40"})
+        narrow = imagehub("queue", "ls", env=remote | {"COLUMNS": "60", "TTY_COMPATIBLE": "1"})
+        wide = imagehub("queue", "ls", env=remote | {"COLUMNS": "120", "TTY_COMPATIBLE": "1"})
+    finally:
+        api.delete(f"/api/ai/queue/{gen_id}")
+    for listed in (piped, narrow):  # one tab-separated line per row, in the columns' order
+        assert listed.returncode == 0, listed.stderr
+        (line,) = [line for line in listed.stdout.splitlines() if gen_id in line]
+        assert line.split("\t")[0] == gen_id and line.split("\t")[4] == "a listed prompt"
+    assert "│ " + gen_id + " │" in wide.stdout
+    keys = imagehub("keys", "list", env=server.env | {"COLUMNS": "40"})
+    assert keys.returncode == 0, keys.stderr
+    (line,) = [line for line in keys.stdout.splitlines() if line.split("\t")[2] == "tests"]
+    key_id, prefix = line.split("\t")[:2]
+    assert len(key_id) == 36 and prefix == server.key[:10] + "..."
+
+
+def test_keys_revoke_takes_the_listed_prefix_and_never_echoes_a_secret(server: ServerProcess) -> None:
+    env = server.env | {"COLUMNS": "40"}
+    first = server.cli("keys", "create", "--name", "by-prefix").stdout.strip()
+    (line,) = [line for line in imagehub("keys", "list", env=env).stdout.splitlines()
+               if "by-prefix" in line]
+    shown = line.split("\t")[1]
+    by_prefix = imagehub("keys", "revoke", shown, env=env)
+    assert by_prefix.returncode == 0 and by_prefix.stdout == f"revoked {first[:10]}\n"
+    second = server.cli("keys", "create", "--name", "by-secret").stdout.strip()
+    by_secret = imagehub("keys", "revoke", second, env=env)
+    assert by_secret.returncode == 0 and by_secret.stdout == f"revoked {second[:10]}...\n"
+    for key in (first, second):
+        answer = httpx.get(f"{server.url}/api/ai/models", headers={"Authorization": f"Bearer {key}"})
+        assert answer.status_code == 401
+    unknown = "ih_" + "A" * 43
+    missing = imagehub("keys", "revoke", unknown, env=env)
+    assert missing.returncode == 1 and missing.stderr == "error: unknown API key ih_AAAAAAA...\n"
+    again = imagehub("keys", "revoke", second, env=env)
+    assert again.returncode == 1 and second not in again.stderr + again.stdout
+
+
+def test_serve_refuses_ports_and_workers_out_of_range(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("IMAGEHUB_")}
+    env.update(IMAGEHUB_DATA_DIR=str(tmp_path / "hub"), HF_HUB_OFFLINE="1")
+    for args, option in ((["--port", "99999"], "--port"), (["--port", "0"], "--port"),
+                         (["--workers", "0"], "--workers")):
+        done = imagehub("serve", *args, env=env, timeout=60)
+        assert done.returncode == 2 and option in done.stderr
+    for name, value, bound in (("IMAGEHUB_PORT", "99999", "65535"),
+                               ("IMAGEHUB_WORKER_CONCURRENCY", "0", "1")):
+        done = imagehub("serve", env=env | {name: value}, timeout=60)
+        assert done.returncode == 1
+        assert done.stderr.startswith(f"error: {name}='{value}': ") and bound in done.stderr
+        assert len(done.stderr.splitlines()) == 1
+
+
+def test_eval_builtin_says_what_is_wrong_with_its_options() -> None:
+    bad_resolution = imagehub("eval", "builtin", "--resolution", "8K", env=dict(os.environ))
+    assert bad_resolution.returncode == 1
+    assert bad_resolution.stderr == "error: --resolution '8K': expected one of 512, 1K, 2K, 4K\n"
+    no_weights = imagehub("eval", "builtin", "--weights", "/nonexistent", env=dict(os.environ))
+    assert no_weights.returncode == 1
+    assert no_weights.stderr.startswith("error: --weights /nonexistent: imagehub-tiny weights "
+                                        "missing: /nonexistent/")
+    assert len(no_weights.stderr.splitlines()) == 1
+
+
+def test_queue_watch_of_an_ended_generation_prints_its_row(remote: dict[str, str],
+                                                           api: httpx.Client) -> None:
+    (row,) = api.post("/api/ai/queue", json={"model": "tiny-sd", "prompt": "ended"}).json()[
+        "generations"]
+    wait_for_status(api, row["generation_id"], {"succeeded"})
+    done = imagehub("queue", "watch", row["generation_id"], env=remote, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert row["generation_id"] in done.stdout and "succeeded" in done.stdout
+    assert done.stdout.endswith("\n")
+
+
+def test_queue_watch_fills_in_rows_it_learns_of_from_events(server: ServerProcess) -> None:
+    with RemoteTarget(server.url, api_key=server.key) as target:
+        watch = _Watch(target, [])
+        events = target.events()
+        watch.apply(next(events))  # the stream is open: what follows comes as events
+        (gen_id,) = target.enqueue("tiny-sd", "a watched square")
+        for event in events:
+            watch.apply(event)
+            if watch.rows.get(gen_id, {}).get("status") == "succeeded":
+                break
+        events.close()  # type: ignore[attr-defined]
+    cells = dict(zip(HEADERS, _cells(watch.rows[gen_id])))
+    assert cells["prompt"] == "a watched square" and cells["enqueued"] and cells["model"] == "tiny-sd"

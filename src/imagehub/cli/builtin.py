@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import NoReturn
 
 import typer
 
@@ -63,7 +64,25 @@ def eval_builtin(
     """Render held-out prompts, read the images back with the world's detector, print accuracy."""
     from imagehub.engines.builtin.evaluate import evaluate, format_report
 
+    _check_eval_options(weights_dir, resolution)
     report = evaluate(weights_dir, prompts=prompts, seed=seed, resolution=resolution)
     typer.echo(json.dumps(report, indent=2) if as_json else format_report(report))
     if check and not report["passed"]:
         raise typer.Exit(1)
+
+
+def _check_eval_options(weights_dir: Path | None, resolution: str) -> None:
+    """What would otherwise fail minutes in, as one ``error:`` line."""
+    from imagehub.catalog.sizes import RESOLUTION_BASES
+    from imagehub.engines.builtin.engine import BuiltinEngine
+
+    if resolution not in RESOLUTION_BASES:
+        _fail(f"--resolution {resolution!r}: expected one of {', '.join(RESOLUTION_BASES)}")
+    unavailable = BuiltinEngine(weights_dir).availability()
+    if unavailable:
+        _fail(f"--weights {weights_dir}: {unavailable}" if weights_dir else unavailable)
+
+
+def _fail(message: str) -> NoReturn:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(1)

@@ -3,22 +3,45 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
+import httpx
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from imagehub.cli.target import KEY_OPTION, URL_OPTION, Target, one_line_errors, open_target
+from imagehub.cli.target import (
+    DOWNTIME_OPTION,
+    KEY_OPTION,
+    URL_OPTION,
+    Target,
+    error_text,
+    fail,
+    one_line_errors,
+    open_target,
+)
 from imagehub.client import (
+    ENDED,
+    Event,
     GenerationCancelled,
     GenerationCompleted,
     GenerationProgress,
     GenerationStarted,
+    StreamConnected,
+    StreamError,
 )
 
 err_console = Console(stderr=True)
+COLUMNS = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+           TextColumn("{task.fields[state]}"), TimeElapsedColumn())
+NOT_PARAMS = {"prompt": "the PROMPT argument", "model": "-m/--model", "num_generations": "-n",
+              "idempotency_key": "--idempotency-key"}
+"""Request fields that ``-p`` may not set, and the option that does."""
+OPTION_FIELDS = {"aspect_ratio": "--aspect-ratio", "resolution": "--resolution", "seed": "--seed",
+                 "negative_prompt": "--negative-prompt", "num_inference_steps": "--steps"}
 
 
 def generate(
@@ -35,19 +58,26 @@ def generate(
                                          "when it parses, else text). Repeatable."),
     n: int = typer.Option(1, "-n", min=1, max=4, help="How many generations (1-4)."),
     out: Path = typer.Option(Path("."), "-o", "--out", help="Folder for the PNGs."),
+    idempotency_key: str | None = typer.Option(
+        None, "--idempotency-key", help="Run again with the same key and the same request: the "
+                                        "same generations, not new ones."),
+    max_downtime: float = DOWNTIME_OPTION,
     url: str | None = URL_OPTION,
     api_key: str | None = KEY_OPTION,
 ) -> None:
     """Generate images, with a progress bar per generation fed by the server's step events."""
-    params: dict[str, Any] = {"aspect_ratio": aspect_ratio, "resolution": resolution, "seed": seed,
-                              "negative_prompt": negative_prompt, "num_inference_steps": steps}
-    params.update(_parse_params(param))
+    options: dict[str, Any] = {"aspect_ratio": aspect_ratio, "resolution": resolution, "seed": seed,
+                               "negative_prompt": negative_prompt, "num_inference_steps": steps}
+    params = _merge_params(options, _parse_params(param))
     if model is None:
         from imagehub.config import load_settings
 
         model = load_settings().default_model
+    _prepare_out(out)
     with one_line_errors(), open_target(url, api_key, run_workers=True) as target:
-        failed = _run(target, model, prompt, n, params, out)
+        ids = target.enqueue(model, prompt, num_generations=n, idempotency_key=idempotency_key,
+                             **params)
+        failed = _follow(target, ids, out, max_downtime)
     if failed:
         raise typer.Exit(1)
 
@@ -57,8 +87,7 @@ def _parse_params(pairs: list[str]) -> dict[str, Any]:
     for pair in pairs:
         name, sep, text = pair.partition("=")
         if not sep or not name:
-            typer.echo(f"error: --param {pair!r}: expected name=value", err=True)
-            raise typer.Exit(2)
+            _usage_error(f"--param {pair!r}: expected name=value")
         try:
             params[name] = json.loads(text)
         except json.JSONDecodeError:
@@ -66,44 +95,96 @@ def _parse_params(pairs: list[str]) -> dict[str, Any]:
     return params
 
 
-def _run(target: Target, model: str, prompt: str, n: int, params: dict[str, Any], out: Path) -> int:
-    """Enqueue, follow the events until every generation ended; the number that did not succeed."""
-    # 1. listen first (new streams also get the last seconds of events), then enqueue
-    events = target.events()
-    ids = target.enqueue(model, prompt, num_generations=n, **params)
-    out.mkdir(parents=True, exist_ok=True)
-    failed = 0
-    # 2. one bar per generation, moved by step events
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-               TextColumn("{task.fields[state]}"), TimeElapsedColumn())
-    with Progress(*columns, console=err_console) as progress:
-        tasks = {gid: progress.add_task(gid[:8], total=None, state="queued") for gid in ids}
-        pending = set(ids)
-        for event in events:
-            if event.generation_id not in pending:
-                continue
-            task = tasks[event.generation_id]
-            if isinstance(event, GenerationStarted):
-                progress.update(task, state="running")
-            elif isinstance(event, GenerationProgress):
-                progress.update(task, completed=event.step, total=event.total_steps, state="running")
-            elif isinstance(event, (GenerationCompleted, GenerationCancelled)):
-                pending.discard(event.generation_id)
-                ok = isinstance(event, GenerationCompleted) and event.succeeded
-                failed += 0 if ok else 1
-                state = "done" if ok else event.status or "ended"
-                progress.update(task, state=state)
-                # 3. save what succeeded, say why the rest did not
-                if ok:
-                    for path in _save(target, event.generation_id, out):
-                        progress.console.print(f"saved {path}")
-                else:
-                    reason = getattr(event, "error", None) or event.status
-                    progress.console.print(f"[red]{event.generation_id}: {reason}[/red]")
-            if not pending:
-                break
-    events.close()  # type: ignore[attr-defined]
-    return failed
+def _merge_params(options: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
+    """The options' fields and ``-p``'s; ``-p`` may not set what an option or argument sets."""
+    for name in params:
+        if name in NOT_PARAMS:
+            _usage_error(f"-p {name}: give it with {NOT_PARAMS[name]}, not -p")
+        if options.get(name) is not None:
+            _usage_error(f"-p {name}: also given as {OPTION_FIELDS[name]}; give it once")
+    return {**options, **params}
+
+
+def _usage_error(message: str) -> NoReturn:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(2)
+
+
+def _prepare_out(out: Path) -> None:
+    """The output folder, made before anything is queued, so a bad ``-o`` queues nothing."""
+    if out.exists() and not out.is_dir():
+        fail(f"-o/--out {out}: exists and is not a folder")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        fail(f"-o/--out {out}: cannot create the folder: {exc.strerror or exc}", exc)
+    if not os.access(out, os.W_OK | os.X_OK):
+        fail(f"-o/--out {out}: the folder is not writable")
+
+
+def _follow(target: Target, ids: list[str], out: Path, max_downtime: float) -> int:
+    """Follow the events until every generation ended; the number that did not succeed."""
+    # the stream opens at the first read; its StreamConnected (and each reconnect's) re-reads the
+    # rows, so generations that ended before (an idempotent re-run, a restart) count as ended
+    events = target.events(max_downtime=max_downtime)
+    with Progress(*COLUMNS, console=err_console) as progress:
+        bars = _Bars(target, progress, ids, out)
+        try:
+            for event in events:
+                bars.apply(event)
+                if not bars.pending:
+                    break
+        except (StreamError, httpx.TransportError) as exc:
+            waiting = " ".join(i for i in ids if i in bars.pending)
+            fail(f"{error_text(exc)}; not saved, still on the server: {waiting}", exc)
+        finally:
+            events.close()  # type: ignore[attr-defined]
+    return bars.failed
+
+
+class _Bars:
+    """One progress bar per generation; saves the images of those that succeed."""
+
+    def __init__(self, target: Target, progress: Progress, ids: list[str], out: Path) -> None:
+        self.target, self.progress, self.out = target, progress, out
+        self.tasks = {gid: progress.add_task(gid[:8], total=None, state="queued") for gid in ids}
+        self.pending = set(ids)
+        self.failed = 0
+
+    def apply(self, event: Event) -> None:
+        if isinstance(event, StreamConnected):
+            self.sync()
+            return
+        gid = event.generation_id
+        if gid not in self.pending:
+            return
+        if isinstance(event, GenerationStarted):
+            self.progress.update(self.tasks[gid], state="running")
+        elif isinstance(event, GenerationProgress):
+            self.progress.update(self.tasks[gid], completed=event.step, total=event.total_steps,
+                                 state="running")
+        elif isinstance(event, GenerationCompleted):
+            self.end(gid, event.status or "failed", event.error)
+        elif isinstance(event, GenerationCancelled):
+            self.end(gid, "cancelled", None)
+
+    def sync(self) -> None:
+        """Read the rows of those still pending: their events may be gone from the server."""
+        for gid in [g for g in self.tasks if g in self.pending]:
+            row = self.target.get(gid)
+            if row["status"] in ENDED:
+                self.end(gid, row["status"], row.get("error_message"))
+
+    def end(self, gid: str, status: str, error: str | None) -> None:
+        self.pending.discard(gid)
+        ok = status == "succeeded"
+        self.failed += 0 if ok else 1
+        self.progress.update(self.tasks[gid], state="done" if ok else status)
+        if ok:
+            for path in _save(self.target, gid, self.out):
+                self.progress.console.print(f"saved {path}")
+        else:
+            self.progress.console.print(f"[red]{gid}: {escape(error or status)}[/red]")
 
 
 def _save(target: Target, generation_id: str, out: Path) -> list[Path]:

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import logging
-from typing import Optional
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
+from imagehub.cli.tables import print_rows
 from imagehub.config import load_settings
 
 app = typer.Typer(help="imagehub: image-generation models behind the Oxen.ai inference API.",
@@ -16,31 +15,35 @@ app = typer.Typer(help="imagehub: image-generation models behind the Oxen.ai inf
 keys_app = typer.Typer(help="Create, list and revoke API keys.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
 console = Console()
+PUBLIC_PREFIX_LENGTH = 10
+"""A key's first characters, stored and shown by ``keys list``; the rest is the secret."""
 
 
 @app.command()
-def serve(host: Optional[str] = typer.Option(None, help="Bind address (IMAGEHUB_HOST)."),
-          port: Optional[int] = typer.Option(None, help="Port (IMAGEHUB_PORT)."),
-          workers: Optional[int] = typer.Option(None, help="Engine slots (IMAGEHUB_WORKER_CONCURRENCY).")) -> None:
+def serve(host: str | None = typer.Option(None, help="Bind address (IMAGEHUB_HOST)."),
+          port: int | None = typer.Option(None, min=1, max=65535, help="Port (IMAGEHUB_PORT)."),
+          workers: int | None = typer.Option(None, min=1,
+                                             help="Engine slots (IMAGEHUB_WORKER_CONCURRENCY).")) -> None:
     """Start the HTTP server with its in-process workers."""
     import uvicorn
 
     from imagehub.api.app import create_app
 
+    from imagehub.errors import DataDirBusy
+    from imagehub.services.hub import check_config, check_workers_free
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # migrations are routine at start-up
     overrides = {k: v for k, v in {"host": host, "port": port, "worker_concurrency": workers}.items()
                  if v is not None}
     settings = load_settings(**overrides)
+    check_config(settings)  # the catalog file and preloaded models: one line, not a failed start
     if settings.run_workers:
-        from imagehub.errors import DataDirBusy
-        from imagehub.services.hub import check_workers_free
-
         try:
             check_workers_free(settings)
         except DataDirBusy as exc:
             typer.echo(f"error: {exc.detail}", err=True)
             raise typer.Exit(1) from exc
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("alembic").setLevel(logging.WARNING)  # migrations are routine at start-up
     console.print(f"imagehub serving at [bold]{settings.base_url}[/bold]  (data: {settings.data_dir})")
     if settings.auth_enabled:
         console.print("API keys are required: run [bold]imagehub keys create[/bold] and send "
@@ -72,25 +75,29 @@ def keys_create(namespace: str = typer.Option("default", help="The key's namespa
 
 @keys_app.command("list")
 def keys_list() -> None:
-    """List keys (prefixes only; secrets are never stored)."""
-    table = Table("id", "prefix", "name", "namespace", "revoked")
-    for record in _key_service().list():
-        table.add_row(record.id, record.prefix + "...", record.name, record.namespace,
-                      "yes" if record.revoked else "")
-    console.print(table)
+    """List keys (prefixes only; secrets are never stored); piped, one tab-separated line each."""
+    rows = [[record.id, record.prefix + "...", record.name, record.namespace,
+             "yes" if record.revoked else ""] for record in _key_service().list()]
+    print_rows(console, ("id", "prefix", "name", "namespace", "revoked"), rows, ids=("id", "prefix"))
 
 
 @keys_app.command("revoke")
-def keys_revoke(key: str = typer.Argument(..., help="The key's id or prefix.")) -> None:
+def keys_revoke(key: str = typer.Argument(..., help="The key's id, its prefix as `keys list` "
+                                                    "shows it, or the key itself.")) -> None:
     """Revoke a key: it stops working at once."""
     from imagehub.errors import ImagehubError
+    from imagehub.services.keys import KEY_PREFIX
 
-    try:
-        _key_service().revoke(key)
+    given = key.removesuffix("...")
+    is_secret = given.startswith(KEY_PREFIX) and len(given) > PUBLIC_PREFIX_LENGTH
+    service = _key_service()
+    try:  # the messages of both name a key by its public prefix at most
+        key_id = service.authenticate(f"Bearer {given}").key_id if is_secret else given
+        service.revoke(key_id or "")
     except ImagehubError as exc:
         typer.echo(f"error: {exc.detail}", err=True)
         raise typer.Exit(1) from exc
-    typer.echo(f"revoked {key}")
+    typer.echo(f"revoked {given[:PUBLIC_PREFIX_LENGTH] + '...' if is_secret else given}")
 
 
 def _mount_client_commands() -> None:

@@ -12,12 +12,13 @@ import queue
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, NoReturn, Protocol
 
 import httpx
 import typer
 
-from imagehub.client import EVENT_TYPES, APIError, Client, Event, StreamError
+from imagehub.client import EVENT_TYPES, APIError, Client, Event, StreamConnected, StreamError
+from imagehub.errors import ImagehubError
 
 if TYPE_CHECKING:
     from imagehub.services.hub import Hub
@@ -26,6 +27,11 @@ URL_OPTION = typer.Option(None, "--url", envvar="IMAGEHUB_URL", show_envvar=True
                           help="Server to talk to; unset: run in this process over the local data dir.")
 KEY_OPTION = typer.Option(None, "--api-key", envvar="IMAGEHUB_API_KEY", show_envvar=True,
                           help="API key for --url.", show_default=False)
+MAX_DOWNTIME_SECONDS = 60.0
+"""How long the CLI keeps trying to reopen a server's event stream (a restart takes seconds)."""
+MAX_RETRY_DELAY_SECONDS = 5.0
+DOWNTIME_OPTION = typer.Option(MAX_DOWNTIME_SECONDS, "--max-downtime", min=0, metavar="SECONDS",
+                               help="How long the server may stay unreachable before giving up.")
 
 
 class Target(Protocol):
@@ -34,20 +40,24 @@ class Target(Protocol):
     def models(self) -> list[dict[str, Any]]: ...
     def model(self, model_id: str) -> dict[str, Any]: ...
     def enqueue(self, model: str, prompt: str, *, num_generations: int = 1,
-                **params: Any) -> list[str]: ...
+                idempotency_key: str | None = None, **params: Any) -> list[str]: ...
     def get(self, generation_id: str) -> dict[str, Any]: ...
     def list(self, *, status: str | None = None, model: str | None = None) -> list[dict[str, Any]]: ...
     def cancel(self, generation_id: str) -> dict[str, Any]: ...
-    def events(self) -> Iterator[Event]: ...
+    def events(self, *, max_downtime: float = MAX_DOWNTIME_SECONDS) -> Iterator[Event]:
+        """Typed events, a :class:`StreamConnected` first and after each reconnect."""
+        ...
     def image_bytes(self, row: dict[str, Any]) -> list[bytes]: ...
 
 
 class RemoteTarget(Client):
-    """A :class:`Client` plus what the CLI needs on top: an event stream that gives up on drops."""
+    """A :class:`Client` plus what the CLI needs on top: an event stream that outlives a server
+    restart, then gives up, and says when it (re)opens."""
 
-    def events(self, **kwargs: Any) -> Iterator[Event]:  # type: ignore[override]
-        kwargs.setdefault("max_reconnects", 5)
-        return super().events(**kwargs)
+    def events(self, *, max_downtime: float = MAX_DOWNTIME_SECONDS,  # type: ignore[override]
+               **kwargs: Any) -> Iterator[Event]:
+        return super().events(max_downtime=max_downtime, max_retry_delay=MAX_RETRY_DELAY_SECONDS,
+                              announce_connects=True, **kwargs)
 
     def image_bytes(self, row: dict[str, Any]) -> list[bytes]:
         urls = [image["url"] for image in row.get("images") or []] or [row["result_url"]]
@@ -77,10 +87,10 @@ class LocalHub:
         return _model_dict(self.hub.deps.catalog.get(model_id))
 
     def enqueue(self, model: str, prompt: str, *, num_generations: int = 1,
-                **params: Any) -> list[str]:
+                idempotency_key: str | None = None, **params: Any) -> list[str]:
         body = {"model": model, "prompt": prompt, "num_generations": num_generations,
                 **{k: v for k, v in params.items() if v is not None}}
-        answer = self.hub.generations.enqueue(self.principal, body)
+        answer = self.hub.generations.enqueue(self.principal, body, idempotency_key)
         return [g.generation_id for g in answer.generations]
 
     def get(self, generation_id: str) -> dict[str, Any]:
@@ -98,8 +108,10 @@ class LocalHub:
         keys = [f"{row['generation_id']}/{index}.png" for index in range(count)]
         return [self.hub.deps.storage.get(key) or b"" for key in keys]
 
-    def events(self) -> Iterator[Event]:
-        """The bus's events as the client's typed events (the bus wants an event loop: a thread)."""
+    def events(self, *, max_downtime: float = MAX_DOWNTIME_SECONDS) -> Iterator[Event]:
+        """The bus's events as the client's typed events (the bus wants an event loop: a thread).
+
+        In-process nothing drops: one :class:`StreamConnected` first, ``max_downtime`` unused."""
         events: queue.Queue[Any] = queue.Queue()
         ready, stop = threading.Event(), threading.Event()
 
@@ -118,6 +130,7 @@ class LocalHub:
         threading.Thread(target=asyncio.run, args=(pump(),), daemon=True).start()
         ready.wait(10)
         try:
+            yield StreamConnected("stream_connected")
             while True:
                 event = events.get()
                 name = event.name.value
@@ -147,23 +160,30 @@ def open_target(url: str | None, api_key: str | None, *, run_workers: bool = Fal
         local.close()
 
 
+TARGET_ERRORS = (APIError, ImagehubError, httpx.HTTPError, StreamError)
+
+
 @contextmanager
 def one_line_errors() -> Iterator[None]:
     """API, hub and connection errors as one ``error: ...`` line on stderr, exit status 1."""
-    from imagehub.errors import ImagehubError
-
     try:
         yield
-    except APIError as exc:
-        _fail(f"{exc.status_code} {exc.type}: {exc.detail}", exc)
-    except ImagehubError as exc:
-        _fail(f"{exc.status} {exc.type}: {exc.detail}", exc)
-    except httpx.HTTPError as exc:
-        _fail(f"cannot reach the server: {exc}", exc)
-    except StreamError as exc:
-        _fail(f"event stream lost: {exc}", exc)
+    except TARGET_ERRORS as exc:
+        fail(error_text(exc), exc)
 
 
-def _fail(message: str, exc: Exception) -> None:
+def error_text(exc: Exception) -> str:
+    """What an ``error:`` line says about an API, hub, connection or stream error."""
+    if isinstance(exc, APIError):
+        return f"{exc.status_code} {exc.type}: {exc.detail}"
+    if isinstance(exc, ImagehubError):
+        return f"{exc.status} {exc.type}: {exc.detail}"
+    if isinstance(exc, httpx.HTTPError):
+        return f"cannot reach the server: {exc}"
+    return f"event stream lost: {exc}"
+
+
+def fail(message: str, exc: Exception | None = None) -> NoReturn:
+    """Print ``error: message`` on stderr and exit with status 1."""
     typer.echo(f"error: {message}", err=True)
     raise typer.Exit(1) from exc

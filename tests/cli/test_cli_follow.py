@@ -1,0 +1,138 @@
+"""``imagehub generate`` and ``queue watch`` when the events they wait for are not sent: a server
+that replays nothing to a new stream (as after 30 s), and one killed and restarted mid-job."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from conftest import ServerProcess, write_catalog
+from tests_helpers import wait_for_status
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory, tiny_sd_dir: Path) -> Iterator[ServerProcess]:
+    """A server whose new streams get no past events: what a run 30 s after the jobs ended sees."""
+    data_dir = tmp_path_factory.mktemp("hub")
+    write_catalog(data_dir, tiny_sd_dir, **{"tiny-sd-slow": 40})
+    proc = ServerProcess(data_dir, {"IMAGEHUB_KEEPALIVE_SECONDS": "1",
+                                    "IMAGEHUB_EVENT_CATCH_UP_SECONDS": "0"}).start()
+    yield proc
+    proc.stop()
+
+
+@pytest.fixture
+def remote(server: ServerProcess) -> dict[str, str]:
+    return {**os.environ, "IMAGEHUB_URL": server.url, "IMAGEHUB_API_KEY": server.key,
+            "COLUMNS": "200", "HF_HUB_OFFLINE": "1"}
+
+
+def imagehub(*args: str, env: dict[str, str]) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-m", "imagehub", *args], env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def finish(proc: subprocess.Popen[str], timeout: float = 180) -> tuple[int, str, str]:
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    return proc.returncode, out, err
+
+
+def processing_one(api: httpx.Client, proc: subprocess.Popen[str], timeout: float = 60) -> str:
+    """The id of the generation ``proc`` queued, once a worker runs it."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, proc.communicate()
+        rows = api.get("/api/ai/queue", params={"status": "processing"}).json()["generations"]
+        if rows:
+            return rows[0]["generation_id"]
+        time.sleep(0.05)
+    raise AssertionError("no generation started")
+
+
+def test_a_rerun_with_the_same_idempotency_key_saves_the_ended_generations(
+        remote: dict[str, str], tmp_path: Path) -> None:
+    args = ("generate", "a kept promise", "-m", "tiny-sd", "-n", "2", "--idempotency-key", "k-1")
+    first = finish(imagehub(*args, "-o", str(tmp_path / "first"), env=remote))
+    assert first[0] == 0, first[2]
+    pngs = sorted(p.name for p in (tmp_path / "first").glob("*.png"))
+    assert len(pngs) == 2
+    # the same generations, ended long ago as far as the stream knows: no event comes for them
+    again = finish(imagehub(*args, "-o", str(tmp_path / "again"), env=remote), timeout=60)
+    assert again[0] == 0, again[2]
+    assert sorted(p.name for p in (tmp_path / "again").glob("*.png")) == pngs
+    assert again[2].count("saved ") == 2
+
+
+def test_generate_and_watch_outlive_a_server_restart(
+        server: ServerProcess, remote: dict[str, str], api: httpx.Client, tmp_path: Path) -> None:
+    generate = imagehub("generate", "through a restart", "-m", "tiny-sd-slow", "--steps", "60",
+                        "-o", str(tmp_path), env=remote)
+    gen_id = processing_one(api, generate)
+    # as on a terminal, the live table shows at once: once it names the id, the watch has begun
+    watch = imagehub("queue", "watch", gen_id, env=remote | {"TTY_COMPATIBLE": "1",
+                                                             "TTY_INTERACTIVE": "1"})
+    try:
+        shown = Reader(watch)
+        shown.wait_for(gen_id)
+        server.kill()
+        server.start()  # a new process: its events are new, the old stream's are gone
+        done = finish(generate)
+        assert watch.wait(60) == 0
+    finally:
+        for proc in (generate, watch):
+            if proc.poll() is None:
+                proc.kill()
+    assert done[0] == 0, done[2]
+    assert (tmp_path / f"{gen_id}.png").is_file()
+    assert "succeeded" in shown.wait_for("succeeded")
+
+
+class Reader:
+    """A process's stdout, read as it comes."""
+
+    def __init__(self, proc: subprocess.Popen[str]) -> None:
+        self.text = ""
+        self.proc = proc
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        while chunk := self.proc.stdout.read(1):
+            self.text += chunk
+
+    def wait_for(self, needle: str, timeout: float = 60) -> str:
+        deadline = time.monotonic() + timeout
+        while needle not in self.text:
+            assert time.monotonic() < deadline and self.proc.poll() in (None, 0), self.text
+            time.sleep(0.05)
+        return self.text
+
+
+def test_generate_gives_up_after_max_downtime_naming_the_whole_ids(
+        server: ServerProcess, remote: dict[str, str], api: httpx.Client, tmp_path: Path) -> None:
+    generate = imagehub("generate", "never seen", "-m", "tiny-sd-slow", "--steps", "150",
+                        "--max-downtime", "2", "-o", str(tmp_path), env=remote)
+    gen_id = processing_one(api, generate)
+    server.kill()
+    try:
+        code, _, err = finish(generate, timeout=60)
+    finally:
+        server.start()
+        api.delete(f"/api/ai/queue/{gen_id}")
+    assert code == 1
+    (line,) = [line for line in err.splitlines() if line.startswith("error:")]
+    assert line.startswith("error: event stream lost: could not reopen the stream for 2 s")
+    assert line.endswith(f"not saved, still on the server: {gen_id}")
+    assert "Traceback" not in err
+    wait_for_status(api, gen_id, {"cancelled"})
