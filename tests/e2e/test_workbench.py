@@ -335,9 +335,10 @@ def test_form_widgets_follow_the_schema(tab: Tab, tmp_path: Path) -> None:
     assert body["safety_tolerance"] == "6" and body["thinking_level"] == "high"
     assert body["input_image"][0] == "https://example.com/a.png"
     assert body["input_image"][1].startswith("data:image/png;base64,")
-    # the server checks the URL (no such host here) and the page shows its one-line reason
-    assert sent.value.status == 400
-    page.wait_for_selector("#form-error:text('400 invalid_params: input_image')")
+    # no provider is configured: the server says so first (before it looks at the fields), and
+    # the page shows its one-line reason
+    assert sent.value.status == 503
+    page.wait_for_selector("#form-error:text('503 model_unavailable')")
     page.fill("[data-field=input_image] input[type=url]", "")
     with page.expect_response(lambda r: r.url.endswith("/api/ai/images/generate")) as again:
         page.click("#run")

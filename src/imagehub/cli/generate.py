@@ -171,7 +171,10 @@ class _Bars:
     def sync(self) -> None:
         """Read the rows of those still pending: their events may be gone from the server."""
         for gid in [g for g in self.tasks if g in self.pending]:
-            row = self.target.get(gid)
+            try:
+                row = self.target.get(gid)
+            except httpx.TransportError:
+                return  # gone again right after the stream opened: the next reconnect re-reads
             if row["status"] in ENDED:
                 self.end(gid, row["status"], row.get("error_message"))
 

@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import httpx
 import typer
 from rich.console import Console
 from rich.live import Live
@@ -146,7 +147,10 @@ class _Watch:
     def apply(self, event: Event) -> bool:
         """Whether ``event`` changed a row."""
         if isinstance(event, StreamConnected):
-            self.reload()
+            try:
+                self.reload()
+            except httpx.TransportError:
+                return False  # gone again right after the stream opened: the next reconnect reloads
             return True
         gid = event.generation_id
         if gid is None or (self.wanted and gid not in self.rows):

@@ -269,7 +269,7 @@ def test_availability_names_a_repo_missing_from_the_hf_cache(tmp_path):
 
     assert reason is not None
     assert reason.startswith("hf:imagehub-tests/not-cached is not in the local Hugging Face cache")
-    assert "allow_downloads" in reason
+    assert "IMAGEHUB_ALLOW_HUB_DOWNLOADS" in reason
 
 
 def test_a_malformed_hf_source_is_named():
