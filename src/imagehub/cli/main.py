@@ -15,8 +15,6 @@ app = typer.Typer(help="imagehub: image-generation models behind the Oxen.ai inf
 keys_app = typer.Typer(help="Create, list and revoke API keys.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
 console = Console()
-PUBLIC_PREFIX_LENGTH = 10
-"""A key's first characters, stored and shown by ``keys list``; the rest is the secret."""
 
 
 @app.command()
@@ -86,7 +84,7 @@ def keys_revoke(key: str = typer.Argument(..., help="The key's id, its prefix as
                                                     "shows it, or the key itself.")) -> None:
     """Revoke a key: it stops working at once."""
     from imagehub.errors import ImagehubError
-    from imagehub.services.keys import KEY_PREFIX
+    from imagehub.services.keys import KEY_PREFIX, PUBLIC_PREFIX_LENGTH
 
     given = key.removesuffix("...")
     is_secret = given.startswith(KEY_PREFIX) and len(given) > PUBLIC_PREFIX_LENGTH

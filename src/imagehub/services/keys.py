@@ -15,6 +15,8 @@ from imagehub.db.records import ApiKeyRecord
 from imagehub.errors import NotFound, Unauthenticated
 
 KEY_PREFIX = "ih_"
+PUBLIC_PREFIX_LENGTH = 10
+"""A key's first characters, stored and shown (``keys list``, errors); the rest is the secret."""
 ANONYMOUS_NAMESPACE = "default"
 
 
@@ -60,7 +62,7 @@ class KeyService:
                member_of: list[str] | None = None) -> CreatedKey:
         key = KEY_PREFIX + secrets.token_urlsafe(32)
         record = ApiKeyRecord(
-            id=str(uuid.uuid4()), secret_hash=_digest(key), prefix=key[:10], name=name,
+            id=str(uuid.uuid4()), secret_hash=_digest(key), prefix=key[:PUBLIC_PREFIX_LENGTH], name=name,
             namespace=namespace, member_of=list(member_of or []), revoked=False,
             created_at=int(time.time()),
         )
@@ -93,7 +95,7 @@ class KeyService:
         with self._engine.connect() as connection:
             record = connection.execute(_BY_DIGEST, {"digest": _digest(key)}).first()
         if record is None:
-            raise Unauthenticated(f"unknown API key {key[:10]}...")
+            raise Unauthenticated(f"unknown API key {key[:PUBLIC_PREFIX_LENGTH]}...")
         if record.revoked:
             raise Unauthenticated(f"API key {record.prefix}... was revoked")
         return Principal(namespace=record.namespace, key_id=record.id,
