@@ -429,7 +429,9 @@ class _Retries:
             raise StreamError(f"could not reopen the stream for {down:.0f} s "
                               f"({_describe(cause)})") from cause
         base = server_retry or self.retry_delay
-        delay = min(base * 2 ** min(self.drops - 1, 30), max(base, self.max_retry_delay or base))
+        delay = base  # doubled per drop in a row, up to max_retry_delay, where one is set
+        if self.max_retry_delay is not None:
+            delay = min(base * 2 ** min(self.drops - 1, 30), max(base, self.max_retry_delay))
         return delay if self.max_downtime is None else min(delay, self.max_downtime - down)
 
 

@@ -17,14 +17,16 @@ from imagehub.api.middleware import BodyLimitMiddleware, RequestIdMiddleware
 from imagehub.api.routes import (
     docs, events, files, health, images, models, openai, queue, workbench,
 )
+from imagehub.catalog.catalog import Catalog
 from imagehub.config import Settings, load_settings
 from imagehub.services.hub import Hub
 
 log = logging.getLogger(__name__)
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
-    """A new app; the hub (store, workers...) starts with the app's lifespan."""
+def create_app(settings: Settings | None = None, catalog: Catalog | None = None) -> FastAPI:
+    """A new app; the hub (store, workers...) starts with the app's lifespan, over ``catalog``
+    when one is given (loaded from ``settings`` otherwise)."""
     settings = settings or load_settings()
 
     @asynccontextmanager
@@ -32,7 +34,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # sync routes (a blocking generate) run in AnyIO's thread pool: 40 threads by default,
         # which would cap concurrent sync generations below what a batching GPU can take
         anyio.to_thread.current_default_thread_limiter().total_tokens = settings.http_threads
-        hub = Hub(settings)
+        hub = Hub(settings, catalog)
         hub.deps.on_engine_call = metrics.engine_call
         hub.start(run_workers=settings.run_workers, owner=f"the imagehub server at {settings.base_url}")
         app.state.hub = hub

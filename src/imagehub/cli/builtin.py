@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import NoReturn
 
 import typer
 
@@ -74,15 +73,11 @@ def eval_builtin(
 def _check_eval_options(weights_dir: Path | None, resolution: str) -> None:
     """What would otherwise fail minutes in, as one ``error:`` line."""
     from imagehub.catalog.sizes import RESOLUTION_BASES
+    from imagehub.cli.target import fail
     from imagehub.engines.builtin.engine import BuiltinEngine
 
     if resolution not in RESOLUTION_BASES:
-        _fail(f"--resolution {resolution!r}: expected one of {', '.join(RESOLUTION_BASES)}")
+        fail(f"--resolution {resolution!r}: expected one of {', '.join(RESOLUTION_BASES)}")
     unavailable = BuiltinEngine(weights_dir).availability()
     if unavailable:
-        _fail(f"--weights {weights_dir}: {unavailable}" if weights_dir else unavailable)
-
-
-def _fail(message: str) -> NoReturn:
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(1)
+        fail(f"--weights {weights_dir}: {unavailable}" if weights_dir else unavailable)

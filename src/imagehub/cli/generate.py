@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import httpx
 import typer
@@ -87,7 +87,7 @@ def _parse_params(pairs: list[str]) -> dict[str, Any]:
     for pair in pairs:
         name, sep, text = pair.partition("=")
         if not sep or not name:
-            _usage_error(f"--param {pair!r}: expected name=value")
+            fail(f"--param {pair!r}: expected name=value", code=2)
         try:
             params[name] = json.loads(text)
         except json.JSONDecodeError:
@@ -99,15 +99,10 @@ def _merge_params(options: dict[str, Any], params: dict[str, Any]) -> dict[str, 
     """The options' fields and ``-p``'s; ``-p`` may not set what an option or argument sets."""
     for name in params:
         if name in NOT_PARAMS:
-            _usage_error(f"-p {name}: give it with {NOT_PARAMS[name]}, not -p")
+            fail(f"-p {name}: give it with {NOT_PARAMS[name]}, not -p", code=2)
         if options.get(name) is not None:
-            _usage_error(f"-p {name}: also given as {OPTION_FIELDS[name]}; give it once")
+            fail(f"-p {name}: also given as {OPTION_FIELDS[name]}; give it once", code=2)
     return {**options, **params}
-
-
-def _usage_error(message: str) -> NoReturn:
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(2)
 
 
 def _prepare_out(out: Path) -> None:

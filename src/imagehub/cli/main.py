@@ -8,6 +8,7 @@ import typer
 from rich.console import Console
 
 from imagehub.cli.tables import print_rows
+from imagehub.cli.target import fail
 from imagehub.config import load_settings
 
 app = typer.Typer(help="imagehub: image-generation models behind the Oxen.ai inference API.",
@@ -26,7 +27,6 @@ def serve(host: str | None = typer.Option(None, help="Bind address (IMAGEHUB_HOS
     import uvicorn
 
     from imagehub.api.app import create_app
-
     from imagehub.errors import DataDirBusy
     from imagehub.services.hub import check_config, check_workers_free
 
@@ -35,18 +35,17 @@ def serve(host: str | None = typer.Option(None, help="Bind address (IMAGEHUB_HOS
     overrides = {k: v for k, v in {"host": host, "port": port, "worker_concurrency": workers}.items()
                  if v is not None}
     settings = load_settings(**overrides)
-    check_config(settings)  # the catalog file and preloaded models: one line, not a failed start
+    catalog = check_config(settings)  # the catalog file and preloads: one line, not a failed start
     if settings.run_workers:
         try:
             check_workers_free(settings)
         except DataDirBusy as exc:
-            typer.echo(f"error: {exc.detail}", err=True)
-            raise typer.Exit(1) from exc
+            fail(exc.detail, exc)
     console.print(f"imagehub serving at [bold]{settings.base_url}[/bold]  (data: {settings.data_dir})")
     if settings.auth_enabled:
         console.print("API keys are required: run [bold]imagehub keys create[/bold] and send "
                       "'Authorization: Bearer <key>'.")
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="warning",
+    uvicorn.run(create_app(settings, catalog), host=settings.host, port=settings.port, log_level="warning",
                 timeout_keep_alive=settings.http_idle_timeout_seconds)
 
 
@@ -93,8 +92,7 @@ def keys_revoke(key: str = typer.Argument(..., help="The key's id, its prefix as
         key_id = service.authenticate(f"Bearer {given}").key_id if is_secret else given
         service.revoke(key_id or "")
     except ImagehubError as exc:
-        typer.echo(f"error: {exc.detail}", err=True)
-        raise typer.Exit(1) from exc
+        fail(exc.detail, exc)
     typer.echo(f"revoked {given[:PUBLIC_PREFIX_LENGTH] + '...' if is_secret else given}")
 
 

@@ -183,7 +183,7 @@ def error_text(exc: Exception) -> str:
     return f"event stream lost: {exc}"
 
 
-def fail(message: str, exc: Exception | None = None) -> NoReturn:
-    """Print ``error: message`` on stderr and exit with status 1."""
+def fail(message: str, exc: Exception | None = None, *, code: int = 1) -> NoReturn:
+    """Print ``error: message`` on stderr and exit with ``code`` (2: a usage error)."""
     typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(1) from exc
+    raise typer.Exit(code) from exc

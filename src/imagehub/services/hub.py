@@ -28,7 +28,8 @@ WORKER_OWNER = "workers.owner"
 class Hub:
     """One imagehub: store, queue, bus, storage, catalog, workers and the services over them."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, catalog: Catalog | None = None) -> None:
+        """``catalog``: one already loaded from ``settings`` (``serve`` checks it first)."""
         self.settings = settings
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         fetch.configure(settings)  # input-image fetching follows these settings, not the env's
@@ -38,7 +39,7 @@ class Hub:
         self.keys = KeyService(sessions)
         self.queue = SqlQueue(sessions)
         self.deps = Services(
-            catalog=Catalog.load(settings),
+            catalog=catalog or Catalog.load(settings),
             queue=self.queue,
             bus=InProcessBus(settings.event_buffer_size),
             storage=LocalStorage(settings.data_dir / "files"),
@@ -102,10 +103,12 @@ class Hub:
             lock.release()
 
 
-def check_config(settings: Settings) -> None:
-    """ConfigError if the catalog file or a preloaded model cannot work (``serve`` checks first,
-    to exit with one line instead of a failed start-up)."""
-    preloaded(settings, Catalog.load(settings))
+def check_config(settings: Settings) -> Catalog:
+    """The catalog, or ConfigError if its file or a preloaded model cannot work (``serve`` checks
+    first, to exit with one line instead of a failed start-up, then serves this catalog)."""
+    catalog = Catalog.load(settings)
+    preloaded(settings, catalog)
+    return catalog
 
 
 def preloaded(settings: Settings, catalog: Catalog) -> list[ModelEntry]:
