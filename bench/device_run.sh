@@ -3,6 +3,7 @@
 #
 #   device tool: run(command="bash bench/device_run.sh", carry=[".whl"], timeout_s=540)
 #                run(command="bash bench/device_run.sh speed", carry=[".whl"], timeout_s=540)
+#                run(command="bash bench/device_run.sh confirm", carry=[".whl"], timeout_s=480)
 #                run(command="bash bench/device_run.sh sdxl", carry=[".whl"], timeout_s=540)
 #
 # `throughput` (default): bench/gpu_throughput.py, plain diffusers against imagehub over HTTP:
@@ -10,6 +11,8 @@
 #   own process (the CUDA default), the same with ENGINE_HANDOFF=false (one call at a time, as at
 #   29b1a5d), the same in the server's process (process = false), then eager, if the deadline
 #   allows.
+# `confirm`: the compiled model with ENGINE_HANDOFF=false at max batch 32 (again), at max batch
+#   48, and compiled whole (compile = full) rather than by repeated blocks.
 # `sdxl`: the same for SDXL's full-size architecture at 1024² and 4 steps, eager and compiled,
 #   max batch 16 (plain diffusers at batches 4, 8 and 16).
 # `isolation`: bench/engine_isolation.py on the GPU (the engine beside a busy Python thread).
@@ -52,6 +55,16 @@ if [ "${1:-throughput}" = sdxl ]; then  # not exec: the EXIT trap packs the prof
     --seconds "${BENCH_SECONDS:-20}" --runs 5 --batches 4,8,16 --max-batch 16 \
     --deadline-s "${BENCH_DEADLINE_S:-300}" --out "$out" --py-spy "${OUT:-/tmp}/profiles" \
     --served '{}' "{$compiled, \"warmup_batches\": [1, 8, 16]}"
+  exit
+fi
+if [ "${1:-throughput}" = confirm ]; then  # the hand-off off again, at max batch 48, compiled whole
+  off="$compiled, \"handoff\": false"
+  timeout "${BENCH_TIMEOUT_S:-480}" python3 bench/gpu_throughput.py \
+    --seconds "${BENCH_SECONDS:-10}" --runs 25 --batches 32,64 --max-batch 32 \
+    --deadline-s "${BENCH_DEADLINE_S:-240}" --out "$out" --py-spy "${OUT:-/tmp}/profiles" \
+    --served "{$off, \"warmup_batches\": [1, 8, 16, 32]}" \
+             "{$off, \"warmup_batches\": [1, 8, 16, 32, 48], \"max_batch\": 48}" \
+             "{${off/regional/full}, \"warmup_batches\": [1, 8, 16, 32]}"
   exit
 fi
 timeout "${BENCH_TIMEOUT_S:-480}" python3 bench/gpu_throughput.py \
