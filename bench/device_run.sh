@@ -3,16 +3,15 @@
 #
 #   device tool: run(command="bash bench/device_run.sh", carry=[".whl"], timeout_s=540)
 #                run(command="bash bench/device_run.sh speed", carry=[".whl"], timeout_s=540)
-#                run(command="bash bench/device_run.sh confirm", carry=[".whl"], timeout_s=480)
+#                run(command="bash bench/device_run.sh breakdown", carry=[".whl"], timeout_s=300)
 #                run(command="bash bench/device_run.sh sdxl", carry=[".whl"], timeout_s=540)
 #
 # `throughput` (default): bench/gpu_throughput.py, plain diffusers against imagehub over HTTP:
 #   compiled with CUDA graphs and a (random-weight) TAESD decoder at max batch 32 in the model's
-#   own process (the CUDA default), the same with ENGINE_HANDOFF=false (one call at a time, as at
-#   29b1a5d), the same in the server's process (process = false), then eager, if the deadline
-#   allows.
-# `confirm`: the compiled model with ENGINE_HANDOFF=false at max batch 32 (again), at max batch
-#   48, and compiled whole (compile = full) rather than by repeated blocks.
+#   own process (the CUDA default; one call at a time), the same with ENGINE_HANDOFF=true, the
+#   same in the server's process (process = false), then eager, if the deadline allows.
+# `breakdown`: bench/engine_breakdown.py: where one compiled call of 32 goes (each pipeline
+#   phase synchronised, the GPU's busy share under torch.profiler; the trace to $OUT).
 # `sdxl`: the same for SDXL's full-size architecture at 1024² and 4 steps, eager and compiled,
 #   max batch 16 (plain diffusers at batches 4, 8 and 16).
 # `isolation`: bench/engine_isolation.py on the GPU (the engine beside a busy Python thread).
@@ -34,6 +33,10 @@ fi
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
 if [ "${1:-throughput}" = speed ]; then
   exec timeout "${BENCH_TIMEOUT_S:-480}" python3 bench/speed_options.py --batch 16 --runs 10
+fi
+if [ "${1:-throughput}" = breakdown ]; then
+  exec timeout "${BENCH_TIMEOUT_S:-280}" python3 bench/engine_breakdown.py --batch 32 --runs 5 \
+    --trace "${OUT:-/tmp}"
 fi
 if [ "${1:-throughput}" = isolation ]; then
   exec timeout "${BENCH_TIMEOUT_S:-480}" python3 bench/engine_isolation.py --device cuda
@@ -57,19 +60,9 @@ if [ "${1:-throughput}" = sdxl ]; then  # not exec: the EXIT trap packs the prof
     --served '{}' "{$compiled, \"warmup_batches\": [1, 8, 16]}"
   exit
 fi
-if [ "${1:-throughput}" = confirm ]; then  # the hand-off off again, at max batch 48, compiled whole
-  off="$compiled, \"handoff\": false"
-  timeout "${BENCH_TIMEOUT_S:-480}" python3 bench/gpu_throughput.py \
-    --seconds "${BENCH_SECONDS:-10}" --runs 25 --batches 32,64 --max-batch 32 \
-    --deadline-s "${BENCH_DEADLINE_S:-240}" --out "$out" --py-spy "${OUT:-/tmp}/profiles" \
-    --served "{$off, \"warmup_batches\": [1, 8, 16, 32]}" \
-             "{$off, \"warmup_batches\": [1, 8, 16, 32, 48], \"max_batch\": 48}" \
-             "{${off/regional/full}, \"warmup_batches\": [1, 8, 16, 32]}"
-  exit
-fi
 timeout "${BENCH_TIMEOUT_S:-480}" python3 bench/gpu_throughput.py \
   --seconds "${BENCH_SECONDS:-10}" --runs 25 --batches 32,64 --max-batch 32 \
   --deadline-s "${BENCH_DEADLINE_S:-300}" --out "$out" --py-spy "${OUT:-/tmp}/profiles" \
   --served "{$compiled, \"warmup_batches\": [1, 8, 16, 32]}" \
-           "{$compiled, \"warmup_batches\": [1, 8, 16, 32], \"handoff\": false}" \
+           "{$compiled, \"warmup_batches\": [1, 8, 16, 32], \"handoff\": true}" \
            "{$compiled, \"warmup_batches\": [1, 8, 16, 32], \"process\": false}" '{}'

@@ -68,3 +68,14 @@ def test_the_hand_off_is_for_batched_models_off_the_cpu_unless_set(tiny_sd_dir) 
     assert [hands_off_early(e, "auto") for e in (on_cpu, on_gpu, one_by_one)] == [False, True, False]
     assert [hands_off_early(e, True) for e in (on_cpu, on_gpu, one_by_one)] == [True, True, False]
     assert [hands_off_early(e, False) for e in (on_cpu, on_gpu, one_by_one)] == [False, False, False]
+
+
+def test_by_default_a_gpu_model_takes_one_call_at_a_time(tiny_sd_dir) -> None:
+    """The hand-off is opt-in: on an H100 it made smaller batches and served no faster."""
+    from imagehub.config import Settings
+    from imagehub.engines.diffusers import DiffusersEngine
+    from imagehub.services.generation import hands_off_early
+
+    on_gpu = DiffusersEngine(str(tiny_sd_dir), device="cuda:0")  # built, not loaded: no GPU needed
+
+    assert hands_off_early(on_gpu, Settings().engine_handoff) is False

@@ -78,7 +78,7 @@ class Services:
     """Tops a batch up with the work that arrived while it waited for its engine."""
     encode_workers: int = 4
     """Threads that encode a batch's PNGs (PIL releases the GIL while it compresses)."""
-    engine_handoff: bool | str = "auto"
+    engine_handoff: bool | str = False
     """When the next batch may go to a model early (``Settings.engine_handoff``)."""
     on_engine_call: EngineCallHook | None = None
     """Told of every engine call: for metrics (``api.metrics.Metrics.engine_call``)."""
