@@ -91,3 +91,25 @@ def test_bad_speed_options_are_named(tiny_model, tmp_path):
     engine = DiffusersEngine(str(tiny_model("sd")), device="cpu", tiny_vae=str(tmp_path / "none"))
     with pytest.raises(ModelUnavailable, match="tiny_vae: no AutoencoderTiny folder at"):
         engine.load()
+
+
+def test_a_loaded_pipeline_knows_its_device_without_walking_its_modules(tiny_model, monkeypatch):
+    """diffusers' ``_execution_device`` walks every module of every component on each call; a
+    loaded pipeline answers it from load time, and stays its own class for diffusers' lookups."""
+    import torch
+    from diffusers import AutoPipelineForImage2Image, StableDiffusionPipeline
+
+    from imagehub.engines.diffusers import loading
+
+    pipe = loading.load_pipeline(tiny_model("sd"), "cpu", torch.float32)
+    img2img = loading.pin_execution_device(AutoPipelineForImage2Image.from_pipe(pipe))
+
+    def walked(self):
+        raise AssertionError("walked the modules")
+
+    monkeypatch.setattr(torch.nn.Module, "modules", walked)
+    assert pipe._execution_device == torch.device("cpu")
+    assert img2img._execution_device == torch.device("cpu")
+    assert isinstance(pipe, StableDiffusionPipeline)
+    assert type(pipe).__name__ == "StableDiffusionPipeline"
+    assert type(img2img).__name__ == "StableDiffusionImg2ImgPipeline"

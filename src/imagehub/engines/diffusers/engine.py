@@ -295,7 +295,7 @@ class DiffusersEngine:
         if cached is None or cached[0] is not pipe:
             from diffusers import AutoPipelineForImage2Image
 
-            img2img = AutoPipelineForImage2Image.from_pipe(pipe)
+            img2img = loading.pin_execution_device(AutoPipelineForImage2Image.from_pipe(pipe))
             img2img.set_progress_bar_config(disable=True)
             cached = self._img2img = (pipe, img2img)
         return cached[1]
