@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
+import threading
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
@@ -48,6 +50,25 @@ def test_retry_with_the_same_key_and_request_returns_the_same_generations(api: h
     before = _count_rows(api)
     assert _ids(_enqueue(api, dict(reversed(body.items())), key)) == first  # field order is no change
     assert _count_rows(api) == before
+
+
+def test_the_same_key_sent_at_once_from_many_clients_queues_one_request(api: httpx.Client) -> None:
+    """Retries that race (a client's timeout and its retry, two workers of one job) share the rows
+    of whichever came first; none queues a second copy."""
+    key, body = f"race-{uuid.uuid4()}", {**OK, "num_generations": 2, "seed": 5}
+    before = _count_rows(api)
+    start = threading.Barrier(12)
+
+    def send(_: int) -> list[str]:
+        with httpx.Client(base_url=str(api.base_url), headers=dict(api.headers)) as client:
+            start.wait(10)
+            return _ids(_enqueue(client, body, key))
+
+    with ThreadPoolExecutor(12) as pool:
+        answers = list(pool.map(send, range(12)))
+
+    assert all(ids == answers[0] for ids in answers), answers
+    assert _count_rows(api) == before + 2
 
 
 @pytest.mark.parametrize("change,field", [
