@@ -4,6 +4,7 @@
 #   device tool: run(command="bash bench/device_run.sh", carry=[".whl"], timeout_s=540)
 #                run(command="bash bench/device_run.sh speed", carry=[".whl"], timeout_s=540)
 #                run(command="bash bench/device_run.sh breakdown", carry=[".whl"], timeout_s=300)
+#                run(command="bash bench/device_run.sh all", carry=[".whl"], timeout_s=600)
 #                run(command="bash bench/device_run.sh sdxl", carry=[".whl"], timeout_s=540)
 #
 # `throughput` (default): bench/gpu_throughput.py, plain diffusers against imagehub over HTTP:
@@ -12,6 +13,7 @@
 #   same in the server's process (process = false), then eager, if the deadline allows.
 # `breakdown`: bench/engine_breakdown.py: where one compiled call of 32 goes (each pipeline
 #   phase synchronised, the GPU's busy share under torch.profiler; the trace to $OUT).
+# `all`: `breakdown`, then `throughput` (about 450 s on an H100: set BENCH_TIMEOUT_S=380).
 # `sdxl`: the same for SDXL's full-size architecture at 1024² and 4 steps, eager and compiled,
 #   max batch 16 (plain diffusers at batches 4, 8 and 16).
 # `isolation`: bench/engine_isolation.py on the GPU (the engine beside a busy Python thread).
@@ -34,9 +36,10 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader ||
 if [ "${1:-throughput}" = speed ]; then
   exec timeout "${BENCH_TIMEOUT_S:-480}" python3 bench/speed_options.py --batch 16 --runs 10
 fi
-if [ "${1:-throughput}" = breakdown ]; then
-  exec timeout "${BENCH_TIMEOUT_S:-280}" python3 bench/engine_breakdown.py --batch 32 --runs 5 \
-    --trace "${OUT:-/tmp}"
+if [ "${1:-throughput}" = breakdown ] || [ "${1:-throughput}" = all ]; then
+  timeout "${BREAKDOWN_TIMEOUT_S:-200}" python3 bench/engine_breakdown.py --batch 32 --runs 5 \
+    --trace "${OUT:-/tmp}" || echo "engine_breakdown.py ended with status $?"
+  [ "$1" = all ] || exit 0
 fi
 if [ "${1:-throughput}" = isolation ]; then
   exec timeout "${BENCH_TIMEOUT_S:-480}" python3 bench/engine_isolation.py --device cuda
