@@ -13,9 +13,12 @@ are what the H100 run of 2026-11-27 implies for a compiled SD-Turbo batch of 32 
 120 ms of GPU work per batch, the GPU 32-36% busy when served one call at a time, and about 20 ms
 of the engine thread's GIL time per batch in the py-spy profile).
 
-Four modes: one call at a time; the next call sent at the last step with the images made on the
+Five modes: one call at a time; the next call sent at the last step with the images made on the
 engine's thread (as until 35dcf47); made on the call's thread in the model's process (as at
-334079e); and the pixels sent across, the images made in the server (as since 0cb95cd). Prints
+334079e); the pixels sent across, the images made in the server (as since 0cb95cd); and the same
+with the last step reported once the decode is done and the pixels are on the host (as since
+2026-11-28). The batches here are always full, so this shows what the later hand-off costs in
+overlap, not what it gains in batch size (which needs real clients: ``gpu_throughput.py``). Prints
 images/s, how busy the stand-in's device was, and each mode's ratio to the first. Then the cost
 of getting a batch from pixels in the child to images in the parent: a fresh shared-memory block
 per image (as until 2026-11-27), a fresh one per reply, images in a reused one, and pixels in a
@@ -55,19 +58,26 @@ class DeviceStandIn:
         self.side = side
         self.thread = EngineThread("stand-in")  # device work one batch at a time, as an engine's
 
-    def generate_batch(self, count: int, where: str, on_steps: list[Any]) -> list[list[Any]]:
+    def generate_batch(self, count: int, where: str, at_host: bool,
+                       on_steps: list[Any]) -> list[list[Any]]:
         if where == "engine":
-            return self.thread.call(lambda: self._images(self._device(count, on_steps)))
-        pixels = self.thread.call(self._device, count, on_steps)
+            return self.thread.call(lambda: self._images(self._device(count, at_host, on_steps)))
+        pixels = self.thread.call(self._device, count, at_host, on_steps)
         if where == "caller":
             return self._images(pixels)
         return [[ImagePixels(array)] for array in pixels]  # as DiffusersEngine.generate_pixels
 
-    def _device(self, count: int, on_steps: list[Any]) -> np.ndarray:
+    def _device(self, count: int, at_host: bool, on_steps: list[Any]) -> np.ndarray:
+        """The last step reported once the pixels are on the host (``at_host``, as
+        ``DiffusersEngine`` since 2026-11-28) or when the denoising is done (as until then)."""
         self._launch(self.denoise_s)  # the denoising steps on the device
-        for on_step in on_steps:
-            on_step(1, 1)
+        if not at_host:
+            for on_step in on_steps:
+                on_step(1, 1)
         self._launch(self.decode_s)  # the decode, and the 8-bit pixels copied to the host
+        if at_host:
+            for on_step in on_steps:
+                on_step(1, 1)
         return np.full((count, self.side, self.side, 3), 7, dtype=np.uint8)
 
     def _launch(self, device_s: float, slices: int = 20) -> None:
@@ -85,7 +95,7 @@ class DeviceStandIn:
 
 
 def serve(process: EngineProcess, batch: int, seconds: float, overlap: bool,
-          where: str = "server") -> int:
+          where: str = "server", at_host: bool = True) -> int:
     """Batches of ``batch`` for ``seconds``: from one thread one call at a time, or from two
     threads that take turns at a lock given up at the last step (the service's way)."""
     lock, done = threading.Lock(), [0]
@@ -97,7 +107,8 @@ def serve(process: EngineProcess, batch: int, seconds: float, overlap: bool,
                 on_steps = [lambda step, total: None] * batch
                 if overlap:
                     on_steps = turn.until_last_step(on_steps)
-                outcomes = process.call("generate_batch", batch, where, on_steps=on_steps)
+                outcomes = process.call("generate_batch", batch, where, at_host,
+                                        on_steps=on_steps)
             assert len(outcomes) == batch and isinstance(outcomes[0][0], Image.Image)
             done[0] += 1
 
@@ -215,19 +226,21 @@ def main() -> None:
 
     process = EngineProcess("stand-in", "engine_overlap:DeviceStandIn",
                             (args.denoise_ms, args.decode_ms, args.side, args.python_ms))
-    modes = {  # label: (next call sent at the last step, where the images are made)
-        "one call at a time": (False, "engine"),
-        "hand-off, images on the engine's thread": (True, "engine"),
-        "hand-off, images on the call's thread": (True, "caller"),
-        "hand-off, pixels across, images in server": (True, "server"),
+    modes = {  # label: (next call sent at the last step, where the images are made, and
+        #            whether the last step is reported with the pixels on the host)
+        "one call at a time": (False, "engine", False),
+        "hand-off, images on the engine's thread": (True, "engine", False),
+        "hand-off, images on the call's thread": (True, "caller", False),
+        "hand-off, pixels across, images in server": (True, "server", False),
+        "the same, hand-off with pixels on the host": (True, "server", True),
     }
     try:
         serve(process, args.batch, 1.0, overlap=True)  # warm: the child's imports, first blocks
         results: dict[str, list[float]] = {label: [] for label in modes}
         for _ in range(args.rounds):
-            for label, (overlap, where) in modes.items():
+            for label, (overlap, where, at_host) in modes.items():
                 began = time.perf_counter()
-                batches = serve(process, args.batch, args.seconds, overlap, where)
+                batches = serve(process, args.batch, args.seconds, overlap, where, at_host)
                 results[label].append(batches / (time.perf_counter() - began))
     finally:
         process.stop()

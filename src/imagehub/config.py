@@ -93,10 +93,11 @@ class Settings(BaseSettings):
     overrides): ``auto`` does on an accelerator, where the model's kernel launches would otherwise
     wait for the GIL behind the HTTP server's threads; ``true``/``false`` always/never."""
     engine_handoff: bool | Literal["auto"] = False
-    """Let the next batch go to a model at the last batch's final denoising step, so it waits at
-    the model while the last one's images come back: ``true``, ``false`` (the default: on an H100
-    the hand-off cut batches from 28-30 images to 23-24 and served no faster), or ``auto``, which
-    hands off where the model's device is not the host's CPU (where the two share the cores)."""
+    """Let the next batch go to a model once the last batch's pixels are on the host, so it runs
+    while the last one's images come back: ``true``, ``false`` (the default: on an H100, handing
+    off at the last denoising step instead cut batches from 28-30 images to 23-24 and served no
+    faster; the later point awaits its GPU run), or ``auto``, which hands off where the model's
+    device is not the host's CPU (where the two share the cores)."""
     preload_models: str = ""
     """Comma-separated model ids loaded (and warmed up) at start and never unloaded (pinned)."""
 

@@ -1,5 +1,5 @@
-"""The batching tests again, served as on a GPU by default: each model in a process of its own
-(``IMAGEHUB_ENGINE_PROCESS``) and the next batch sent at the last one's final step
+"""The batching tests again, served as on a GPU with the hand-off: each model in a process of its
+own (``IMAGEHUB_ENGINE_PROCESS``) and the next batch sent at the last one's last step
 (``IMAGEHUB_ENGINE_HANDOFF``): batches, per-job seeds, progress and cancel cross the process
 boundary, with two batches at the model at once."""
 

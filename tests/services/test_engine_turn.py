@@ -1,5 +1,5 @@
-"""A batch's turn at its model's engine lock ends at the batch's last denoising step, so the
-next batch can reach the engine while this one decodes and its images come back; which models
+"""A batch's turn at its model's engine lock ends at the batch's last step, so the
+next batch can reach the engine while this one's images come back; which models
 hand off early (``ENGINE_HANDOFF``)."""
 
 from __future__ import annotations

@@ -48,6 +48,38 @@ def test_each_request_gets_its_own_progress_in_step_order(tiny_engine):
     assert seen == {0: [(1, 3), (2, 3), (3, 3)], 1: [(1, 3), (2, 3), (3, 3)]}
 
 
+def test_the_last_step_is_reported_once_the_images_are_decoded(tiny_engine):
+    """"Step n of n" means the device work is done (where the service hands the model to the next
+    batch, ENGINE_HANDOFF): every earlier step comes before the decode, the last one after it."""
+    engine = tiny_engine("sd")
+    engine.load()
+    decodes: list[int] = []
+    hook = engine.pipeline.vae.decoder.register_forward_hook(lambda *_: decodes.append(1))
+    seen: list[tuple[int, int, int]] = []
+    try:
+        outcomes = engine.generate_batch(
+            [request(1, num_inference_steps=3), request(2, num_inference_steps=3)],
+            [lambda s, t: seen.append((s, t, len(decodes))), no_progress])
+    finally:
+        hook.remove()
+
+    assert all(isinstance(o, EngineResult) for o in outcomes)
+    assert seen == [(1, 3, 0), (2, 3, 0), (3, 3, 1)]
+
+
+def test_a_cancel_at_the_last_step_still_drops_the_images(tiny_engine):
+    engine = tiny_engine("sd")
+
+    def cancel_at_the_end(step: int, total: int) -> None:
+        if step == total:
+            raise GenerationCancelled("job-1")
+
+    outcomes = engine.generate_batch([request(1), request(2)], [cancel_at_the_end, no_progress])
+
+    assert isinstance(outcomes[0], GenerationCancelled)
+    assert isinstance(outcomes[1], EngineResult)
+
+
 def test_a_cancel_inside_a_batch_drops_that_request_only(tiny_engine):
     engine = tiny_engine("sd")
     steps: list[tuple[int, int]] = []
