@@ -4,11 +4,14 @@ that replays nothing to a new stream (as after 30 s), and one killed and restart
 from __future__ import annotations
 
 import os
+import signal
+import sqlite3
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import closing
 from pathlib import Path
 
 import httpx
@@ -136,3 +139,61 @@ def test_generate_gives_up_after_max_downtime_naming_the_whole_ids(
     assert line.endswith(f"not saved, still on the server: {gen_id}")
     assert "Traceback" not in err
     wait_for_status(api, gen_id, {"cancelled"})
+
+
+# ---- Ctrl-C --------------------------------------------------------------------------------------
+
+def test_ctrl_c_leaves_a_servers_generation_running_and_names_it(
+        remote: dict[str, str], api: httpx.Client, tmp_path: Path) -> None:
+    generate = imagehub("generate", "stopped waiting", "-m", "tiny-sd-slow", "-o", str(tmp_path),
+                        env=remote)
+    generation_id = processing_one(api, generate)
+    generate.send_signal(signal.SIGINT)
+    code, _, err = finish(generate, timeout=60)
+
+    assert code == 130, err
+    assert f"interrupted; not saved, still on the server: {generation_id}" in err
+    assert "Traceback" not in err
+    assert wait_for_status(api, generation_id, {"succeeded", "failed"})["status"] == "succeeded"
+
+
+def test_ctrl_c_in_process_cancels_what_would_otherwise_wait_for_the_next_command(
+        tiny_sd_dir: Path, tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    write_catalog(data_dir, tiny_sd_dir, **{"tiny-sd-slow": 150})
+    env = {**os.environ, "IMAGEHUB_DATA_DIR": str(data_dir), "COLUMNS": "200",
+           "HF_HUB_OFFLINE": "1"}
+    env.pop("IMAGEHUB_URL", None)
+    generate = imagehub("generate", "stopped here", "-m", "tiny-sd-slow", "-n", "2",
+                        "-o", str(tmp_path), env=env)
+    database = data_dir / "imagehub.db"
+    assert _wait_for(lambda: "processing" in _statuses(database), generate)
+    generate.send_signal(signal.SIGINT)
+    code, _, err = finish(generate, timeout=60)
+
+    assert code == 130, err
+    ids = err.split("interrupted; cancelled ", 1)[1].splitlines()[0].split()
+    assert len(ids) == 2 and "Traceback" not in err
+    assert _statuses(database) == {"cancelled": 2}  # nothing left queued for the next command
+
+
+def _statuses(database: Path) -> dict[str, int]:
+    """Rows per status, read straight from the in-process command's SQLite file."""
+    if not database.exists():
+        return {}
+    with closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=5)) as db:
+        try:
+            return dict(db.execute("SELECT status, count(*) FROM generations GROUP BY status"))
+        except sqlite3.OperationalError:  # not created yet
+            return {}
+
+
+def _wait_for(check: Callable[[], bool], proc: subprocess.Popen[str], timeout: float = 90) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, proc.communicate()
+        if check():
+            return True
+        time.sleep(0.05)
+    raise AssertionError("timed out")

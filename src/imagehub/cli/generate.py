@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import httpx
 import typer
@@ -33,6 +33,7 @@ from imagehub.client import (
     StreamConnected,
     StreamError,
 )
+from imagehub.errors import ImagehubError
 
 err_console = Console(stderr=True)
 COLUMNS = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -132,9 +133,27 @@ def _follow(target: Target, ids: list[str], out: Path, max_downtime: float) -> i
         except (StreamError, httpx.TransportError) as exc:
             waiting = " ".join(i for i in ids if i in bars.pending)
             fail(f"{error_text(exc)}; not saved, still on the server: {waiting}", exc)
+        except KeyboardInterrupt:
+            _interrupted(target, [i for i in ids if i in bars.pending])
         finally:
             events.close()  # type: ignore[attr-defined]
     return bars.failed
+
+
+def _interrupted(target: Target, waiting: list[str]) -> NoReturn:
+    """Ctrl-C: a server goes on with the generations, to be fetched later; in this process
+    nothing would run them until the next command here, which would run them before its own, so
+    they are cancelled. Exit status 130, as for any command stopped by Ctrl-C."""
+    if not target.runs_jobs_here:
+        fail(f"interrupted; not saved, still on the server: {' '.join(waiting)}", code=130)
+    cancelled = []
+    for generation_id in waiting:
+        try:
+            target.cancel(generation_id)
+            cancelled.append(generation_id)
+        except ImagehubError:
+            pass  # it ended meanwhile
+    fail(f"interrupted; cancelled {' '.join(cancelled) or 'nothing (all had ended)'}", code=130)
 
 
 class _Bars:

@@ -37,6 +37,9 @@ DOWNTIME_OPTION = typer.Option(MAX_DOWNTIME_SECONDS, "--max-downtime", min=0, me
 class Target(Protocol):
     """What the commands need; ``Client`` has all of it, ``LocalHub`` mirrors it."""
 
+    runs_jobs_here: bool
+    """Whether this process runs the generations (the local hub) or a server does."""
+
     def models(self) -> list[dict[str, Any]]: ...
     def model(self, model_id: str) -> dict[str, Any]: ...
     def enqueue(self, model: str, prompt: str, *, num_generations: int = 1,
@@ -54,6 +57,8 @@ class RemoteTarget(Client):
     """A :class:`Client` plus what the CLI needs on top: an event stream that outlives a server
     restart, then gives up, and says when it (re)opens."""
 
+    runs_jobs_here = False
+
     def events(self, *, max_downtime: float = MAX_DOWNTIME_SECONDS,  # type: ignore[override]
                **kwargs: Any) -> Iterator[Event]:
         return super().events(max_downtime=max_downtime, max_retry_delay=MAX_RETRY_DELAY_SECONDS,
@@ -66,6 +71,8 @@ class RemoteTarget(Client):
 
 class LocalHub:
     """The hub in this process: the local store, catalog and (for ``generate``) workers."""
+
+    runs_jobs_here = True
 
     def __init__(self, run_workers: bool) -> None:
         from imagehub.config import load_settings
