@@ -157,8 +157,10 @@ def test_ctrl_c_leaves_a_servers_generation_running_and_names_it(
     assert wait_for_status(api, generation_id, {"succeeded", "failed"})["status"] == "succeeded"
 
 
+@pytest.mark.parametrize("when", ["queued", "processing"])
 def test_ctrl_c_in_process_cancels_what_would_otherwise_wait_for_the_next_command(
-        tiny_sd_dir: Path, tmp_path: Path) -> None:
+        tiny_sd_dir: Path, tmp_path: Path, when: str) -> None:
+    """As soon as the rows exist (before the progress bars), and once one runs."""
     data_dir = tmp_path / "data"
     data_dir.mkdir()
     write_catalog(data_dir, tiny_sd_dir, **{"tiny-sd-slow": 150})
@@ -168,7 +170,7 @@ def test_ctrl_c_in_process_cancels_what_would_otherwise_wait_for_the_next_comman
     generate = imagehub("generate", "stopped here", "-m", "tiny-sd-slow", "-n", "2",
                         "-o", str(tmp_path), env=env)
     database = data_dir / "imagehub.db"
-    assert _wait_for(lambda: "processing" in _statuses(database), generate)
+    assert _wait_for(lambda: when in _statuses(database), generate, poll=0.001)
     generate.send_signal(signal.SIGINT)
     code, _, err = finish(generate, timeout=60)
 
@@ -189,11 +191,12 @@ def _statuses(database: Path) -> dict[str, int]:
             return {}
 
 
-def _wait_for(check: Callable[[], bool], proc: subprocess.Popen[str], timeout: float = 90) -> bool:
+def _wait_for(check: Callable[[], bool], proc: subprocess.Popen[str], timeout: float = 90,
+              poll: float = 0.05) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         assert proc.poll() is None, proc.communicate()
         if check():
             return True
-        time.sleep(0.05)
+        time.sleep(poll)
     raise AssertionError("timed out")

@@ -76,9 +76,14 @@ def generate(
         model = load_settings().default_model
     _prepare_out(out)
     with one_line_errors(), open_target(url, api_key, run_workers=True) as target:
-        ids = target.enqueue(model, prompt, num_generations=n, idempotency_key=idempotency_key,
-                             **params)
-        failed = _follow(target, ids, out, max_downtime)
+        ids: list[str] = []
+        ended: set[str] = set()  # filled as they end, so Ctrl-C at any point knows what is left
+        try:
+            ids = target.enqueue(model, prompt, num_generations=n,
+                                 idempotency_key=idempotency_key, **params)
+            failed = _follow(target, ids, ended, out, max_downtime)
+        except KeyboardInterrupt:
+            _interrupted(target, [i for i in ids if i not in ended])
     if failed:
         raise typer.Exit(1)
 
@@ -118,13 +123,15 @@ def _prepare_out(out: Path) -> None:
         fail(f"-o/--out {out}: the folder is not writable")
 
 
-def _follow(target: Target, ids: list[str], out: Path, max_downtime: float) -> int:
-    """Follow the events until every generation ended; the number that did not succeed."""
+def _follow(target: Target, ids: list[str], ended: set[str], out: Path,
+            max_downtime: float) -> int:
+    """Follow the events until every generation ended (each added to ``ended``); the number that
+    did not succeed."""
     # the stream opens at the first read; its StreamConnected (and each reconnect's) re-reads the
     # rows, so generations that ended before (an idempotent re-run, a restart) count as ended
     events = target.events(max_downtime=max_downtime)
     with Progress(*COLUMNS, console=err_console) as progress:
-        bars = _Bars(target, progress, ids, out)
+        bars = _Bars(target, progress, ids, ended, out)
         try:
             for event in events:
                 bars.apply(event)
@@ -133,8 +140,6 @@ def _follow(target: Target, ids: list[str], out: Path, max_downtime: float) -> i
         except (StreamError, httpx.TransportError) as exc:
             waiting = " ".join(i for i in ids if i in bars.pending)
             fail(f"{error_text(exc)}; not saved, still on the server: {waiting}", exc)
-        except KeyboardInterrupt:
-            _interrupted(target, [i for i in ids if i in bars.pending])
         finally:
             events.close()  # type: ignore[attr-defined]
     return bars.failed
@@ -144,6 +149,8 @@ def _interrupted(target: Target, waiting: list[str]) -> NoReturn:
     """Ctrl-C: a server goes on with the generations, to be fetched later; in this process
     nothing would run them until the next command here, which would run them before its own, so
     they are cancelled. Exit status 130, as for any command stopped by Ctrl-C."""
+    if not waiting:
+        fail("interrupted", code=130)
     if not target.runs_jobs_here:
         fail(f"interrupted; not saved, still on the server: {' '.join(waiting)}", code=130)
     cancelled = []
@@ -159,8 +166,9 @@ def _interrupted(target: Target, waiting: list[str]) -> NoReturn:
 class _Bars:
     """One progress bar per generation; saves the images of those that succeed."""
 
-    def __init__(self, target: Target, progress: Progress, ids: list[str], out: Path) -> None:
-        self.target, self.progress, self.out = target, progress, out
+    def __init__(self, target: Target, progress: Progress, ids: list[str], ended: set[str],
+                 out: Path) -> None:
+        self.target, self.progress, self.out, self.ended = target, progress, out, ended
         self.tasks = {gid: progress.add_task(gid[:8], total=None, state="queued") for gid in ids}
         self.pending = set(ids)
         self.failed = 0
@@ -194,6 +202,7 @@ class _Bars:
 
     def end(self, gid: str, status: str, error: str | None) -> None:
         self.pending.discard(gid)
+        self.ended.add(gid)
         ok = status == "succeeded"
         self.failed += 0 if ok else 1
         self.progress.update(self.tasks[gid], state="done" if ok else status)
