@@ -4,7 +4,7 @@
 #   device tool: run(command="bash bench/device_run.sh", carry=[".whl"], timeout_s=540)
 #                run(command="bash bench/device_run.sh speed", carry=[".whl"], timeout_s=540)
 #                run(command="bash bench/device_run.sh breakdown", carry=[".whl"], timeout_s=300)
-#                run(command="bash bench/device_run.sh all", carry=[".whl"], timeout_s=600)
+#                run(command="BREAKDOWN_TIMEOUT_S=150 BENCH_TIMEOUT_S=380 bash bench/device_run.sh all", carry=[".whl"], timeout_s=570)
 #                run(command="bash bench/device_run.sh sdxl", carry=[".whl"], timeout_s=540)
 #
 # `throughput` (default): bench/gpu_throughput.py, plain diffusers against imagehub over HTTP:
@@ -13,7 +13,7 @@
 #   same in the server's process (process = false), then eager, if the deadline allows.
 # `breakdown`: bench/engine_breakdown.py: where one compiled call of 32 goes (each pipeline
 #   phase synchronised, the GPU's busy share under torch.profiler; the trace to $OUT).
-# `all`: `breakdown`, then `throughput` (about 450 s on an H100: set BENCH_TIMEOUT_S=380).
+# `all`: `breakdown`, then `throughput` (about 450 s on an H100; the timeouts above fit 570 s).
 # `sdxl`: the same for SDXL's full-size architecture at 1024² and 4 steps, eager and compiled,
 #   max batch 16 (plain diffusers at batches 4, 8 and 16).
 # `isolation`: bench/engine_isolation.py on the GPU (the engine beside a busy Python thread).
