@@ -102,16 +102,6 @@ def instrument(engine: Any, clock: PhaseClock) -> None:
     engine_module._to_uint8 = timed_to_uint8
 
 
-def execution_device_ms(engine: Any, runs: int = 20) -> float:
-    """What diffusers' ``_execution_device`` (read once per call) costs: it walked every module of
-    every component for offload hooks until ``loading.pin_execution_device`` (0950d0c)."""
-    pipe = engine.pipeline
-    started = time.perf_counter()
-    for _ in range(runs):
-        pipe._execution_device  # noqa: B018 - the property's cost is what is measured
-    return (time.perf_counter() - started) / runs * 1000
-
-
 def build(device: str, root: Path, batch: int) -> tuple[Any, int, int]:
     """The engine as served, loaded and warmed up at ``batch``; its steps and side."""
     import torch
@@ -182,8 +172,7 @@ def profiled(engine: Any, requests: list[EngineRequest], runs: int, device: str,
         print(f"trace: {raw}.gz")
 
 
-def report(clock: PhaseClock, served: list[float], synced: list[float], exec_ms: float,
-           batch: int) -> None:
+def report(clock: PhaseClock, served: list[float], synced: list[float], batch: int) -> None:
     """The table: each phase's mean ms a call, its share of the synchronised call."""
     call_ms = statistics.mean(synced) * 1000
     print(f"\nas served: {statistics.mean(served) * 1000:.1f} ms a call of {batch} "
@@ -200,7 +189,6 @@ def report(clock: PhaseClock, served: list[float], synced: list[float], exec_ms:
         print(f"{name:<40} {per_call:>10.1f} {len(times) // runs:>6} {per_call / call_ms:>7.0%}")
     rest = call_ms - covered
     print(f"{'the rest (pipeline Python, engine)':<40} {rest:>10.1f} {'':>6} {rest / call_ms:>7.0%}")
-    print(f"{'  of which _execution_device':<40} {exec_ms:>10.1f} {1:>6} {exec_ms / call_ms:>7.0%}")
 
 
 def main() -> None:
@@ -227,7 +215,7 @@ def main() -> None:
         clock.sync = True
         synced = calls(engine, requests, args.runs)
         clock.sync = False
-        report(clock, served, synced, execution_device_ms(engine), args.batch)
+        report(clock, served, synced, args.batch)
         try:
             profiled(engine, requests, args.runs, device, args.trace)
         except Exception as exc:  # noqa: BLE001 - the tables above stand on their own

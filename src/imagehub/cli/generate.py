@@ -138,7 +138,7 @@ def _follow(target: Target, ids: list[str], ended: set[str], out: Path,
                 if not bars.pending:
                     break
         except (StreamError, httpx.TransportError) as exc:
-            waiting = " ".join(i for i in ids if i in bars.pending)
+            waiting = " ".join(bars.pending)
             fail(f"{error_text(exc)}; not saved, still on the server: {waiting}", exc)
         finally:
             events.close()  # type: ignore[attr-defined]
@@ -170,8 +170,12 @@ class _Bars:
                  out: Path) -> None:
         self.target, self.progress, self.out, self.ended = target, progress, out, ended
         self.tasks = {gid: progress.add_task(gid[:8], total=None, state="queued") for gid in ids}
-        self.pending = set(ids)
         self.failed = 0
+
+    @property
+    def pending(self) -> list[str]:
+        """The generations not ended yet, in the order they were queued."""
+        return [gid for gid in self.tasks if gid not in self.ended]
 
     def apply(self, event: Event) -> None:
         if isinstance(event, StreamConnected):
@@ -192,7 +196,7 @@ class _Bars:
 
     def sync(self) -> None:
         """Read the rows of those still pending: their events may be gone from the server."""
-        for gid in [g for g in self.tasks if g in self.pending]:
+        for gid in self.pending:
             try:
                 row = self.target.get(gid)
             except httpx.TransportError:
@@ -201,7 +205,6 @@ class _Bars:
                 self.end(gid, row["status"], row.get("error_message"))
 
     def end(self, gid: str, status: str, error: str | None) -> None:
-        self.pending.discard(gid)
         self.ended.add(gid)
         ok = status == "succeeded"
         self.failed += 0 if ok else 1
