@@ -18,6 +18,7 @@ SCHEMA = RequestSchema.build({
     ({"prompt": "x", "bogus": 1}, "bogus: unknown field (value 1)"),
     ({}, "prompt: required field is missing"),
     ({"prompt": ""}, "prompt: '' must not be empty"),
+    ({"prompt": "\u200b \u200c"}, "prompt: '\\u200b \\u200c' must not be empty"),
     ({"prompt": "x", "aspect_ratio": "7:3"}, "aspect_ratio: '7:3' is not one of"),
     ({"prompt": "x", "steps": 11}, "steps: 11 is greater than the maximum 10"),
     ({"prompt": "x", "steps": "2"}, "steps: '2' is not of type 'integer'"),

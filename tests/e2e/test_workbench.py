@@ -24,6 +24,8 @@ from PIL import Image
 from playwright.sync_api import Browser, Page, Request, sync_playwright
 from tests_helpers import wait_for_status
 
+from imagehub.catalog.schema import NON_BLANK
+
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
@@ -567,7 +569,9 @@ def test_value_messages(tab: Tab) -> None:
     check = "form.checkValue('f', {spec}, {value}, false)"
     cases = [("{type: 'integer'}", "'x'", "not an integer"),
              ("{type: ['number', 'boolean']}", "'x'", "not a number or a boolean"),
-             ("{type: 'string', pattern: '\\\\S'}", "'  '", "must not be empty"),
+             (f"{{type: 'string', pattern: {json.dumps(NON_BLANK)}}}", "'  '", "must not be empty"),
+             (f"{{type: 'string', pattern: {json.dumps(NON_BLANK)}}}", "'\\u200b\\ufeff'",
+              "must not be empty"),
              ("{type: 'string', pattern: '^a'}", "'b'", "does not match the pattern ^a")]
     for spec, value, message in cases:
         assert _form_module(page, check.format(spec=spec, value=value)) == message

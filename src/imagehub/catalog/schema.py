@@ -10,10 +10,14 @@ from jsonschema.exceptions import ValidationError
 
 from imagehub.errors import InvalidParams, clip
 
+NON_BLANK = r"[^\s\u200b-\u200d\u2060\ufeff]"
+"""The pattern of text that must not be blank: at least one character that is neither white space
+nor a zero-width one (U+200B-U+200D, U+2060, U+FEFF), which ``\\S`` would let through. The
+same pattern in a JSON Schema works in Python's ``re`` and in a browser's ``RegExp(p, "u")``."""
 PROMPT_PROPERTY: dict[str, Any] = {
     "type": "string",
     "minLength": 1,
-    "pattern": r"\S",
+    "pattern": NON_BLANK,
     "description": "Text description of what you want to generate, or the instruction on how to "
                    "edit the given image.",
     "x-order": 0,

@@ -4,7 +4,8 @@
 import { h } from "./dom.js";
 
 const IMAGE_FIELDS = /(^|_)images?$/;
-const NON_BLANK = "\\S";  // the pattern the server gives text that must not be blank
+// The pattern the server gives text that must not be blank (catalog/schema.py's NON_BLANK).
+const NON_BLANK = "[^\\s\\u200b-\\u200d\\u2060\\ufeff]";
 const SAFE_MAX_HINT = "At most 2^53 − 1 here: the largest whole number a browser sends exactly.";
 
 function typesOf(spec) {
