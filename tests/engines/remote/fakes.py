@@ -304,6 +304,10 @@ class FakeGemini(FakeServer):
                 "role": "model", "parts": [{"text": "I can only describe it: a red cube."}]}}]})
         if kind == "garbage":
             return Reply(200, raw=b"<html>gateway</html>", content_type="text/html")
+        if kind == "image":  # the answer's shape, with these bytes as its image
+            return Reply(200, {"candidates": [{"finishReason": "STOP", "index": 0, "content": {
+                "role": "model", "parts": [{"inlineData": {
+                    "mimeType": "image/png", "data": base64.b64encode(options["data"]).decode()}}]}}]})
         raise ValueError(kind)
 
     def _answer(self, body: dict[str, Any]) -> dict[str, Any]:

@@ -9,12 +9,14 @@ import time
 import pytest
 from engines.remote.fakes import KEY, colour_of, size_of
 from engines.remote.helpers import entry, run
+from image_bombs import png_declaring
 from PIL import Image
 
 from imagehub.engines.remote.gemini import SAFETY_THRESHOLDS, safety_settings
 from imagehub.errors import GenerationCancelled, GenerationFailed, UpstreamError
 
 NB2 = "gemini-3.1-flash-image-preview"
+EPS = b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 8 8\nshowpage\n%%EOF\n"
 
 
 def sent(gemini):  # type: ignore[no-untyped-def]
@@ -185,6 +187,21 @@ def test_garbage_is_an_upstream_error(gemini, settings) -> None:  # type: ignore
     gemini.fault("garbage")
     with pytest.raises(UpstreamError, match="gemini: answered garbage"):
         run(entry("nano-banana-2", settings(gemini=gemini)))
+
+
+@pytest.mark.parametrize("data,message", [
+    # between Pillow's warning (89M pixels) and its error (179M): checked before decoding
+    (png_declaring(10000, 10000), "inlineData: ({n} bytes) is an image of 10000x10000 "
+                                  "(100000000 pixels), over the limit of 89478485 pixels"),
+    # a format Pillow knows but a provider's answer has no business in (EPS runs Ghostscript)
+    (EPS, "inlineData: ({n} bytes) is not a readable image (not a PNG/JPEG/WebP/GIF/BMP file)"),
+])
+def test_an_unusable_image_is_an_upstream_error(gemini, settings, data: bytes,  # type: ignore[no-untyped-def]
+                                                message: str) -> None:
+    gemini.fault("image", data=data)
+    with pytest.raises(UpstreamError) as raised:
+        run(entry("nano-banana-2", settings(gemini=gemini)))
+    assert raised.value.detail == "gemini: answered an unusable image: " + message.format(n=len(data))
 
 
 def test_a_bad_key_is_an_upstream_error_that_never_shows_the_key(gemini, settings) -> None:  # type: ignore[no-untyped-def]

@@ -20,6 +20,7 @@ from imagehub.engines.base import EngineRequest, StepCallback
 from imagehub.engines.remote.http import ProviderHTTP
 from imagehub.errors import GenerationFailed, ImagehubError, UpstreamError
 from imagehub.services.fetch import ImageFetcher
+from imagehub.storage import images
 
 T = TypeVar("T")
 
@@ -142,12 +143,13 @@ def decode_image(call: Call, payload: str, what: str) -> Image.Image:
 
 
 def decode_bytes(call: Call, raw: bytes, what: str) -> Image.Image:
+    """A provider's image, read as a client's input image is (``storage.images.decode_image``):
+    only PNG/JPEG/WebP/GIF/BMP are parsed, and the pixel limit is checked before a pixel is
+    decoded. A provider's bad image is its failure (UpstreamError, 502), not the client's."""
     try:
-        image = Image.open(io.BytesIO(raw))
-        image.load()
-    except (OSError, ValueError, Image.DecompressionBombError) as exc:
-        raise call.http.error(f"answered an unreadable image ({what}: {exc})") from exc
-    return image.convert("RGB")
+        return images.decode_image(what, f"({len(raw)} bytes)", raw)
+    except ImagehubError as exc:
+        raise call.http.error(f"answered an unusable image: {exc.detail}") from exc
 
 
 def web_search(params: dict[str, Any]) -> bool:
