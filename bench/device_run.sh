@@ -6,6 +6,7 @@
 #                run(command="bash bench/device_run.sh breakdown", carry=[".whl"], timeout_s=300)
 #                run(command="BREAKDOWN_TIMEOUT_S=150 BENCH_TIMEOUT_S=380 bash bench/device_run.sh all", carry=[".whl"], timeout_s=570)
 #                run(command="bash bench/device_run.sh sdxl", carry=[".whl"], timeout_s=540)
+#                run(command="bash bench/device_run.sh flux", carry=[".whl"], timeout_s=590)
 #
 # `throughput` (default): bench/gpu_throughput.py, plain diffusers against imagehub over HTTP:
 #   compiled with CUDA graphs and a (random-weight) TAESD decoder at max batch 32 in the model's
@@ -16,6 +17,9 @@
 # `all`: `breakdown`, then `throughput` (about 450 s on an H100; the timeouts above fit 570 s).
 # `sdxl`: the same for SDXL's full-size architecture at 1024² and 4 steps, eager and compiled,
 #   max batch 16 (plain diffusers at batches 4, 8 and 16).
+# `flux`: FLUX.1-schnell's full-size architecture (12B transformer, T5-XXL: 34 GB in bf16, on
+#   disk and on the GPU) at 1024² and 4 steps, 16 clients, max batch 8: compiled (regional, CUDA
+#   graphs), then eager if the deadline allows.
 # `isolation`: bench/engine_isolation.py on the GPU (the engine beside a busy Python thread).
 # `speed`: bench/speed_options.py, each card speed option against eager, engine only.
 #
@@ -56,11 +60,19 @@ pack() {
 }
 trap pack EXIT
 compiled='"compile": "regional", "cuda_graphs": true, "channels_last": true, "tiny_vae": "TAESD"'
+compiled_no_vae='"compile": "regional", "cuda_graphs": true'
 if [ "${1:-throughput}" = sdxl ]; then  # not exec: the EXIT trap packs the profiles
   timeout "${BENCH_TIMEOUT_S:-480}" python3 bench/gpu_throughput.py --families sdxl \
     --seconds "${BENCH_SECONDS:-20}" --runs 5 --batches 4,8,16 --max-batch 16 \
     --deadline-s "${BENCH_DEADLINE_S:-300}" --out "$out" --py-spy "${OUT:-/tmp}/profiles" \
     --served '{}' "{$compiled, \"warmup_batches\": [1, 8, 16]}"
+  exit
+fi
+if [ "${1:-throughput}" = flux ]; then
+  timeout "${BENCH_TIMEOUT_S:-560}" python3 bench/gpu_throughput.py --families flux-schnell \
+    --seconds "${BENCH_SECONDS:-20}" --runs 5 --batches 4,8 --max-batch 8 --clients 16 \
+    --deadline-s "${BENCH_DEADLINE_S:-330}" --out "$out" --py-spy "${OUT:-/tmp}/profiles" \
+    --served "{$compiled_no_vae, \"warmup_batches\": [1, 4, 8]}" '{}'
   exit
 fi
 timeout "${BENCH_TIMEOUT_S:-480}" python3 bench/gpu_throughput.py \

@@ -15,7 +15,8 @@ For each model, in the same process and on the same device:
 Prints images/s, p50/p99 latency, mean GPU utilisation (NVML, when present) and the ratios of
 served to plain. With no ``--model``, the full-size architecture is built with random weights
 (compute does not depend on them): SD-Turbo (SD2.1 UNet, OpenCLIP-H) at 512² and 1 step; SDXL at
-1024² and 4 steps. On a CPU the tiny test pipeline stands in (512², 2 steps).
+1024² and 4 steps; FLUX.1-schnell (12B transformer, T5-XXL; 34 GB in bf16) at 1024² and 4 steps.
+On a CPU the tiny test pipeline stands in (512², 2 steps).
 """
 
 from __future__ import annotations
@@ -142,6 +143,8 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def build_workloads(args: argparse.Namespace, device: str, root: Path) -> list[Workload]:
+    import torch
+
     from imagehub.engines.diffusers import dummy
 
     if args.model:
@@ -151,25 +154,29 @@ def build_workloads(args: argparse.Namespace, device: str, root: Path) -> list[W
         folder = dummy.build_tiny_sd(root / "tiny-sd", sample_size=64)  # native 512²
         return [Workload("tiny-sd (CPU)", folder, args.steps or 2, 0.0, "512", 512)]
     plans = {"sd-turbo": ("sd-turbo 512² 1 step", 1, "512", 512),
-             "sdxl": ("sdxl 1024² 4 steps", 4, "1K", 1024)}
+             "sdxl": ("sdxl 1024² 4 steps", 4, "1K", 1024),
+             "flux-schnell": ("flux-schnell 1024² 4 steps", 4, "1K", 1024)}
     workloads = []
     for family in args.families.split(","):
         label, steps, resolution, size = plans[family]
         started = time.perf_counter()
         folder = dummy.build_full_size(family, root / family, dtype="bf16", device="cuda")
+        torch.cuda.empty_cache()  # the built weights are saved: give their memory back
         print(f"built {family} in {time.perf_counter() - started:.1f} s", flush=True)
         workloads.append(Workload(label, folder, args.steps or steps, 0.0, resolution, size))
     return workloads
 
 
-def random_taesd(root: Path) -> Path:
-    """A TAESD folder (``AutoencoderTiny``'s own architecture) with random weights, built once:
-    what ``"tiny_vae": "TAESD"`` in a ``--served`` configuration stands for."""
-    folder = root / "taesd"
-    if not folder.exists():
-        from diffusers import AutoencoderTiny
+def random_taesd(root: Path, work: Workload) -> Path:
+    """A TAESD folder (``AutoencoderTiny``'s own architecture) with random weights, built once per
+    latent width: what ``"tiny_vae": "TAESD"`` in a ``--served`` configuration stands for (TAEF1,
+    16 latent channels, for FLUX)."""
+    from diffusers import AutoencoderKL, AutoencoderTiny
 
-        AutoencoderTiny().save_pretrained(folder)
+    channels = AutoencoderKL.load_config(str(work.folder / "vae"))["latent_channels"]
+    folder = root / f"taesd-{channels}"
+    if not folder.exists():
+        AutoencoderTiny(latent_channels=channels).save_pretrained(folder)
     return folder
 
 
@@ -531,7 +538,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", help="a diffusers folder (default: random full-size weights)")
-    parser.add_argument("--families", default="sd-turbo", help="sd-turbo and/or sdxl (on CUDA)")
+    parser.add_argument("--families", default="sd-turbo",
+                        help="sd-turbo, sdxl and/or flux-schnell (on CUDA)")
     parser.add_argument("--steps", type=int, default=None)
     parser.add_argument("--guidance", type=float, default=0.0)
     parser.add_argument("--resolution", default="512")
@@ -577,7 +585,7 @@ def main() -> None:
         served: list[Row] = []
         for options in map(json.loads, args.served):
             if options.get("tiny_vae") == "TAESD":
-                options["tiny_vae"] = str(random_taesd(root))
+                options["tiny_vae"] = str(random_taesd(root, work))
             if args.deadline_s and time.monotonic() - started > args.deadline_s:
                 print(f"skipped served {options}: past --deadline-s", flush=True)
                 continue

@@ -77,10 +77,16 @@ FULL_SIZE_PARAMETERS = {
         "text_encoder": 123_060_480,
         "text_encoder_2": 694_659_840,
     },
+    "flux-schnell": {  # FLUX.1-dev's transformer is 10_229_760 more: its guidance embedder
+        "transformer": 11_891_178_560,
+        "vae": 83_819_683,
+        "text_encoder": 123_060_480,
+        "text_encoder_2": 4_762_310_656,
+    },
 }
 
 
-@pytest.mark.parametrize("family", dummy.FULL_SIZE_FAMILIES)
+@pytest.mark.parametrize("family", [f for f in dummy.FULL_SIZE_FAMILIES if f != "flux-schnell"])
 def test_full_size_architectures_match_the_real_models(family):
     pipe = dummy.full_size_pipeline(family, device="meta")  # shapes only, no memory
     counts = {
@@ -107,6 +113,29 @@ def test_full_size_architectures_match_the_real_models(family):
     assert hidden == unet.config.cross_attention_dim
 
 
+def test_full_size_flux_schnell_matches_the_real_model_and_is_made_in_the_dtype_asked():
+    pipe = dummy.full_size_pipeline("flux-schnell", device="meta", dtype=torch.bfloat16)
+    counts = {name: sum(p.numel() for p in getattr(pipe, name).parameters())
+              for name in FULL_SIZE_PARAMETERS["flux-schnell"]}
+    assert counts == FULL_SIZE_PARAMETERS["flux-schnell"]
+    assert {p.dtype for p in pipe.transformer.parameters()} == {torch.bfloat16}
+    assert torch.get_default_dtype() == torch.float32  # put back
+
+    transformer = pipe.transformer
+    assert transformer.config.guidance_embeds is False  # schnell: no guidance input
+    side = 1024 // pipe.vae_scale_factor // 2  # latents are packed 2x2 into tokens
+    with torch.device("meta"):
+        tokens = torch.randn(2, side * side, transformer.config.in_channels)
+        context = torch.randn(2, 256, pipe.text_encoder_2.config.d_model)
+        pooled = torch.randn(2, pipe.text_encoder.config.hidden_size)  # CLIP-L's pooled output
+        out = transformer(hidden_states=tokens, encoder_hidden_states=context,
+                          pooled_projections=pooled, timestep=torch.tensor([1.0, 1.0]),
+                          img_ids=torch.zeros(side * side, 3), txt_ids=torch.zeros(256, 3)).sample
+    assert out.shape == (2, 4096, 64)
+    assert pipe.vae.config.latent_channels * 4 == transformer.config.in_channels
+
+
 def test_full_size_refuses_an_unknown_family(tmp_path):
-    with pytest.raises(ValueError, match="family must be one of sd15, sd-turbo, sdxl, not 'sd4'"):
+    with pytest.raises(ValueError, match="family must be one of sd15, sd-turbo, sdxl, flux-schnell, "
+                                         "not 'sd4'"):
         dummy.build_full_size("sd4", tmp_path)

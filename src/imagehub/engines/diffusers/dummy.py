@@ -59,7 +59,7 @@ CORPUS: list[str] = [
 ]
 """Text the tiny tokenizers are trained on (a few hundred tokens; enough for merges to appear)."""
 
-FULL_SIZE_FAMILIES: tuple[str, ...] = ("sd15", "sd-turbo", "sdxl")
+FULL_SIZE_FAMILIES: tuple[str, ...] = ("sd15", "sd-turbo", "sdxl", "flux-schnell")
 
 _CLIP_SPLIT = r"""<\|startoftext\|>|<\|endoftext\|>|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+"""
 _CLIP_BOS, _CLIP_EOS = "<|startoftext|>", "<|endoftext|>"
@@ -523,15 +523,89 @@ def _sdxl_unet() -> UNet2DConditionModel:
     )
 
 
-def full_size_pipeline(family: str, *, device: str | torch.device = "cpu") -> DiffusionPipeline:
-    """The FULL-SIZE architecture of ``family`` with random fp32 weights on ``device``, unsaved.
+_T5_XXL = {  # google/t5-v1_1-xxl's encoder (FLUX's second text encoder)
+    "vocab_size": 32128,
+    "d_model": 4096,
+    "d_ff": 10240,
+    "d_kv": 64,
+    "num_layers": 24,
+    "num_heads": 64,
+    "relative_attention_num_buckets": 32,
+    "feed_forward_proj": "gated-gelu",
+}
+
+
+def _full_flux(device: str | torch.device) -> DiffusionPipeline:
+    """FLUX.1-schnell's architecture: the 12B transformer without a guidance input, CLIP-L, the
+    T5-XXL encoder and the 16-channel VAE, at 1024²."""
+    clip_tokenizer = tiny_clip_tokenizer()
+    t5_tokenizer = tiny_t5_tokenizer()
+    clip_l = _clip_config(clip_tokenizer, vocab_size=49408, max_position_embeddings=77, **_CLIP_L)
+    t5 = T5Config(**_T5_XXL, pad_token_id=t5_tokenizer.pad_token_id,
+                  eos_token_id=t5_tokenizer.eos_token_id, decoder_start_token_id=t5_tokenizer.pad_token_id)
+    with torch.device(device):
+        transformer = FluxTransformer2DModel(
+            patch_size=1,
+            in_channels=64,  # 16 latent channels x 2x2 packing
+            num_layers=19,
+            num_single_layers=38,
+            attention_head_dim=128,
+            num_attention_heads=24,
+            joint_attention_dim=4096,
+            pooled_projection_dim=768,
+            guidance_embeds=False,
+            axes_dims_rope=(16, 56, 56),
+        )
+        vae = AutoencoderKL(
+            block_out_channels=(128, 256, 512, 512),
+            down_block_types=("DownEncoderBlock2D",) * 4,
+            up_block_types=("UpDecoderBlock2D",) * 4,
+            layers_per_block=2,
+            latent_channels=16,
+            norm_num_groups=32,
+            sample_size=1024,
+            scaling_factor=0.3611,
+            shift_factor=0.1159,
+            use_quant_conv=False,
+            use_post_quant_conv=False,
+        )
+        text_encoder = CLIPTextModel(clip_l)
+        text_encoder_2 = T5EncoderModel(t5)
+    return FluxPipeline(
+        transformer=transformer,
+        scheduler=FlowMatchEulerDiscreteScheduler(shift=1.0, use_dynamic_shifting=False),
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=clip_tokenizer,
+        text_encoder_2=text_encoder_2,
+        tokenizer_2=t5_tokenizer,
+    )
+
+
+_FULL_BUILDERS = {
+    "sd15": lambda device: _full_sd("sd15", device),
+    "sd-turbo": lambda device: _full_sd("sd-turbo", device),
+    "sdxl": _full_sdxl,
+    "flux-schnell": _full_flux,
+}
+
+
+def full_size_pipeline(family: str, *, device: str | torch.device = "cpu",
+                       dtype: torch.dtype = torch.float32) -> DiffusionPipeline:
+    """The FULL-SIZE architecture of ``family`` with random weights of ``dtype`` on ``device``,
+    unsaved. The weights are made in ``dtype`` (FLUX's 17B parameters in fp32 would be 67 GB).
 
     ``device="meta"`` builds it without memory (shapes only), which is how the tests check the
     configs on a CPU.
     """
     if family not in FULL_SIZE_FAMILIES:
         raise ValueError(f"family must be one of {', '.join(FULL_SIZE_FAMILIES)}, not {family!r}")
-    return _full_sdxl(device) if family == "sdxl" else _full_sd(family, device)
+    default = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        return _FULL_BUILDERS[family](device)
+    finally:
+        torch.set_default_dtype(default)
 
 
 def build_full_size(
@@ -544,18 +618,17 @@ def build_full_size(
 ) -> Path:
     """The FULL-SIZE architecture of ``family`` with random weights, saved in ``folder``.
 
-    ``sd15`` (SD1.5, 512²), ``sd-turbo`` (the SD2.1 UNet and OpenCLIP-H encoder at 512²) or
-    ``sdxl`` (1024², both encoders). Weights are initialised on ``device`` (pass ``"cuda"``: SDXL
-    is 3.5B parameters, slow to initialise on a CPU), cast to ``dtype`` (a torch dtype or ``bf16``,
-    ``fp16``, ``fp32``) and saved as safetensors. The tokenizer is the tiny trained one (the real
-    49408-token vocab would need a download); the text encoders keep the real vocab size, so every
-    tensor has its real shape and cost.
+    ``sd15`` (SD1.5, 512²), ``sd-turbo`` (the SD2.1 UNet and OpenCLIP-H encoder at 512²),
+    ``sdxl`` (1024², both encoders) or ``flux-schnell`` (1024², CLIP-L and T5-XXL; 34 GB in bf16).
+    Weights are initialised in ``dtype`` (a torch dtype or ``bf16``, ``fp16``, ``fp32``) on
+    ``device`` (pass ``"cuda"``: SDXL is 3.5B parameters and FLUX 17B, slow to initialise on a
+    CPU) and saved as safetensors. The tokenizers are the tiny trained ones (the real vocabularies
+    would need a download); the text encoders keep the real vocab sizes, so every tensor has its
+    real shape and cost.
     """
     if isinstance(dtype, str):
         from imagehub.engines.diffusers.loading import resolve_dtype
 
         dtype = resolve_dtype(dtype, str(device))
     torch.manual_seed(seed)
-    pipe = full_size_pipeline(family, device=device)
-    pipe.to(dtype=dtype)
-    return _save(pipe, folder)
+    return _save(full_size_pipeline(family, device=device, dtype=dtype), folder)
