@@ -58,6 +58,7 @@ def test_queue_lifecycle_row_and_history(api: httpx.Client) -> None:
         assert field in row
     assert row["model_name"] == "tiny-sd" and row["media_type"] == "image"
     assert row["aspect_ratio"] == "1:1"  # carried params echo at top level
+    assert row["num_generations"] == 2  # the generic ones too
     assert row["error_message"] is None
     assert row["enqueued_at"] <= row["started_at"] <= row["completed_at"]
     assert httpx.get(row["result_url"]).status_code == 200
@@ -68,6 +69,24 @@ def test_queue_lifecycle_row_and_history(api: httpx.Client) -> None:
     active = api.get("/api/ai/queue").json()
     assert all(g["status"] in ("queued", "processing") for g in active["generations"])
     assert active["count"] == len(active["generations"])
+
+
+def test_rows_echo_every_param_the_request_carried_and_only_those(api: httpx.Client) -> None:
+    """API.md section 3: the generic fields as well as the model's; what was not carried is not
+    made up (the seed is the extension: the seed used)."""
+    queued = api.post("/api/ai/queue", json={"model": "tiny-sd", "prompt": "a red cube",
+                                             "target_namespace": "default"}).json()
+    row = wait_for_status(api, queued["generations"][0]["generation_id"], {"succeeded"})
+    assert row["target_namespace"] == "default" and "num_generations" not in row
+    sync = api.post("/api/ai/images/generate", json={"model": "tiny-sd", "prompt": "a red cube",
+                                                     "n": 2, "response_format": "b64_json",
+                                                     "seed": 3}).json()
+    row = api.get(f"/api/ai/queue/{sync['generation_id']}").json()
+    assert (row["n"], row["response_format"], row["seed"]) == (2, "b64_json", 3)
+    assert "target_namespace" not in row and "num_generations" not in row
+    plain = api.post("/api/ai/images/generate", json={"model": "tiny-sd", "prompt": "x"}).json()
+    row = api.get(f"/api/ai/queue/{plain['generation_id']}").json()
+    assert not {"n", "response_format", "target_namespace"} & row.keys()
 
 
 def test_idempotency_key_returns_same_generations(api: httpx.Client) -> None:

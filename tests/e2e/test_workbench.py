@@ -262,6 +262,36 @@ def test_queue_progress_and_cancel(tab: Tab, api: httpx.Client) -> None:
     tab.shot("06-queue-cancelled")
 
 
+def test_results_of_a_multi_generation_run_show_and_rerun_their_own_params(tab: Tab) -> None:
+    """Rows echo the request's num_generations; a result's params leave it out, so the two
+    results of one run differ only by seed, and re-running one makes one generation."""
+    page = tab.open().page
+    tab.pick("tiny-sd")
+    page.fill("[data-field=prompt] textarea", "two of them")
+    page.check("input[name=mode][value=queue]")
+    page.select_option("#count", "2")
+    with page.expect_response(lambda r: r.url.endswith("/api/ai/queue")) as sent:
+        page.click("#run")
+    assert json.loads(sent.value.request.post_data or "{}")["num_generations"] == 2
+    ids = [g["generation_id"] for g in sent.value.json()["generations"]]
+    results = [page.locator(f".result[data-generation='{i}']") for i in ids]
+    for result in results:
+        result.wait_for()
+    shown = json.loads(results[0].locator("pre.params").text_content() or "{}")
+    assert shown["prompt"] == "two of them" and "num_generations" not in shown
+    for result in results:
+        result.locator("input.select").check()
+    page.click("#compare-selected")
+    page.wait_for_selector(".compare-item")
+    assert page.locator(".compare-item").first.locator("tr.diff th").all_inner_texts() == ["seed"]
+    page.click("[data-tab=results]")
+    with page.expect_response(lambda r: r.url.endswith("/api/ai/queue")) as rerun:
+        results[1].locator("button.rerun").click()
+    body = json.loads(rerun.value.request.post_data or "{}")
+    assert "num_generations" not in body and body["prompt"] == "two of them"
+    assert len(rerun.value.json()["generations"]) == 1
+
+
 def test_invalid_values_are_flagged_before_sending(tab: Tab) -> None:
     page = tab.open().page
     tab.pick("tiny-sd")

@@ -26,6 +26,10 @@ class GenerationRecord(Base):
     prompt: Mapped[str | None] = mapped_column(Text, nullable=True)
     params: Mapped[dict[str, Any]] = mapped_column(JSON)
     """The model fields exactly as the request carried them (echoed on the row)."""
+    carried: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    """The generic fields the request carried, but its seed (``target_namespace``,
+    ``num_generations`` or ``n``, ``response_format``): echoed on the row too. The seed is echoed
+    from ``resolved``, as the seed used."""
     resolved: Mapped[dict[str, Any]] = mapped_column(JSON)
     """Every parameter after defaults, with the seed used, width and height."""
     provenance: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)

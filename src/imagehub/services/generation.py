@@ -382,7 +382,8 @@ class GenerationService:
         return GenerationRecord(
             id=str(uuid.uuid4()), namespace=request.namespace, key_id=principal.key_id,
             model_name=request.entry.id, media_type="image", source=source,
-            prompt=request.params.get("prompt"), params=request.params, resolved=resolved,
+            prompt=request.params.get("prompt"), params=request.params, carried=request.carried,
+            resolved=resolved,
             provenance={}, status=S.QUEUED.value, num_images=num_images, images=[],
             attempts=0, idempotency_key=idempotency_key, enqueued_at=now // 1_000_000_000,
             order_key=now,
@@ -420,7 +421,8 @@ class GenerationService:
 
     def row(self, record: GenerationRecord) -> GenerationRow:
         images = self._image_urls(record) if record.status == S.SUCCEEDED.value else []
-        fields: dict[str, Any] = {k: _echo(v) for k, v in record.params.items()}
+        fields: dict[str, Any] = dict(record.carried or {})  # null in a record made without it
+        fields.update((k, _echo(v)) for k, v in record.params.items())
         fields.update(
             generation_id=record.id, model_name=record.model_name, prompt=record.prompt,
             media_type=record.media_type, status=record.status,

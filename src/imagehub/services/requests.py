@@ -38,6 +38,8 @@ class ParsedRequest:
     count: int
     response_format: str
     namespace: str
+    carried: dict[str, Any]
+    """The generic fields as carried, but ``model`` and ``seed`` (echoed on rows)."""
 
 
 def parse(catalog: Catalog, principal: Principal, body: Any, *, count_field: str,
@@ -67,6 +69,7 @@ def parse(catalog: Catalog, principal: Principal, body: Any, *, count_field: str
     return ParsedRequest(
         entry=entry, params=params, resolved=resolved, count=generic.get(count_field, 1),
         response_format=generic.get("response_format", "url"), namespace=namespace,
+        carried={k: v for k, v in generic.items() if k not in ("model", "seed")},
     )
 
 

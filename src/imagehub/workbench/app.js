@@ -7,8 +7,11 @@ import { SchemaForm } from "./form.js";
 import * as snippets from "./snippets.js";
 
 const $ = (selector) => document.querySelector(selector);
+// A row's keys that are not the model's params: its own fields, and the request-level ones it
+// echoes (a re-run makes one generation, with the form's own choice of sync or queue).
 const ROW_META = new Set(["generation_id", "model_name", "media_type", "status", "result_url",
-  "error_message", "enqueued_at", "started_at", "completed_at", "progress", "images"]);
+  "error_message", "enqueued_at", "started_at", "completed_at", "progress", "images",
+  "num_generations", "n", "response_format"]);
 const ENDED = new Set(["succeeded", "failed", "cancelled"]);
 const ECHOED_UPLOAD = /^data:[^,]*,\.\.\.\(\d+ chars\)$/;  // how rows echo a data URI they carried
 const NO_KEY = "Enter an API key above (imagehub keys create) and press Use key.";

@@ -1,0 +1,48 @@
+"""Upgrading a database an older imagehub made: its rows survive and read as before."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from sqlalchemy import text
+
+from imagehub.db.session import make_engine, migrate
+from imagehub.testing import ServerProcess
+
+
+def test_rows_made_before_0002_read_through_the_api_after_the_upgrade(tmp_path: Path) -> None:
+    data_dir = tmp_path / "hub"
+    engine = make_engine(f"sqlite:///{data_dir / 'imagehub.db'}")
+    migrate(engine, "0001")
+    now = int(time.time())
+    with engine.begin() as conn:  # a failed generation as 0001's table holds it
+        conn.execute(text(
+            "INSERT INTO generations (id, namespace, key_id, model_name, media_type, source, prompt,"
+            " params, resolved, provenance, status, num_images, images, error_message, progress,"
+            " attempts, idempotency_key, enqueued_at, order_key, started_at, completed_at) VALUES"
+            " ('old-row', 'default', NULL, 'imagehub-tiny', 'image', 'queue', 'a red cube',"
+            " :params, :resolved, '{}', 'failed', 1, '[]', 'it broke', NULL, 1, NULL, :now,"
+            " :order, :now, :now)"),
+            {"params": json.dumps({"prompt": "a red cube", "aspect_ratio": "1:1"}),
+             "resolved": json.dumps({"prompt": "a red cube", "seed": 5}), "now": now,
+             "order": now * 10**9})
+    engine.dispose()
+
+    server = ServerProcess(data_dir).start()  # its `keys create` upgrades the database first
+    try:
+        with server.client() as api:
+            row = api.get("/api/ai/queue/old-row")
+            assert row.status_code == 200, row.text
+            body = row.json()
+            assert (body["prompt"], body["aspect_ratio"], body["seed"]) == ("a red cube", "1:1", 5)
+            assert (body["status"], body["error_message"]) == ("failed", "it broke")
+            assert not {"carried", "target_namespace", "num_generations", "n"} & body.keys()
+            new = api.post("/api/ai/queue", json={"model": "imagehub-tiny", "prompt": "a blue ball",
+                                                  "num_generations": 1})
+            assert new.status_code == 200, new.text
+            new_id = new.json()["generations"][0]["generation_id"]
+            assert api.get(f"/api/ai/queue/{new_id}").json()["num_generations"] == 1
+    finally:
+        server.stop()
