@@ -6,6 +6,7 @@ import base64
 import io
 
 import httpx
+import numpy as np
 import openai
 import pytest
 from conftest import ServerProcess
@@ -60,3 +61,56 @@ def test_generations_row_recorded(api: httpx.Client) -> None:
     history = api.get("/api/ai/generations", params={"model": "tiny-sd"}).json()["generations"]
     row = next(g for g in history if g["prompt"] == "a green cube")
     assert row["aspect_ratio"] == "1:1" and row["resolution"] == "1K" and "user" not in row
+
+
+def _png(colour: tuple[int, int, int], size: tuple[int, int] = (512, 512)) -> bytes:
+    image = Image.new("RGB", size, colour)
+    image.paste((20, 20, 220), (0, 0, size[0] // 2, size[1]))
+    out = io.BytesIO()
+    image.save(out, format="PNG")
+    return out.getvalue()
+
+
+def test_openai_sdk_edits_an_uploaded_image(oai: openai.OpenAI, api: httpx.Client) -> None:
+    """images.edit sends multipart/form-data: the file becomes the model's input_image, and the
+    form's text fields are read as the schema's types (strength 0 gives back the input)."""
+    source = _png((200, 40, 40))
+    result = oai.images.edit(model="tiny-sd", prompt="keep it", image=("in.png", source, "image/png"),
+                             response_format="b64_json", extra_body={"strength": 0, "seed": 5})
+    out = np.asarray(Image.open(io.BytesIO(base64.b64decode(result.data[0].b64_json))), np.int16)
+    expected = np.asarray(Image.open(io.BytesIO(source)).convert("RGB"), np.int16)
+    assert out.shape == expected.shape and np.abs(out - expected).max() <= 8
+    assert result.size == "512x512" and result.output_format == "png"
+    row = next(g for g in api.get("/api/ai/generations", params={"model": "tiny-sd"}).json()["generations"]
+               if g["prompt"] == "keep it")
+    assert row["strength"] == 0 and row["seed"] == 5  # typed: a number and an integer, not text
+    assert row["input_image"].startswith("data:image/png;base64,...(")
+
+
+def test_openai_sdk_edit_errors_name_the_field(oai: openai.OpenAI, api: httpx.Client) -> None:
+    source = ("in.png", _png((10, 200, 10), (64, 64)), "image/png")
+    cases = [
+        ({"image": ("notes.txt", b"not an image", "text/plain")},
+         "image: 'notes.txt' (12 bytes) is not a readable image (not a PNG/JPEG/WebP/GIF/BMP file)"),
+        ({"image": source, "mask": ("mask.png", b"\x89PNG", "image/png")},
+         "mask: 'mask.png' (4 bytes) is not supported"),
+        ({"image": source, "extra_body": {"strength": "lots"}},
+         "strength: 'lots' is not of type 'number'"),
+        ({"image": source, "n": 9}, "n: 9 is greater than the maximum 4"),
+    ]
+    for kwargs, message in cases:
+        with pytest.raises(openai.BadRequestError) as bad:
+            oai.images.edit(model="tiny-sd", prompt="x", **kwargs)
+        assert message in bad.value.response.json()["error"]["detail"], kwargs
+    missing = api.post("/api/ai/images/edits", data={"model": "tiny-sd", "prompt": "x"},
+                       files={"other": ("a.png", source[1], "image/png")})
+    assert missing.status_code == 400
+    assert missing.json()["error"]["detail"].startswith("other: unknown file field ('a.png')")
+    no_image = api.post("/api/ai/images/edits", files={"model": (None, "tiny-sd"),
+                                                       "prompt": (None, "x")})
+    assert no_image.status_code == 400
+    assert no_image.json()["error"]["detail"] == "image: required file is missing (the image to edit)"
+    as_json = api.post("/api/ai/images/edits", json={"model": "tiny-sd", "prompt": "x"})
+    assert as_json.status_code == 400 and "multipart/form-data" in as_json.json()["error"]["detail"]
+    with pytest.raises(openai.NotFoundError):
+        oai.images.edit(model="no-such-model", prompt="x", image=source)

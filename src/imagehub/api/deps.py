@@ -1,4 +1,4 @@
-"""Request-scoped dependencies: the hub, the caller, the JSON body."""
+"""Request-scoped dependencies: the hub, the caller, the JSON or multipart body."""
 
 from __future__ import annotations
 
@@ -8,10 +8,13 @@ import time
 from typing import Any
 
 from fastapi import Request
+from starlette.datastructures import UploadFile
+from starlette.formparsers import MultiPartException
 
 from imagehub.errors import InvalidParams, RateLimited
 from imagehub.services.hub import Hub
 from imagehub.services.keys import ANONYMOUS, Principal
+from imagehub.services.openai_images import FormBody, Upload
 
 
 # Dependencies are ``async def`` on purpose: they are quick, and a sync dependency costs a
@@ -55,6 +58,40 @@ async def json_body(request: Request) -> Any:
         reason = str(exc).split(";")[0] if "integer string conversion" in str(exc) else exc
         raise InvalidParams(f"body: not valid JSON ({reason})") from None
     _check_values(body)
+    return body
+
+
+MAX_FORM_FILES = 16
+"""Files one multipart request may carry (OpenAI's images.edit takes up to 16 images)."""
+
+
+async def form_body(request: Request) -> FormBody:
+    """A ``multipart/form-data`` body (what OpenAI's SDKs send to ``images.edit``): its text
+    fields and its files, by name (``image[]`` and ``image`` are one name); 400 naming the
+    problem otherwise. The body's size is capped by ``BodyLimitMiddleware`` as any other."""
+    kind = request.headers.get("content-type", "")
+    if not kind.startswith("multipart/form-data"):
+        raise InvalidParams(f"body: expected multipart/form-data with the image file(s) and the "
+                            f"fields, got Content-Type {kind[:60]!r}")
+    try:
+        form = await request.form(max_files=MAX_FORM_FILES, max_fields=64)
+    except MultiPartException as exc:
+        raise InvalidParams(f"body: not valid multipart/form-data ({exc.message})") from None
+    body = FormBody()
+    try:
+        for key, value in form.multi_items():
+            name = key.removesuffix("[]")
+            if isinstance(value, UploadFile):
+                body.files.setdefault(name, []).append(
+                    Upload(value.filename or "", await value.read()))
+            elif name in body.fields:
+                raise InvalidParams(f"{name}: sent more than once ({body.fields[name][:40]!r}, "
+                                    f"then {value[:40]!r})")
+            else:
+                _check_text(name, value)
+                body.fields[name] = value
+    finally:
+        await form.close()
     return body
 
 

@@ -6,6 +6,11 @@ official ``openai`` SDK with ``base_url="http://host/api/ai"`` generates images.
 the model's own ``aspect_ratio`` + ``resolution``, the nearest the model can give; every other
 field is passed through to the model's ``request_schema`` (``extra_body={"seed": 7}``) and is
 validated exactly as on ``/images/generate``.
+
+``POST /api/ai/images/edits`` is ``images.edit``: the same fields as multipart/form-data, with the
+image file(s) as ``image`` (or ``image[]``), which become the model's ``input_image``. Form fields
+arrive as text; each is read as the type the model's schema (or the generic fields) gives it, so
+``n=2`` and ``extra_body={"seed": 7}`` mean what they do in JSON.
 """
 
 from __future__ import annotations
@@ -14,16 +19,18 @@ import base64
 import io
 import math
 import re
+from dataclasses import dataclass, field
 from typing import Any
 
 from PIL import Image
 
 from imagehub.catalog.sizes import RESOLUTION_BASES, ratio_value
 from imagehub.errors import InvalidParams
-from imagehub.protocol import OpenAIImage, OpenAIImagesResponse
+from imagehub.protocol import GENERIC_FIELDS_SCHEMA, OpenAIImage, OpenAIImagesResponse
 from imagehub.services.generation import GenerationService
 from imagehub.services.keys import Principal
 from imagehub.services.requests import check_model
+from imagehub.storage.images import image_type
 
 OUTPUT_FORMATS = ("png", "jpeg", "webp")
 _SIZE = re.compile(r"^(\d{1,5})x(\d{1,5})$")
@@ -31,17 +38,53 @@ _INFORMATIONAL = ("user",)
 """OpenAI fields that change nothing about the image; accepted and dropped."""
 
 
+@dataclass
+class Upload:
+    """One file of a multipart body."""
+
+    filename: str
+    data: bytes
+
+
+@dataclass
+class FormBody:
+    """A multipart body: its text fields and its files, by name."""
+
+    fields: dict[str, str] = field(default_factory=dict)
+    files: dict[str, list[Upload]] = field(default_factory=dict)
+
+
 class OpenAIImagesService:
-    """Translates the OpenAI request and response around the hub's own sync generate."""
+    """Translates the OpenAI request and response around the hub's own sync generate and edit."""
 
     def __init__(self, generations: GenerationService) -> None:
         self.generations = generations
 
     def generate(self, principal: Principal, body: Any) -> OpenAIImagesResponse:
-        # 1. the model first (size is read against its fields), then split the OpenAI-only
-        #    fields from the ones the hub knows
         if not isinstance(body, dict):
             raise InvalidParams(f"body: expected a JSON object, got {type(body).__name__}")
+        return self._run(principal, body, edit=False)
+
+    def edit(self, principal: Principal, form: FormBody) -> OpenAIImagesResponse:
+        """``images.edit``: the form's fields, typed as the model reads them, and its image files
+        as the model's ``input_image``."""
+        model = check_model(form.fields)
+        images = _input_images(form)
+        body: dict[str, Any] = self._typed(model, form.fields)
+        if images:
+            body["input_image"] = images[0] if len(images) == 1 else images
+        return self._run(principal, body, edit=True)
+
+    def _typed(self, model: str, fields: dict[str, str]) -> dict[str, Any]:
+        """Form text as the types the model's schema and the generic fields declare; a value that
+        does not read as its type stays text, for the validator to name."""
+        specs = {**GENERIC_FIELDS_SCHEMA["properties"],
+                 **self.generations.deps.catalog.get(model).schema.properties}
+        return {name: _as_declared(value, specs.get(name, {})) for name, value in fields.items()}
+
+    def _run(self, principal: Principal, body: dict[str, Any], *, edit: bool) -> OpenAIImagesResponse:
+        # 1. the model first (size is read against its fields), then split the OpenAI-only
+        #    fields from the ones the hub knows
         model = check_model(body)
         hub_body = {k: v for k, v in body.items() if k not in ("size", "output_format", *_INFORMATIONAL)}
         output_format = _output_format(body.get("output_format", "png"))
@@ -54,7 +97,7 @@ class OpenAIImagesService:
         if size is not None and size != "auto":
             hub_body.update(self._size_fields(hub_body, model, size))
         # 3. run, then answer in the OpenAI shape
-        result = self.generations.generate(principal, hub_body)
+        result = self.generations.generate(principal, hub_body, edit=edit)
         data = [OpenAIImage(url=image.url) if image.url is not None
                 else OpenAIImage(b64_json=_reencode(image.b64_json or "", output_format))
                 for image in result.images]
@@ -67,9 +110,9 @@ class OpenAIImagesService:
         if match is None or 0 in (int(match[1]), int(match[2])):
             raise InvalidParams(f"size: {size!r} is not 'auto' or '<width>x<height>' "
                                 "(e.g. '1024x1024')")
-        for field in ("aspect_ratio", "resolution"):
-            if field in body:
-                raise InvalidParams(f"{field}: {body[field]!r} conflicts with size {size!r}; "
+        for name in ("aspect_ratio", "resolution"):
+            if name in body:
+                raise InvalidParams(f"{name}: {body[name]!r} conflicts with size {size!r}; "
                                     "send one or the other")
         props = self.generations.deps.catalog.get(model).schema.properties
         if "aspect_ratio" not in props or "resolution" not in props:
@@ -78,6 +121,48 @@ class OpenAIImagesService:
         width, height = int(match[1]), int(match[2])
         return {"aspect_ratio": _nearest_ratio(width, height, props["aspect_ratio"].get("enum", [])),
                 "resolution": _nearest_resolution(width, height, props["resolution"].get("enum", []))}
+
+
+def _input_images(form: FormBody) -> list[str]:
+    """The form's ``image`` files as data URIs, then an ``image`` text field (a URL) as sent."""
+    others = sorted(set(form.files) - {"image"})
+    if "mask" in others:
+        mask = form.files["mask"][0]
+        raise InvalidParams(f"mask: {mask.filename!r} ({len(mask.data)} bytes) is not supported: "
+                            "imagehub's edit models change the image as the prompt says, with no "
+                            "mask; leave it out")
+    if others:
+        raise InvalidParams(f"{others[0]}: unknown file field ({form.files[others[0]][0].filename!r}); "
+                            "the image(s) to edit go in 'image'")
+    uris = [_data_uri(upload) for upload in form.files.get("image", [])]
+    if "image" in form.fields:
+        uris.append(form.fields.pop("image"))
+    if not uris:
+        raise InvalidParams("image: required file is missing (the image to edit)")
+    return uris
+
+
+def _data_uri(upload: Upload) -> str:
+    kind = image_type("image", f"{upload.filename!r} ({len(upload.data)} bytes)", upload.data)
+    return f"data:{kind};base64,{base64.b64encode(upload.data).decode()}"
+
+
+def _as_declared(value: str, spec: dict[str, Any]) -> Any:
+    types = spec.get("type", "string")
+    types = [types] if isinstance(types, str) else list(types)
+    if "string" in types:
+        return value
+    if "integer" in types and re.fullmatch(r"[+-]?\d{1,30}", value.strip()):
+        return int(value)
+    if "number" in types:
+        try:
+            number = float(value)
+        except ValueError:
+            return value
+        return number if math.isfinite(number) else value
+    if "boolean" in types and value.strip().lower() in ("true", "false"):
+        return value.strip().lower() == "true"
+    return value
 
 
 def _output_format(value: Any) -> str:

@@ -45,10 +45,22 @@ def decode_image(field: str, shown: str, data: bytes) -> Image.Image:
     """``data`` as a loaded RGB image. InvalidParams names ``field`` and ``shown`` (the value as the
     client sent it) when it is not a readable image in :data:`INPUT_FORMATS`; PayloadTooLarge when
     it has more pixels than Pillow's ``Image.MAX_IMAGE_PIXELS`` (a decompression bomb)."""
+    return _read(field, shown, data, load=True).convert("RGB")
+
+
+def image_type(field: str, shown: str, data: bytes) -> str:
+    """The content type of ``data`` (``image/png``, ...), from its header alone; the same errors
+    as :func:`decode_image` for what its header shows."""
+    image = _read(field, shown, data, load=False)
+    return image.get_format_mimetype() or f"image/{str(image.format).lower()}"
+
+
+def _read(field: str, shown: str, data: bytes, *, load: bool) -> Image.Image:
     try:
         image = Image.open(io.BytesIO(data), formats=INPUT_FORMATS)
         check_pixels(field, shown, image.size)
-        image.load()
+        if load:
+            image.load()
     except Image.UnidentifiedImageError as exc:  # its message holds the BytesIO's repr
         raise InvalidParams(f"{field}: {shown} is not a readable image "
                             f"(not a {_FORMAT_NAMES} file)") from exc
@@ -56,7 +68,7 @@ def decode_image(field: str, shown: str, data: bytes) -> Image.Image:
         raise _too_many_pixels(field, shown, _bomb_size(exc)) from exc
     except (OSError, ValueError, EOFError, SyntaxError) as exc:
         raise InvalidParams(f"{field}: {shown} is not a readable image ({exc})") from exc
-    return image.convert("RGB")
+    return image
 
 
 def check_pixels(field: str, shown: str, size: tuple[int, int]) -> None:

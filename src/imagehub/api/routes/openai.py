@@ -1,4 +1,5 @@
-"""``POST /api/ai/images/generations``: the OpenAI Images API shape (API.md section 7)."""
+"""``POST /api/ai/images/generations`` and ``/edits``: the OpenAI Images API shape (API.md
+section 7; ``/edits`` is OpenAI's ``images.edit``, multipart/form-data)."""
 
 from __future__ import annotations
 
@@ -6,11 +7,11 @@ from typing import Any
 
 from fastapi import APIRouter, Depends
 
-from imagehub.api.deps import hub, json_body, principal
+from imagehub.api.deps import form_body, hub, json_body, principal
 from imagehub.protocol import OpenAIImagesResponse
 from imagehub.services.hub import Hub
 from imagehub.services.keys import Principal
-from imagehub.services.openai_images import OUTPUT_FORMATS, OpenAIImagesService
+from imagehub.services.openai_images import OUTPUT_FORMATS, FormBody, OpenAIImagesService
 
 router = APIRouter(prefix="/api/ai/images", tags=["openai"])
 
@@ -33,3 +34,27 @@ _BODY = {"requestBody": {"required": True, "content": {"application/json": {"sch
 def generations(caller: Principal = Depends(principal), body: Any = Depends(json_body),
                 h: Hub = Depends(hub)) -> OpenAIImagesResponse:
     return OpenAIImagesService(h.generations).generate(caller, body)
+
+
+_EDIT_BODY = {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
+    "type": "object", "required": ["model", "prompt", "image"],
+    "properties": {"image": {"type": "array", "items": {"type": "string", "format": "binary"},
+                             "description": "The image(s) to edit, as files ('image' or "
+                                            "'image[]'); they become the model's input_image."},
+                   "model": {"type": "string"}, "prompt": {"type": "string"},
+                   "n": {"type": "integer", "minimum": 1, "maximum": 4},
+                   "size": {"type": "string", "examples": ["auto", "1024x1024"]},
+                   "response_format": {"type": "string", "enum": ["url", "b64_json"]},
+                   "output_format": {"type": "string", "enum": list(OUTPUT_FORMATS)},
+                   "user": {"type": "string"}},
+    "additionalProperties": True,
+    "description": "OpenAI's images.edit shape; any other field of the model's request_schema "
+                   "(seed, strength, ...) passes through, read as the type the schema gives it.",
+}}}}}
+
+
+@router.post("/edits", response_model=OpenAIImagesResponse, response_model_exclude_none=True,
+             openapi_extra=_EDIT_BODY)
+def edits(caller: Principal = Depends(principal), form: FormBody = Depends(form_body),
+          h: Hub = Depends(hub)) -> OpenAIImagesResponse:
+    return OpenAIImagesService(h.generations).edit(caller, form)
