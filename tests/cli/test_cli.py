@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
 from conftest import ServerProcess, write_catalog
 from PIL import Image
@@ -183,6 +184,40 @@ def test_p_may_not_set_what_an_argument_or_option_sets(remote: dict[str, str], a
                                                       message: str) -> None:
     done = imagehub("generate", "x", "-m", "tiny-sd", *args, env=remote)
     assert done.returncode == 2 and done.stderr == f"error: {message}\n"
+
+
+def test_generate_edits_an_image_file(remote: dict[str, str], tmp_path: Path, api: httpx.Client) -> None:
+    """-i/--image sends the file as input_image: with strength 0, the saved image is the input."""
+    source = Image.new("RGB", (512, 512), (200, 40, 40))
+    source.paste((20, 20, 220), (0, 0, 256, 512))
+    source.save(tmp_path / "in.jpg", quality=95)
+    done = imagehub("generate", "keep it", "-m", "tiny-sd", "-i", str(tmp_path / "in.jpg"),
+                    "-p", "strength=0", "--seed", "3", "-o", str(tmp_path / "out"), env=remote)
+    assert done.returncode == 0, done.stderr
+    (png,) = (tmp_path / "out").glob("*.png")
+    out = np.asarray(Image.open(png).convert("RGB"), np.int16)
+    expected = np.asarray(Image.open(tmp_path / "in.jpg").convert("RGB"), np.int16)
+    assert out.shape == expected.shape and np.abs(out - expected).max() <= 8
+    row = api.get(f"/api/ai/queue/{png.stem}").json()
+    assert row["input_image"].startswith("data:image/jpeg;base64,...(") and row["strength"] == 0
+
+
+def test_a_bad_image_is_refused_before_anything_is_queued(remote: dict[str, str], tmp_path: Path,
+                                                          api: httpx.Client) -> None:
+    (tmp_path / "notes.txt").write_text("not an image")
+    before = api.get("/api/ai/generations").json()["total_entries"]
+    for args, message in [
+        (["-i", str(tmp_path / "missing.png")],
+         f"-i/--image {tmp_path / 'missing.png'}: cannot read it: No such file or directory"),
+        (["-i", str(tmp_path / "notes.txt")],
+         (f"-i/--image: {str(tmp_path / 'notes.txt')!r} is not a readable image "
+          "(not a PNG/JPEG/WebP/GIF/BMP file)")),
+        (["-i", "https://example.com/a.png", "-p", "input_image=x"],
+         "-p input_image: also given as -i/--image; give it once"),
+    ]:
+        done = imagehub("generate", "x", "-m", "tiny-sd", *args, env=remote)
+        assert done.returncode == 2 and done.stderr == f"error: {message}\n", done.stderr
+    assert api.get("/api/ai/generations").json()["total_entries"] == before
 
 
 def test_queue_cancel_tries_every_id_and_takes_prefixes(remote: dict[str, str],

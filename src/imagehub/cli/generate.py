@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 from pathlib import Path
@@ -34,6 +35,7 @@ from imagehub.client import (
     StreamError,
 )
 from imagehub.errors import ImagehubError
+from imagehub.storage.images import image_type
 
 err_console = Console(stderr=True)
 COLUMNS = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -42,7 +44,9 @@ NOT_PARAMS = {"prompt": "the PROMPT argument", "model": "-m/--model", "num_gener
               "idempotency_key": "--idempotency-key"}
 """Request fields that ``-p`` may not set, and the option that does."""
 OPTION_FIELDS = {"aspect_ratio": "--aspect-ratio", "resolution": "--resolution", "seed": "--seed",
-                 "negative_prompt": "--negative-prompt", "num_inference_steps": "--steps"}
+                 "negative_prompt": "--negative-prompt", "num_inference_steps": "--steps",
+                 "input_image": "-i/--image"}
+_REMOTE_REFS = ("https://", "http://", "data:")
 
 
 def generate(
@@ -54,6 +58,10 @@ def generate(
     seed: int | None = typer.Option(None, "--seed", help="Same seed, same image; counts up per -n."),
     negative_prompt: str | None = typer.Option(None, "--negative-prompt"),
     steps: int | None = typer.Option(None, "--steps", help="num_inference_steps."),
+    image: list[str] = typer.Option([], "-i", "--image",
+                                    help="An image to edit or start from: a file, or an https:// "
+                                         "URL the server fetches (input_image). Repeatable, for "
+                                         "models that take several."),
     param: list[str] = typer.Option([], "-p", "--param",
                                     help="Any other model field, as name=value (value as JSON "
                                          "when it parses, else text). Repeatable."),
@@ -68,7 +76,8 @@ def generate(
 ) -> None:
     """Generate images, with a progress bar per generation fed by the server's step events."""
     options: dict[str, Any] = {"aspect_ratio": aspect_ratio, "resolution": resolution, "seed": seed,
-                               "negative_prompt": negative_prompt, "num_inference_steps": steps}
+                               "negative_prompt": negative_prompt, "num_inference_steps": steps,
+                               "input_image": _image_refs(image)}
     params = _merge_params(options, _parse_params(param))
     if model is None:
         from imagehub.config import load_settings
@@ -86,6 +95,26 @@ def generate(
             _interrupted(target, [i for i in ids if i not in ended])
     if failed:
         raise typer.Exit(1)
+
+
+def _image_refs(values: list[str]) -> str | list[str] | None:
+    """``--image`` values as ``input_image``: a URL as given, a file as a data URI (refused here,
+    before anything is queued, when it cannot be read or is not an image); one, a list, or None."""
+    refs = [value if value.startswith(_REMOTE_REFS) else _data_uri(value) for value in values]
+    return (refs[0] if len(refs) == 1 else refs) if refs else None
+
+
+def _data_uri(value: str) -> str:
+    path = Path(value).expanduser()
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        fail(f"-i/--image {value}: cannot read it: {exc.strerror or exc}", code=2)
+    try:
+        kind = image_type("-i/--image", repr(value), data)
+    except ImagehubError as exc:
+        fail(exc.detail, code=2)
+    return f"data:{kind};base64,{base64.b64encode(data).decode()}"
 
 
 def _parse_params(pairs: list[str]) -> dict[str, Any]:
