@@ -14,6 +14,7 @@ from importlib import resources
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
 from conftest import ServerProcess
 from PIL import Image
@@ -65,6 +66,33 @@ def test_generate_models_and_download(hub: Client) -> None:
     assert Image.open(io.BytesIO(png)).size == (image["width"], image["height"]) == (688, 384)
     again = hub.generate("tiny-sd", "a red circle", seed=3, aspect_ratio="16:9")
     assert hub.download(again["images"][0]["url"]) == png
+
+
+def test_edit_takes_a_path_bytes_or_a_pil_image(hub: Client, tmp_path: Path) -> None:
+    """Each is sent as a data URI; with strength 0 the image that comes back is the input."""
+    source = Image.new("RGB", (512, 512), (200, 40, 40))
+    source.paste((20, 20, 220), (0, 0, 256, 512))
+    source.save(tmp_path / "in.png")
+    expected = np.asarray(source, np.int16)
+    for given in (tmp_path / "in.png", (tmp_path / "in.png").read_bytes(), source):
+        result = hub.edit("tiny-sd", "keep it", given, strength=0, seed=2)
+        out = np.asarray(Image.open(io.BytesIO(hub.download(result["image_url"]))), np.int16)
+        assert out.shape == expected.shape and np.abs(out - expected).max() <= 8, type(given)
+    (queued,) = hub.enqueue("tiny-sd", "keep it, queued", input_image=source, strength=0)
+    assert hub.wait(queued, timeout=60)["input_image"].startswith("data:image/png;base64,...(")
+
+
+def test_a_bad_input_image_is_refused_before_anything_is_sent(tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text("not an image")
+    with Client(f"http://127.0.0.1:{_closed_port()}") as nowhere:  # a request would fail otherwise
+        with pytest.raises(ValueError, match=r"input_image: '.*notes.txt' is not a readable image"):
+            nowhere.edit("m", "x", tmp_path / "notes.txt")
+        with pytest.raises(ValueError, match=r"input_image: \(3 bytes\) is not a readable image"):
+            nowhere.enqueue("m", "x", input_image=["https://example.com/a.png", b"abc"])
+        with pytest.raises(TypeError, match="not int"):
+            nowhere.edit("m", "x", 7)
+        with pytest.raises(FileNotFoundError):
+            nowhere.edit("m", "x", tmp_path / "missing.png")
 
 
 def test_enqueue_events_get_list_history(hub: Client) -> None:

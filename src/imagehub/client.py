@@ -25,13 +25,20 @@ subclasses (``ConnectError``, ``ReadTimeout``...), unwrapped; ``events()`` raise
 from __future__ import annotations
 
 import asyncio
+import base64
+import io
 import json
+import os
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, NamedTuple, Self
 
 import httpx
+
+from imagehub.errors import ImagehubError
+from imagehub.storage.images import image_type
 
 DEFAULT_BASE_URL = "http://127.0.0.1:8000"
 DEFAULT_TIMEOUT = httpx.Timeout(600.0, connect=10.0)
@@ -214,14 +221,48 @@ def _without_none(values: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in values.items() if v is not None}
 
 
+def image_ref(image: Any) -> str:
+    """An input image as the API takes it: a ``str`` (an ``https://`` URL or a ``data:`` URI) as
+    given; a path (``pathlib.Path``), ``bytes`` or a PIL image as a ``data:`` URI. ValueError,
+    before anything is sent, when the file or bytes are not a PNG/JPEG/WebP/GIF/BMP image."""
+    if isinstance(image, str):
+        return image
+    if isinstance(image, os.PathLike):
+        data, shown = Path(image).read_bytes(), repr(os.fspath(image))
+    elif isinstance(image, (bytes, bytearray, memoryview)):
+        data, shown = bytes(image), f"({len(image)} bytes)"
+    elif callable(getattr(image, "save", None)):  # a PIL image
+        buffer = io.BytesIO()
+        image.save(buffer, format="PNG")
+        data, shown = buffer.getvalue(), "(a PIL image)"
+    else:
+        raise TypeError(f"input_image: expected a URL or data URI (str), a path, bytes or a PIL "
+                        f"image, not {type(image).__name__}")
+    try:
+        kind = image_type("input_image", shown, data)
+    except ImagehubError as exc:
+        raise ValueError(exc.detail) from None
+    return f"data:{kind};base64,{base64.b64encode(data).decode()}"
+
+
+def _fields(params: dict[str, Any]) -> dict[str, Any]:
+    """The request's fields: None values left out, input images as the API takes them."""
+    fields = _without_none(params)
+    images = fields.get("input_image")
+    if images is not None:
+        fields["input_image"] = ([image_ref(i) for i in images] if isinstance(images, (list, tuple))
+                                 else image_ref(images))
+    return fields
+
+
 def _generate(path: str, model: str, prompt: str, params: dict[str, Any]) -> _Call:
-    return _Call("POST", path, json={"model": model, "prompt": prompt, **_without_none(params)})
+    return _Call("POST", path, json={"model": model, "prompt": prompt, **_fields(params)})
 
 
 def _enqueue(model: str, prompt: str, num_generations: int, idempotency_key: str | None,
              params: dict[str, Any]) -> _Call:
     body = {"model": model, "prompt": prompt, "num_generations": num_generations,
-            **_without_none(params)}
+            **_fields(params)}
     headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
     return _Call("POST", "/api/ai/queue", json=body, headers=headers,
                  unwrap=lambda r: [g["generation_id"] for g in r["generations"]])
@@ -294,9 +335,10 @@ class Client(_Base):
         ``response_format``, ``seed`` and the model's own fields go in ``params``)."""
         return self._send(_generate("/api/ai/images/generate", model, prompt, params))
 
-    def edit(self, model: str, prompt: str, input_image: str | list[str], **params: Any) -> dict[str, Any]:
-        """``POST /api/ai/images/edit`` with ``https://`` or ``data:`` image(s): one string, or a
-        list for models whose ``request_schema`` takes several."""
+    def edit(self, model: str, prompt: str, input_image: Any, **params: Any) -> dict[str, Any]:
+        """``POST /api/ai/images/edit``: ``input_image`` is one image or a list (for models whose
+        ``request_schema`` takes several), each an ``https://`` URL, a ``data:`` URI, a path,
+        ``bytes`` or a PIL image (see :func:`image_ref`)."""
         return self._send(_generate("/api/ai/images/edit", model, prompt,
                                     {"input_image": input_image, **params}))
 
@@ -469,7 +511,7 @@ class AsyncClient(_Base):
     async def generate(self, model: str, prompt: str, **params: Any) -> dict[str, Any]:
         return await self._send(_generate("/api/ai/images/generate", model, prompt, params))
 
-    async def edit(self, model: str, prompt: str, input_image: str | list[str],
+    async def edit(self, model: str, prompt: str, input_image: Any,
                    **params: Any) -> dict[str, Any]:
         return await self._send(_generate("/api/ai/images/edit", model, prompt,
                                           {"input_image": input_image, **params}))
