@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from imagehub.cli.target import KEY_OPTION, URL_OPTION, one_line_errors, open_target
+from imagehub.cli.target import KEY_OPTION, URL_OPTION, fail, one_line_errors, open_target
+from imagehub.errors import ImagehubError, InvalidParams
 
-models_app = typer.Typer(help="List models; show one model's fields.", invoke_without_command=True)
+models_app = typer.Typer(help="List models; show one model's fields; find and add local ones.",
+                         invoke_without_command=True)
 console = Console()
 
 
@@ -51,6 +54,62 @@ def show(model_id: str = typer.Argument(..., metavar="ID"), url: str | None = UR
                       spec.get("description", ""))
     console.print(table)
     console.print("* required. Basic fields first, then the rest by x-order.")
+
+
+@models_app.command("scan")
+def scan(folders: list[Path] = typer.Argument(None, metavar="[FOLDER]...",
+                                             help="Also look here: pipeline folders, or folders "
+                                                  "of them.")) -> None:
+    """The diffusers pipelines on this machine (the Hugging Face cache, and FOLDERs), and which
+    are in the catalog file already; nothing is downloaded."""
+    from imagehub.catalog.discover import catalog_sources
+    from imagehub.catalog.discover import scan as find
+    from imagehub.config import load_settings
+
+    for folder in folders or []:
+        if not folder.is_dir():
+            fail(f"{folder}: not a folder", code=2)
+    catalog = load_settings().resolved_catalog_path
+    with one_line_errors():
+        found, listed = find(folders=folders), catalog_sources(catalog)
+    table = Table("family", "weights", "in the catalog")
+    table.add_column("source", overflow="fold")  # whole, to copy: folded, never cut
+    table.add_column("pipeline", overflow="fold")
+    for item in found:
+        table.add_row(item.family, "yes" if item.has_weights else "no",
+                      f"as {listed[item.source]}" if item.source in listed else "no",
+                      item.source, item.pipeline)
+    console.print(table)
+    console.print(f"{len(found)} found. Add one: imagehub models add SOURCE [--id ID] "
+                  f"(writes {catalog})")
+
+
+@models_app.command("add")
+def add(source: str = typer.Argument(..., help="A diffusers folder, or hf:org/name from the "
+                                               "Hugging Face cache."),
+        model_id: str | None = typer.Option(None, "--id", help="The model id (default: from the "
+                                                               "source's name)."),
+        name: str | None = typer.Option(None, "--name", help="Display name (default: the id).")) -> None:
+    """Add a local diffusers pipeline to this machine's catalog file, checked as the server
+    checks it; a server reads the file when it starts."""
+    from imagehub.catalog.catalog import bind, read_toml
+    from imagehub.catalog.discover import add as add_entry
+    from imagehub.config import load_settings
+
+    settings = load_settings()
+    catalog = settings.resolved_catalog_path
+    with one_line_errors():
+        try:
+            model_id, found = add_entry(catalog, source, model_id, name)
+        except InvalidParams as exc:
+            fail(exc.detail, code=2)
+        except ImagehubError as exc:
+            fail(f"{source}: {exc.detail}")
+        card = next(c for c in read_toml(catalog) if c.id == model_id)
+        entry = bind(card, settings)
+    state = "available" if entry.available else f"unavailable: {entry.unavailable_reason}"
+    console.print(f"added {model_id} ({found.pipeline}, {found.family}) to {catalog}: {state}. "
+                  "Restart a running server to serve it.")
 
 
 def schema_rows(schema: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:

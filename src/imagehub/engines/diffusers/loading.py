@@ -95,6 +95,11 @@ class Layout:
 # ---------------------------------------------------------------------------------------------
 
 
+def family_of(pipeline_class: str) -> str:
+    """``sd``, ``sdxl``, ``sd3``, ``flux``, or ``other`` for a pipeline class's name."""
+    return _FAMILIES.get(pipeline_class, "other")
+
+
 def parse_hf_source(source: str) -> tuple[str, str | None]:
     """``hf:org/name@rev`` -> (``org/name``, ``rev``)."""
     repo = source[len(HF_PREFIX) :]
@@ -251,7 +256,7 @@ def read_layout(folder: Path) -> Layout:
         sample = sample[0]
     patch = int(denoiser.get("patch_size") or 1)
     max_embed = denoiser.get("pos_embed_max_size")
-    family = _FAMILIES.get(cls.__name__, "other")
+    family = family_of(cls.__name__)
     return Layout(
         folder=folder,
         pipeline_class=cls,

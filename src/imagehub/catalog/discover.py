@@ -1,0 +1,120 @@
+"""Finding local diffusers pipelines (the Hugging Face cache, folders) and adding one to the
+user's catalog file: what ``imagehub models scan`` and ``imagehub models add`` do.
+
+Nothing here downloads: a cached repo is read where huggingface_hub left it, and ``add`` resolves
+its source as the server will (``local_files_only``). An entry is appended to the TOML file as
+text, so the file's comments and layout stay as the user wrote them.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from imagehub.catalog.cards import BUILTIN_CARDS
+from imagehub.catalog.catalog import _MODEL_ID, read_toml
+from imagehub.engines.diffusers.loading import HF_PREFIX, family_of, read_json, resolve_source
+from imagehub.errors import InvalidParams
+
+_BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
+_WEIGHTS = ("*.safetensors", "*.bin", "*.gguf")
+
+
+@dataclass(frozen=True)
+class Found:
+    """A diffusers pipeline on this machine."""
+
+    source: str
+    """What a card's ``source`` says: ``hf:org/name`` or a folder."""
+    pipeline: str
+    family: str
+    has_weights: bool
+
+
+def scan(cache_dir: str | Path | None = None, folders: list[Path] | None = None) -> list[Found]:
+    """The diffusers pipelines in the Hugging Face cache (``HF_HOME``'s, or ``cache_dir``), then
+    in ``folders`` (each a pipeline folder, or a folder of them)."""
+    found = [_found(f"{HF_PREFIX}{repo_id}", folder) for repo_id, folder in _cached(cache_dir)]
+    for folder in folders or []:
+        candidates = [folder] if (folder / "model_index.json").is_file() else sorted(folder.iterdir())
+        found += [_found(str(c.resolve()), c) for c in candidates if (c / "model_index.json").is_file()]
+    return found
+
+
+def _cached(cache_dir: str | Path | None) -> list[tuple[str, Path]]:
+    """(repo id, snapshot folder) of each cached model repo whose snapshot is a pipeline: the one
+    ``main`` points at, else the newest."""
+    from huggingface_hub import CacheNotFound, scan_cache_dir
+
+    try:
+        info = scan_cache_dir(cache_dir)
+    except CacheNotFound:
+        return []
+    out = []
+    for repo in sorted(info.repos, key=lambda r: r.repo_id):
+        if repo.repo_type != "model":
+            continue
+        snapshots = [r for r in repo.revisions if (r.snapshot_path / "model_index.json").is_file()]
+        if not snapshots:
+            continue
+        main = [r for r in snapshots if "main" in r.refs]
+        best = main[0] if main else max(snapshots, key=lambda r: r.last_modified)
+        out.append((repo.repo_id, best.snapshot_path))
+    return out
+
+
+def _found(source: str, folder: Path) -> Found:
+    pipeline = str(read_json(folder / "model_index.json").get("_class_name", "?"))
+    has_weights = any(next(folder.glob(f"*/{pattern}"), None) for pattern in _WEIGHTS)
+    return Found(source=source, pipeline=pipeline, family=family_of(pipeline),
+                 has_weights=has_weights)
+
+
+def catalog_sources(catalog_path: Path) -> dict[str, str]:
+    """The ``source`` of each entry of the user's catalog file → its id."""
+    return {str(card.options["source"]): card.id for card in read_toml(catalog_path)
+            if isinstance(card.options.get("source"), str)}
+
+
+def add(catalog_path: Path, source: str, model_id: str | None = None,
+        display_name: str | None = None) -> tuple[str, Found]:
+    """Append a ``[models.<id>]`` entry for ``source`` to the catalog file (made if missing); the
+    id and what the source holds. InvalidParams naming the option when the id is not one or is
+    taken; ModelUnavailable when the source is not a diffusers folder here."""
+    if not source.startswith(HF_PREFIX):
+        source = str(Path(source).expanduser().resolve())  # the server may run elsewhere
+    folder = resolve_source(source)  # offline, as the server resolves it
+    found = _found(source, folder)
+    model_id = model_id or _id_from(source)
+    _check_id(catalog_path, model_id)
+    lines = [f"[models.{_key(model_id)}]", 'backend = "diffusers"', f"source = {json.dumps(source)}",
+             f"display_name = {json.dumps(display_name or model_id)}"]
+    catalog_path.parent.mkdir(parents=True, exist_ok=True)
+    before = catalog_path.read_text() if catalog_path.exists() else ""
+    gap = "" if not before else ("\n" if before.endswith("\n") else "\n\n")
+    catalog_path.write_text(before + gap + "\n".join(lines) + "\n")
+    return model_id, found
+
+
+def _id_from(source: str) -> str:
+    """``hf:org/SD-Turbo`` → ``sd-turbo``; a folder → its name, the same way."""
+    name = source.removeprefix(HF_PREFIX).partition("@")[0].rstrip("/").rsplit("/", 1)[-1]
+    return re.sub(r"[^a-z0-9._-]+", "-", name.lower()).strip("-._")[:128] or "model"
+
+
+def _check_id(catalog_path: Path, model_id: str) -> None:
+    if not _MODEL_ID.match(model_id):
+        raise InvalidParams(f"--id: {model_id!r} is not a model id (letters, digits, '.', '_' "
+                            "and '-', up to 128, starting with a letter or digit)")
+    taken = {card.id: card.origin for card in BUILTIN_CARDS}
+    taken.update({card.id: card.origin for card in read_toml(catalog_path)})
+    if model_id in taken:
+        raise InvalidParams(f"--id: {model_id!r} is taken ({taken[model_id]}); choose another "
+                            "with --id")
+
+
+def _key(model_id: str) -> str:
+    return model_id if _BARE_KEY.match(model_id) else json.dumps(model_id)
+

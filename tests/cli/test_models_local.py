@@ -1,0 +1,106 @@
+"""``imagehub models scan`` and ``imagehub models add``: local diffusers pipelines (a Hugging Face
+cache laid out as huggingface_hub lays it out, and plain folders) into the catalog file."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+COMMIT = "0123456789abcdef0123456789abcdef01234567"
+
+
+def hf_cache(cache: Path, repo_id: str, folder: Path) -> Path:
+    """``folder`` as huggingface_hub caches a snapshot: files in blobs/ by hash, the snapshot's
+    files symlinks to them, refs/main naming the commit."""
+    repo = cache / ("models--" + repo_id.replace("/", "--"))
+    snapshot = repo / "snapshots" / COMMIT
+    (repo / "blobs").mkdir(parents=True)
+    for file in sorted(p for p in folder.rglob("*") if p.is_file()):
+        data = file.read_bytes()
+        blob = repo / "blobs" / hashlib.sha256(data).hexdigest()
+        blob.write_bytes(data)
+        link = snapshot / file.relative_to(folder)
+        link.parent.mkdir(parents=True, exist_ok=True)
+        link.symlink_to(os.path.relpath(blob, link.parent))
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(COMMIT)
+    return snapshot
+
+
+@pytest.fixture
+def env(tmp_path: Path, tiny_sd_dir: Path) -> dict[str, str]:
+    hf_cache(tmp_path / "hf", "imagehub-tests/Tiny-SD", tiny_sd_dir)
+    (tmp_path / "hub").mkdir()
+    (tmp_path / "hub" / "models.toml").write_text("# my models, by hand\n")
+    keep = {k: v for k, v in os.environ.items() if not k.startswith(("IMAGEHUB_", "HF_"))}
+    return {**keep, "IMAGEHUB_DATA_DIR": str(tmp_path / "hub"), "HF_HUB_CACHE": str(tmp_path / "hf"),
+            "HF_HUB_OFFLINE": "1", "COLUMNS": "250"}
+
+
+def imagehub(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "imagehub", *args], env=env, capture_output=True,
+                          text=True, timeout=180, check=False)
+
+
+def test_scan_finds_cached_and_folder_pipelines_and_add_puts_them_in_the_catalog(
+        env: dict[str, str], tmp_path: Path, tiny_sd_dir: Path) -> None:
+    scanned = imagehub("models", "scan", str(tiny_sd_dir.parent), env=env)
+    assert scanned.returncode == 0, scanned.stderr
+    rows = {line.split()[-4]: " ".join(line.split()) for line in scanned.stdout.splitlines()
+            if "Pipeline" in line}
+    assert rows["hf:imagehub-tests/Tiny-SD"] == \
+        "│ sd │ yes │ no │ hf:imagehub-tests/Tiny-SD │ StableDiffusionPipeline │"
+    assert str(tiny_sd_dir.resolve()) in rows
+
+    added = imagehub("models", "add", "hf:imagehub-tests/Tiny-SD", env=env)
+    assert added.returncode == 0, added.stderr
+    catalog = tmp_path / "hub" / "models.toml"
+    assert " ".join(added.stdout.split()).startswith(
+        f"added tiny-sd (StableDiffusionPipeline, sd) to {catalog}: available.")
+    text = catalog.read_text()
+    assert text.startswith("# my models, by hand\n")  # the user's file, added to, not rewritten
+    assert tomllib.loads(text)["models"]["tiny-sd"] == {
+        "backend": "diffusers", "source": "hf:imagehub-tests/Tiny-SD", "display_name": "tiny-sd"}
+    again = imagehub("models", "scan", env=env)
+    assert "as tiny-sd" in again.stdout
+
+    # a folder, under an id that needs quoting in TOML; then it generates, in-process
+    folder = imagehub("models", "add", str(tiny_sd_dir), "--id", "my.model", "--name", "Mine", env=env)
+    assert folder.returncode == 0, folder.stderr
+    assert tomllib.loads(catalog.read_text())["models"]["my.model"]["source"] == str(tiny_sd_dir.resolve())
+    made = imagehub("generate", "a red circle", "-m", "my.model", "--seed", "1",
+                    "-o", str(tmp_path / "out"), env=env)
+    assert made.returncode == 0, made.stderr
+    (png,) = (tmp_path / "out").glob("*.png")
+    assert Image.open(png).size == (512, 512)
+
+
+@pytest.mark.parametrize(("args", "code", "message"), [
+    (["hf:imagehub-tests/Tiny-SD", "--id", "imagehub-tiny"], 2,
+     "--id: 'imagehub-tiny' is taken (built-in); choose another with --id"),
+    (["hf:imagehub-tests/Tiny-SD", "--id", "-bad"], 2, "--id: '-bad' is not a model id"),
+    (["/nonexistent/model"], 1,
+     "/nonexistent/model: no diffusers folder at /nonexistent/model (no such folder)"),
+    (["hf:someone/missing"], 1, ("hf:someone/missing: hf:someone/missing is not in the local "
+                                 "Hugging Face cache")),
+])
+def test_add_refuses_what_cannot_be_served_and_writes_nothing(
+        env: dict[str, str], tmp_path: Path, args: list[str], code: int, message: str) -> None:
+    done = imagehub("models", "add", *args, env=env)
+    assert done.returncode == code and done.stderr.startswith(f"error: {message}"), done.stderr
+    assert (tmp_path / "hub" / "models.toml").read_text() == "# my models, by hand\n"
+
+
+def test_an_id_already_in_the_file_is_refused(env: dict[str, str], tmp_path: Path) -> None:
+    assert imagehub("models", "add", "hf:imagehub-tests/Tiny-SD", env=env).returncode == 0
+    done = imagehub("models", "add", "hf:imagehub-tests/Tiny-SD", env=env)
+    assert done.returncode == 2
+    assert done.stderr == ("error: --id: 'tiny-sd' is taken (models.toml [models.tiny-sd]); "
+                           "choose another with --id\n")
