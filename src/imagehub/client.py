@@ -221,10 +221,11 @@ def _without_none(values: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in values.items() if v is not None}
 
 
-def image_ref(image: Any) -> str:
+def image_ref(image: Any, field: str = "input_image") -> str:
     """An input image as the API takes it: a ``str`` (an ``https://`` URL or a ``data:`` URI) as
-    given; a path (``pathlib.Path``), ``bytes`` or a PIL image as a ``data:`` URI. ValueError,
-    before anything is sent, when the file or bytes are not a PNG/JPEG/WebP/GIF/BMP image."""
+    given; a path (``pathlib.Path``), ``bytes`` or a PIL image as a ``data:`` URI. ValueError
+    naming ``field``, before anything is sent, when the file or bytes are not a PNG/JPEG/WebP/
+    GIF/BMP image."""
     if isinstance(image, str):
         return image
     if isinstance(image, os.PathLike):
@@ -236,10 +237,10 @@ def image_ref(image: Any) -> str:
         image.save(buffer, format="PNG")
         data, shown = buffer.getvalue(), "(a PIL image)"
     else:
-        raise TypeError(f"input_image: expected a URL or data URI (str), a path, bytes or a PIL "
+        raise TypeError(f"{field}: expected a URL or data URI (str), a path, bytes or a PIL "
                         f"image, not {type(image).__name__}")
     try:
-        kind = image_type("input_image", shown, data)
+        kind = image_type(field, shown, data)
     except ImagehubError as exc:
         raise ValueError(exc.detail) from None
     return f"data:{kind};base64,{base64.b64encode(data).decode()}"

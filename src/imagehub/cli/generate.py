@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 from pathlib import Path
@@ -33,9 +32,9 @@ from imagehub.client import (
     GenerationStarted,
     StreamConnected,
     StreamError,
+    image_ref,
 )
 from imagehub.errors import ImagehubError
-from imagehub.storage.images import image_type
 
 err_console = Console(stderr=True)
 COLUMNS = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -105,16 +104,12 @@ def _image_refs(values: list[str]) -> str | list[str] | None:
 
 
 def _data_uri(value: str) -> str:
-    path = Path(value).expanduser()
     try:
-        data = path.read_bytes()
+        return image_ref(Path(value).expanduser(), field="-i/--image")
     except OSError as exc:
         fail(f"-i/--image {value}: cannot read it: {exc.strerror or exc}", code=2)
-    try:
-        kind = image_type("-i/--image", repr(value), data)
-    except ImagehubError as exc:
-        fail(exc.detail, code=2)
-    return f"data:{kind};base64,{base64.b64encode(data).decode()}"
+    except ValueError as exc:
+        fail(str(exc), code=2)
 
 
 def _parse_params(pairs: list[str]) -> dict[str, Any]:

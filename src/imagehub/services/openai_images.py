@@ -70,9 +70,8 @@ class OpenAIImagesService:
         as the model's ``input_image``."""
         model = check_model(form.fields)
         images = _input_images(form)
-        body: dict[str, Any] = self._typed(model, form.fields)
-        if images:
-            body["input_image"] = images[0] if len(images) == 1 else images
+        body = self._typed(model, {k: v for k, v in form.fields.items() if k != "image"})
+        body["input_image"] = images[0] if len(images) == 1 else images
         return self._run(principal, body, edit=True)
 
     def _typed(self, model: str, fields: dict[str, str]) -> dict[str, Any]:
@@ -136,7 +135,7 @@ def _input_images(form: FormBody) -> list[str]:
                             "the image(s) to edit go in 'image'")
     uris = [_data_uri(upload) for upload in form.files.get("image", [])]
     if "image" in form.fields:
-        uris.append(form.fields.pop("image"))
+        uris.append(form.fields["image"])
     if not uris:
         raise InvalidParams("image: required file is missing (the image to edit)")
     return uris
