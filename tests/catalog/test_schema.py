@@ -22,6 +22,7 @@ SCHEMA = RequestSchema.build({
     ({"prompt": "x", "aspect_ratio": "7:3"}, "aspect_ratio: '7:3' is not one of"),
     ({"prompt": "x", "steps": 11}, "steps: 11 is greater than the maximum 10"),
     ({"prompt": "x", "steps": "2"}, "steps: '2' is not of type 'integer'"),
+    ({"prompt": ["a", "b"]}, "prompt: ['a', 'b'] is a list of 2; this model takes one (a string)"),
 ])
 def test_messages_name_field_and_value(body: dict, message: str) -> None:
     with pytest.raises(InvalidParams) as err:

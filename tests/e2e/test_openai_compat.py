@@ -97,6 +97,7 @@ def test_openai_sdk_edit_errors_name_the_field(oai: openai.OpenAI, api: httpx.Cl
         ({"image": source, "extra_body": {"strength": "lots"}},
          "strength: 'lots' is not of type 'number'"),
         ({"image": source, "n": 9}, "n: 9 is greater than the maximum 4"),
+        ({"image": [source, source]}, "is a list of 2; this model takes one (a string)"),
     ]
     for kwargs, message in cases:
         with pytest.raises(openai.BadRequestError) as bad:

@@ -104,6 +104,9 @@ def describe(error: ValidationError) -> str:
         return f"{field}: {value} must not be empty"
     if error.validator == "enum":
         return f"{field}: {value} is not one of {error.validator_value}"
+    if error.validator == "type" and error.validator_value == "string" \
+            and isinstance(error.instance, list):  # several images where the model takes one
+        return f"{field}: {value} is a list of {len(error.instance)}; this model takes one (a string)"
     if error.validator == "type":
         return f"{field}: {value} is not of type {error.validator_value!r}"
     if error.validator in ("minimum", "maximum"):
