@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -104,3 +105,17 @@ def test_an_id_already_in_the_file_is_refused(env: dict[str, str], tmp_path: Pat
     assert done.returncode == 2
     assert done.stderr == ("error: --id: 'tiny-sd' is taken (models.toml [models.tiny-sd]); "
                            "choose another with --id\n")
+
+
+def test_a_folder_name_beyond_ascii_keeps_the_file_toml(env: dict[str, str], tmp_path: Path,
+                                                        tiny_sd_dir: Path) -> None:
+    """JSON would write 😀 as a surrogate pair, which TOML refuses: the entry is written so the
+    file still parses, with the path as it is."""
+    folder = tmp_path / "models" / "My Model 😀"
+    shutil.copytree(tiny_sd_dir, folder)
+    done = imagehub("models", "add", str(folder), env=env)
+    assert done.returncode == 0, done.stderr
+    entry = tomllib.loads((tmp_path / "hub" / "models.toml").read_text())["models"]["my-model"]
+    assert entry["source"] == str(folder.resolve())
+    listed = imagehub("models", env=env)
+    assert listed.returncode == 0 and "my-model" in listed.stdout

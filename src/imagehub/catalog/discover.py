@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -89,12 +90,14 @@ def add(catalog_path: Path, source: str, model_id: str | None = None,
     found = _found(source, folder)
     model_id = model_id or _id_from(source)
     _check_id(catalog_path, model_id)
-    lines = [f"[models.{_key(model_id)}]", 'backend = "diffusers"', f"source = {json.dumps(source)}",
-             f"display_name = {json.dumps(display_name or model_id)}"]
+    lines = [f"[models.{_key(model_id)}]", 'backend = "diffusers"', f"source = {_string(source)}",
+             f"display_name = {_string(display_name or model_id)}"]
     catalog_path.parent.mkdir(parents=True, exist_ok=True)
     before = catalog_path.read_text() if catalog_path.exists() else ""
     gap = "" if not before else ("\n" if before.endswith("\n") else "\n\n")
-    catalog_path.write_text(before + gap + "\n".join(lines) + "\n")
+    after = before + gap + "\n".join(lines) + "\n"
+    tomllib.loads(after)  # the file stays TOML, or is left as it was
+    catalog_path.write_text(after)
     return model_id, found
 
 
@@ -116,5 +119,12 @@ def _check_id(catalog_path: Path, model_id: str) -> None:
 
 
 def _key(model_id: str) -> str:
-    return model_id if _BARE_KEY.match(model_id) else json.dumps(model_id)
+    return model_id if _BARE_KEY.match(model_id) else _string(model_id)
+
+
+def _string(text: str) -> str:
+    """``text`` as a TOML basic string: JSON's escapes are TOML's, with the characters beyond
+    ASCII as they are (TOML refuses the surrogate pairs JSON would write for them) and DEL
+    escaped (TOML refuses it raw)."""
+    return json.dumps(text, ensure_ascii=False).replace("\x7f", "\\u007f")
 
