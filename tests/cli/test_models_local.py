@@ -83,6 +83,19 @@ def test_scan_finds_cached_and_folder_pipelines_and_add_puts_them_in_the_catalog
     assert Image.open(png).size == (512, 512)
 
 
+def test_scan_lists_a_broken_folder_and_add_refuses_it(env: dict[str, str], tmp_path: Path) -> None:
+    broken = tmp_path / "more" / "broken"
+    broken.mkdir(parents=True)
+    (broken / "model_index.json").write_text("{not json")
+    scanned = imagehub("models", "scan", str(tmp_path / "more"), env=env)
+    assert scanned.returncode == 0, scanned.stderr
+    assert "? (model_index.json unreadable)" in " ".join(scanned.stdout.split())
+    added = imagehub("models", "add", str(broken), env=env)
+    assert added.returncode == 1 and added.stderr.startswith(f"error: {broken}: cannot read "), \
+        added.stderr
+    assert (tmp_path / "hub" / "models.toml").read_text() == "# my models, by hand\n"
+
+
 @pytest.mark.parametrize(("args", "code", "message"), [
     (["hf:imagehub-tests/Tiny-SD", "--id", "imagehub-tiny"], 2,
      "--id: 'imagehub-tiny' is taken (built-in); choose another with --id"),

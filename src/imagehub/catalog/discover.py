@@ -17,7 +17,7 @@ from pathlib import Path
 from imagehub.catalog.cards import BUILTIN_CARDS
 from imagehub.catalog.catalog import _MODEL_ID, read_toml
 from imagehub.engines.diffusers.loading import HF_PREFIX, family_of, read_json, resolve_source
-from imagehub.errors import InvalidParams
+from imagehub.errors import InvalidParams, ModelUnavailable
 
 _BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
 _WEIGHTS = ("*.safetensors", "*.bin", "*.gguf")
@@ -67,7 +67,10 @@ def _cached(cache_dir: str | Path | None) -> list[tuple[str, Path]]:
 
 
 def _found(source: str, folder: Path) -> Found:
-    pipeline = str(read_json(folder / "model_index.json").get("_class_name", "?"))
+    try:
+        pipeline = str(read_json(folder / "model_index.json").get("_class_name", "?"))
+    except ModelUnavailable:  # listed all the same: the scan says what is there
+        pipeline = "? (model_index.json unreadable)"
     has_weights = any(next(folder.glob(f"*/{pattern}"), None) for pattern in _WEIGHTS)
     return Found(source=source, pipeline=pipeline, family=family_of(pipeline),
                  has_weights=has_weights)
@@ -87,6 +90,7 @@ def add(catalog_path: Path, source: str, model_id: str | None = None,
     if not source.startswith(HF_PREFIX):
         source = str(Path(source).expanduser().resolve())  # the server may run elsewhere
     folder = resolve_source(source)  # offline, as the server resolves it
+    read_json(folder / "model_index.json")  # unreadable: refused, as the server would list it
     found = _found(source, folder)
     model_id = model_id or _id_from(source)
     _check_id(catalog_path, model_id)

@@ -71,7 +71,10 @@ def scan(folders: list[Path] = typer.Argument(None, metavar="[FOLDER]...",
             fail(f"{folder}: not a folder", code=2)
     catalog = load_settings().resolved_catalog_path
     with one_line_errors():
-        found, listed = find(folders=folders), catalog_sources(catalog)
+        try:
+            found, listed = find(folders=folders), catalog_sources(catalog)
+        except OSError as exc:
+            fail(f"{exc.filename or 'scan'}: {exc.strerror or exc}")
     table = Table("family", "weights", "in the catalog")
     table.add_column("source", overflow="fold")  # whole, to copy: folded, never cut
     table.add_column("pipeline", overflow="fold")
