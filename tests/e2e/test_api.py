@@ -215,6 +215,8 @@ def test_health_ready_metrics_openapi_llms(server) -> None:  # type: ignore[no-u
     assert "imagehub_http_requests_total" in metrics and "imagehub_queue_depth" in metrics
     spec = httpx.get(f"{server.url}/openapi.json").json()
     assert "/api/ai/queue/{generation_id}" in spec["paths"] and "/api/events" in spec["paths"]
+    edits = spec["paths"]["/api/ai/images/edits"]["post"]["requestBody"]["content"]
+    assert edits["multipart/form-data"]["schema"]["required"] == ["model", "prompt", "image"]
     llms = httpx.get(f"{server.url}/llms.txt")
     assert llms.status_code == 200 and llms.text.startswith("# imagehub")
     links = [line.split("](")[1].split(")")[0] for line in llms.text.splitlines() if "](" in line]
