@@ -10,7 +10,7 @@ import pytest
 
 from imagehub.catalog.catalog import Catalog
 from imagehub.config import load_settings
-from imagehub.errors import ConfigError
+from imagehub.errors import ConfigError, NotFound
 
 
 def _catalog(tmp_path: Path, text: str) -> Catalog:
@@ -70,3 +70,24 @@ def test_replacing_a_built_in_and_unread_tables_are_logged(tmp_path: Path, tiny_
     assert catalog.get("imagehub-tiny").card.origin == "models.toml [models.imagehub-tiny]"
     assert "replaces the built-in model imagehub-tiny" in caplog.text
     assert "[model] is not read" in caplog.text
+
+
+def test_an_entry_added_to_the_file_is_taken_in_and_a_changed_one_waits(
+        tmp_path: Path, tiny_sd_dir: Path, caplog: pytest.LogCaptureFixture) -> None:
+    catalog = _catalog(tmp_path, _entry(tiny_sd_dir))
+    first = catalog.get("my-sd")
+    with pytest.raises(NotFound):
+        catalog.get("late")
+    path = tmp_path / "models.toml"
+    path.write_text(_entry(tiny_sd_dir, 'display_name = "renamed"')
+                    + f'[models.late]\nsource = "{tiny_sd_dir}"\ndevice = "cpu"\n')
+    with caplog.at_level(logging.INFO, logger="imagehub.catalog.catalog"):
+        late = catalog.get("late")  # an id it did not know: the changed file is read again
+    assert late.available, late.unavailable_reason
+    assert catalog.get("my-sd") is first and first.card.display_name == "my-sd"  # not swapped
+    assert "model late added from models.toml [models.late]" in caplog.text
+    assert "models.toml [models.my-sd] changed; the change is read when the server restarts" \
+        in caplog.text
+    path.write_text("not [ toml")
+    assert {e.id for e in catalog.all()} >= {"my-sd", "late"}  # a broken file changes nothing
+    assert "not valid TOML" in caplog.text

@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from imagehub.testing import ServerProcess
+
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 
 
@@ -132,3 +134,20 @@ def test_a_folder_name_beyond_ascii_keeps_the_file_toml(env: dict[str, str], tmp
     assert entry["source"] == str(folder.resolve())
     listed = imagehub("models", env=env)
     assert listed.returncode == 0 and "my-model" in listed.stdout
+
+
+def test_a_running_server_serves_a_model_added_beside_it(env: dict[str, str], tmp_path: Path,
+                                                         tiny_sd_dir: Path) -> None:
+    server = ServerProcess(tmp_path / "hub", {"HF_HUB_CACHE": env["HF_HUB_CACHE"]}).start()
+    try:
+        with server.client() as api:
+            assert api.get("/api/ai/models/tiny-sd").status_code == 404
+            added = imagehub("models", "add", "hf:imagehub-tests/Tiny-SD", env=env)
+            assert added.returncode == 0, added.stderr
+            model = api.get("/api/ai/models/tiny-sd")
+            assert model.status_code == 200 and model.json()["available"] is True
+            made = api.post("/api/ai/images/generate", json={"model": "tiny-sd", "prompt": "late"})
+            assert made.status_code == 200, made.text
+            assert "tiny-sd" in [m["id"] for m in api.get("/api/ai/models").json()["data"]]
+    finally:
+        server.stop()

@@ -72,10 +72,19 @@ class ModelEntry:
 
 
 class Catalog:
-    """Model id → ``ModelEntry``."""
+    """Model id → ``ModelEntry``.
 
-    def __init__(self, entries: list[ModelEntry]) -> None:
+    Loaded from ``settings``, it also takes in entries added to the user's file while it runs
+    (``imagehub models add`` beside a running server): when the file has changed, a listing or a
+    request for an id it does not know reads it again and binds the new ids. An entry changed or
+    removed there is logged and left as it is until a restart: its engine may be loaded and busy.
+    """
+
+    def __init__(self, entries: list[ModelEntry], settings: Settings | None = None) -> None:
         self._entries = {entry.id: entry for entry in entries}
+        self._settings = settings
+        self._seen = _stamp(settings.resolved_catalog_path) if settings else None
+        self._refresh_lock = threading.Lock()
 
     @classmethod
     def load(cls, settings: Settings) -> "Catalog":
@@ -86,7 +95,7 @@ class Catalog:
             if card.id in cards:
                 log.warning("%s replaces the built-in model %s", card.origin, card.id)
             cards[card.id] = card
-        catalog = cls([bind(card, settings) for card in cards.values()])
+        catalog = cls([bind(card, settings) for card in cards.values()], settings)
         for entry in catalog.all():
             if entry.card.origin != "built-in" and not entry.available:
                 log.warning("model %s cannot be served: %s", entry.id, entry.unavailable_reason)
@@ -94,12 +103,57 @@ class Catalog:
 
     def get(self, model_id: str) -> ModelEntry:
         entry = self._entries.get(model_id)
+        if entry is None and self._refresh():
+            entry = self._entries.get(model_id)
         if entry is None:
             raise NotFound(f"Model not found: {clip(str(model_id), 200)}")
         return entry
 
     def all(self) -> list[ModelEntry]:
+        self._refresh()
         return list(self._entries.values())
+
+    def _refresh(self) -> bool:
+        """Bind the ids added to the user's file since it was last read; whether any were."""
+        if self._settings is None:
+            return False
+        path = self._settings.resolved_catalog_path
+        with self._refresh_lock:
+            stamp = _stamp(path)
+            if stamp == self._seen:
+                return False
+            self._seen = stamp
+            try:
+                cards = read_toml(path)
+            except ConfigError as exc:
+                log.warning("%s; the models it lists stay as they were", exc)
+                return False
+            added = False
+            for card in cards:
+                known = self._entries.get(card.id)
+                if known is None:
+                    entry = bind(card, self._settings)
+                    self._entries[card.id] = entry
+                    added = True
+                    log.info("model %s added from %s%s", card.id, card.origin, "" if entry.available
+                             else f"; it cannot be served: {entry.unavailable_reason}")
+                elif known.card != card:
+                    log.warning("%s changed; the change is read when the server restarts",
+                                card.origin)
+            for model_id in {e.id for e in self._entries.values() if e.card.origin != "built-in"} \
+                    - {card.id for card in cards}:
+                log.warning("model %s is no longer in %s; it stays until the server restarts",
+                            model_id, path.name)
+            return added
+
+
+def _stamp(path: Path) -> tuple[int, int] | None:
+    """The file's modification time and size (None when it is missing): what says it changed."""
+    try:
+        info = path.stat()
+    except OSError:
+        return None
+    return info.st_mtime_ns, info.st_size
 
 
 def read_toml(path: Path) -> list[ModelCard]:

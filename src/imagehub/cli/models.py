@@ -94,7 +94,7 @@ def add(source: str = typer.Argument(..., help="A diffusers folder, or hf:org/na
                                                                "source's name)."),
         name: str | None = typer.Option(None, "--name", help="Display name (default: the id).")) -> None:
     """Add a local diffusers pipeline to this machine's catalog file, checked as the server
-    checks it; a server reads the file when it starts."""
+    checks it; a running server takes it in without a restart."""
     from imagehub.catalog.catalog import bind, read_toml
     from imagehub.catalog.discover import add as add_entry
     from imagehub.config import load_settings
@@ -112,7 +112,7 @@ def add(source: str = typer.Argument(..., help="A diffusers folder, or hf:org/na
         entry = bind(card, settings)
     state = "available" if entry.available else f"unavailable: {entry.unavailable_reason}"
     console.print(f"added {model_id} ({found.pipeline}, {found.family}) to {catalog}: {state}. "
-                  "Restart a running server to serve it.")
+                  "A running server on this file serves it from its next request for it.")
 
 
 def schema_rows(schema: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
