@@ -151,3 +151,15 @@ def test_a_running_server_serves_a_model_added_beside_it(env: dict[str, str], tm
             assert "tiny-sd" in [m["id"] for m in api.get("/api/ai/models").json()["data"]]
     finally:
         server.stop()
+
+
+def test_a_catalog_file_that_is_not_toml_is_one_error_line_and_stays_as_it_is(
+        env: dict[str, str], tmp_path: Path) -> None:
+    catalog = tmp_path / "hub" / "models.toml"
+    catalog.write_text("[models.x\n")
+    for args in (["scan"], ["add", "hf:imagehub-tests/Tiny-SD"]):
+        done = imagehub("models", *args, env=env)
+        assert done.returncode == 1, done.stderr
+        assert done.stderr.startswith(f"error: {catalog}: not valid TOML")
+        assert len(done.stderr.strip().splitlines()) == 1
+    assert catalog.read_text() == "[models.x\n"

@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from imagehub.cli.target import KEY_OPTION, URL_OPTION, fail, one_line_errors, open_target
-from imagehub.errors import ImagehubError, InvalidParams
+from imagehub.errors import ConfigError, ImagehubError, InvalidParams
 
 models_app = typer.Typer(help="List models; show one model's fields; find and add local ones.",
                          invoke_without_command=True)
@@ -75,6 +75,8 @@ def scan(folders: list[Path] = typer.Argument(None, metavar="[FOLDER]...",
             found, listed = find(folders=folders), catalog_sources(catalog)
         except OSError as exc:
             fail(f"{exc.filename or 'scan'}: {exc.strerror or exc}")
+        except ConfigError as exc:  # the catalog file is not TOML
+            fail(str(exc))
     table = Table("family", "weights", "in the catalog")
     table.add_column("source", overflow="fold")  # whole, to copy: folded, never cut
     table.add_column("pipeline", overflow="fold")
@@ -108,6 +110,8 @@ def add(source: str = typer.Argument(..., help="A diffusers folder, or hf:org/na
             fail(exc.detail, code=2)
         except ImagehubError as exc:
             fail(f"{source}: {exc.detail}")
+        except ConfigError as exc:  # the catalog file is not TOML: left as it is
+            fail(str(exc))
         card = next(c for c in read_toml(catalog) if c.id == model_id)
         entry = bind(card, settings)
     state = "available" if entry.available else f"unavailable: {entry.unavailable_reason}"
