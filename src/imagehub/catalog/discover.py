@@ -9,7 +9,9 @@ text, so the file's comments and layout stay as the user wrote them.
 from __future__ import annotations
 
 import json
+import os
 import re
+import shutil
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -101,8 +103,18 @@ def add(catalog_path: Path, source: str, model_id: str | None = None,
     gap = "" if not before else ("\n" if before.endswith("\n") else "\n\n")
     after = before + gap + "\n".join(lines) + "\n"
     tomllib.loads(after)  # the file stays TOML, or is left as it was
-    catalog_path.write_text(after)
+    _replace(catalog_path, after)
     return model_id, found
+
+
+def _replace(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` at once: a server reading the file meanwhile sees the old
+    content or the new, never a half-written file."""
+    part = path.with_name(f".{path.name}.{os.getpid()}.part")
+    part.write_text(text)
+    if path.exists():
+        shutil.copymode(path, part)
+    os.replace(part, path)
 
 
 def _id_from(source: str) -> str:
