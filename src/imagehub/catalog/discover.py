@@ -68,10 +68,14 @@ def _cached(cache_dir: str | Path | None) -> list[tuple[str, Path]]:
     return out
 
 
-def _found(source: str, folder: Path) -> Found:
+def _found(source: str, folder: Path, *, strict: bool = False) -> Found:
+    """What ``folder`` holds. An unreadable ``model_index.json`` raises ModelUnavailable when
+    ``strict``; otherwise it is listed as such (a scan says what is there)."""
     try:
         pipeline = str(read_json(folder / "model_index.json").get("_class_name", "?"))
-    except ModelUnavailable:  # listed all the same: the scan says what is there
+    except ModelUnavailable:
+        if strict:
+            raise
         pipeline = "? (model_index.json unreadable)"
     has_weights = any(next(folder.glob(f"*/{pattern}"), None) for pattern in _WEIGHTS)
     return Found(source=source, pipeline=pipeline, family=family_of(pipeline),
@@ -92,8 +96,7 @@ def add(catalog_path: Path, source: str, model_id: str | None = None,
     if not source.startswith(HF_PREFIX):
         source = str(Path(source).expanduser().resolve())  # the server may run elsewhere
     folder = resolve_source(source)  # offline, as the server resolves it
-    read_json(folder / "model_index.json")  # unreadable: refused, as the server would list it
-    found = _found(source, folder)
+    found = _found(source, folder, strict=True)  # unreadable: refused, not listed unavailable
     model_id = model_id or _id_from(source)
     _check_id(catalog_path, model_id)
     lines = [f"[models.{_key(model_id)}]", 'backend = "diffusers"', f"source = {_string(source)}",

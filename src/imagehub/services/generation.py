@@ -383,8 +383,7 @@ class GenerationService:
             id=str(uuid.uuid4()), namespace=request.namespace, key_id=principal.key_id,
             model_name=request.entry.id, media_type="image", source=source,
             prompt=request.params.get("prompt"), params=request.params, carried=request.carried,
-            resolved=resolved,
-            provenance={}, status=S.QUEUED.value, num_images=num_images, images=[],
+            resolved=resolved, provenance={}, status=S.QUEUED.value, num_images=num_images, images=[],
             attempts=0, idempotency_key=idempotency_key, enqueued_at=now // 1_000_000_000,
             order_key=now,
         )

@@ -431,17 +431,19 @@ _OPENCLIP_BIGG = {  # OpenCLIP ViT-bigG/14 text tower (SDXL's second encoder)
 }
 
 
-def _full_vae(scaling_factor: float, sample_size: int) -> AutoencoderKL:
-    return AutoencoderKL(
-        block_out_channels=(128, 256, 512, 512),
-        down_block_types=("DownEncoderBlock2D",) * 4,
-        up_block_types=("UpDecoderBlock2D",) * 4,
-        layers_per_block=2,
-        latent_channels=4,
-        norm_num_groups=32,
-        sample_size=sample_size,
-        scaling_factor=scaling_factor,
-    )
+def _full_vae(scaling_factor: float, sample_size: int, **overrides: Any) -> AutoencoderKL:
+    """The SD/SDXL VAE's architecture; FLUX's is the same with 16 latent channels (``overrides``)."""
+    fields: dict[str, Any] = {
+        "block_out_channels": (128, 256, 512, 512),
+        "down_block_types": ("DownEncoderBlock2D",) * 4,
+        "up_block_types": ("UpDecoderBlock2D",) * 4,
+        "layers_per_block": 2,
+        "latent_channels": 4,
+        "norm_num_groups": 32,
+        "sample_size": sample_size,
+        "scaling_factor": scaling_factor,
+    }
+    return AutoencoderKL(**(fields | overrides))
 
 
 def _sd_unet(
@@ -556,19 +558,8 @@ def _full_flux(device: str | torch.device) -> DiffusionPipeline:
             guidance_embeds=False,
             axes_dims_rope=(16, 56, 56),
         )
-        vae = AutoencoderKL(
-            block_out_channels=(128, 256, 512, 512),
-            down_block_types=("DownEncoderBlock2D",) * 4,
-            up_block_types=("UpDecoderBlock2D",) * 4,
-            layers_per_block=2,
-            latent_channels=16,
-            norm_num_groups=32,
-            sample_size=1024,
-            scaling_factor=0.3611,
-            shift_factor=0.1159,
-            use_quant_conv=False,
-            use_post_quant_conv=False,
-        )
+        vae = _full_vae(0.3611, 1024, latent_channels=16, shift_factor=0.1159,
+                        use_quant_conv=False, use_post_quant_conv=False)
         text_encoder = CLIPTextModel(clip_l)
         text_encoder_2 = T5EncoderModel(t5)
     return FluxPipeline(
