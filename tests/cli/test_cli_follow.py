@@ -180,6 +180,21 @@ def test_ctrl_c_in_process_cancels_what_would_otherwise_wait_for_the_next_comman
     assert _statuses(database) == {"cancelled": 2}  # nothing left queued for the next command
 
 
+def test_ctrl_c_inside_the_in_process_enqueue_waits_until_its_ids_are_back() -> None:
+    """The race the test above met once in CI: the interrupt landed after the rows were committed
+    and before their ids were returned, so nothing was cancelled. Held back, it lands after."""
+    from imagehub.cli.target import deferred_interrupt
+
+    before = signal.getsignal(signal.SIGINT)
+    steps = []
+    with pytest.raises(KeyboardInterrupt), deferred_interrupt():
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.05)  # the handler has run by now; the block goes on
+        steps.append("ids returned")
+    assert steps == ["ids returned"]
+    assert signal.getsignal(signal.SIGINT) is before
+
+
 def _statuses(database: Path) -> dict[str, int]:
     """Rows per status, read straight from the in-process command's SQLite file."""
     if not database.exists():

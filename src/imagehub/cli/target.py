@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import queue
+import signal
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -97,8 +98,9 @@ class LocalHub:
                 idempotency_key: str | None = None, **params: Any) -> list[str]:
         body = {"model": model, "prompt": prompt, "num_generations": num_generations,
                 **{k: v for k, v in params.items() if v is not None}}
-        answer = self.hub.generations.enqueue(self.principal, body, idempotency_key)
-        return [g.generation_id for g in answer.generations]
+        with deferred_interrupt():  # rows committed but their ids lost would stay queued here
+            answer = self.hub.generations.enqueue(self.principal, body, idempotency_key)
+            return [g.generation_id for g in answer.generations]
 
     def get(self, generation_id: str) -> dict[str, Any]:
         return self.hub.generations.get(self.principal, generation_id).model_dump()
@@ -168,6 +170,24 @@ def open_target(url: str | None, api_key: str | None, *, run_workers: bool = Fal
 
 
 TARGET_ERRORS = (APIError, ImagehubError, httpx.HTTPError, StreamError)
+
+
+@contextmanager
+def deferred_interrupt() -> Iterator[None]:
+    """Ctrl-C held back until the block ends, then raised as KeyboardInterrupt: for short local
+    work whose result must not be lost halfway (rows committed, their ids not yet handed back).
+    Outside the main thread, where Python takes no signal handler, the block runs as it is."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, _frame: caught.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if caught:
+        raise KeyboardInterrupt
 
 
 @contextmanager
