@@ -154,3 +154,28 @@ def _finished(api: httpx.Client, generation_id: str) -> dict:  # type: ignore[ty
             return row
         time.sleep(0.1)
     raise AssertionError(f"{generation_id} did not finish")
+
+
+def test_client_hanging_up_mid_body_is_not_an_error(server, api: httpx.Client) -> None:  # type: ignore[no-untyped-def]
+    """A client that closes its connection before its body has arrived (a load generator
+    stopping, a timeout) is logged as that, not as an unhandled error; nothing is stored and the
+    server goes on answering."""
+    import socket
+    import time
+
+    before = _count_rows(api)
+    log = server.data_dir / "server.log"
+    logged = log.read_text(errors="replace")
+    with socket.create_connection(("127.0.0.1", server.port)) as conn:
+        conn.sendall(b"POST /api/ai/queue HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                     b"Authorization: Bearer " + server.key.encode() + b"\r\n"
+                     b"Content-Length: 1000\r\n\r\n" + b'{"model": "tiny-sd", "pro')
+        time.sleep(0.3)  # the route is reading the body when the client goes
+    deadline = time.monotonic() + 10
+    while "client disconnected" not in log.read_text(errors="replace")[len(logged):]:
+        assert time.monotonic() < deadline, log.read_text(errors="replace")[len(logged):]
+        time.sleep(0.1)
+    new = log.read_text(errors="replace")[len(logged):]
+    assert "unhandled error" not in new and "Traceback" not in new, new
+    assert api.get("/api/ai/models").status_code == 200
+    assert _count_rows(api) == before

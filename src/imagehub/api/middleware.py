@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import uuid
 
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from imagehub.api.errors import error_response
@@ -13,7 +14,9 @@ log = logging.getLogger(__name__)
 
 
 class RequestIdMiddleware:
-    """Echo ``X-Request-Id`` (or make one) on every response, a 500 from a bug included."""
+    """Echo ``X-Request-Id`` (or make one) on every response, a 500 from a bug included. A client
+    that hangs up before its body has arrived gets nothing and is logged as that, not as an
+    error."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -36,6 +39,9 @@ class RequestIdMiddleware:
 
         try:
             await self.app(scope, receive, send_with_id)
+        except ClientDisconnect:  # gone before its body was read: nobody to answer, nothing done
+            log.info("client disconnected before sending its whole request, request id %s",
+                     request_id)
         except Exception:
             log.exception("unhandled error, request id %s", request_id)
             if started:
