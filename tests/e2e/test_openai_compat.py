@@ -97,7 +97,9 @@ def test_openai_sdk_edit_errors_name_the_field(oai: openai.OpenAI, api: httpx.Cl
         ({"image": source, "extra_body": {"strength": "lots"}},
          "strength: 'lots' is not of type 'number'"),
         ({"image": source, "n": 9}, "n: 9 is greater than the maximum 4"),
-        ({"image": [source, source]}, "is a list of 2; this model takes one (a string)"),
+        ({"image": [source, source]}, "image: ['data:image/png;base64,iVBOR"),
+        ({"image": [source, source]}, "is a list of 2; this model takes one (a string) (the "
+                                      "'image' files are the model's input_image)"),
     ]
     for kwargs, message in cases:
         with pytest.raises(openai.BadRequestError) as bad:
@@ -111,6 +113,12 @@ def test_openai_sdk_edit_errors_name_the_field(oai: openai.OpenAI, api: httpx.Cl
                                                        "prompt": (None, "x")})
     assert no_image.status_code == 400
     assert no_image.json()["error"]["detail"] == "image: required file is missing (the image to edit)"
+    twice = api.post("/api/ai/images/edits", files=[
+        ("model", (None, "tiny-sd")), ("prompt", (None, "a red cube")), ("prompt", (None, "a cat")),
+        ("image", source)])
+    assert twice.status_code == 400
+    assert twice.json()["error"]["detail"].startswith(
+        "prompt: sent more than once ('a red cube', then 'a cat')"), twice.text
     as_json = api.post("/api/ai/images/edits", json={"model": "tiny-sd", "prompt": "x"})
     assert as_json.status_code == 400 and "multipart/form-data" in as_json.json()["error"]["detail"]
     with pytest.raises(openai.NotFoundError):

@@ -72,7 +72,13 @@ class OpenAIImagesService:
         images = _input_images(form)
         body = self._typed(model, {k: v for k, v in form.fields.items() if k != "image"})
         body["input_image"] = images[0] if len(images) == 1 else images
-        return self._run(principal, body, edit=True)
+        try:
+            return self._run(principal, body, edit=True)
+        except InvalidParams as exc:  # the client sent 'image': name that, not the hub's field
+            if not exc.detail.startswith("input_image"):
+                raise
+            raise InvalidParams(f"image{exc.detail.removeprefix('input_image')} (the 'image' "
+                                "files are the model's input_image)") from None
 
     def _typed(self, model: str, fields: dict[str, str]) -> dict[str, Any]:
         """Form text as the types the model's schema and the generic fields declare; a value that
