@@ -98,8 +98,8 @@ def test_openai_sdk_edit_errors_name_the_field(oai: openai.OpenAI, api: httpx.Cl
          "strength: 'lots' is not of type 'number'"),
         ({"image": source, "n": 9}, "n: 9 is greater than the maximum 4"),
         ({"image": [source, source]}, "image: ['data:image/png;base64,iVBOR"),
-        ({"image": [source, source]}, "is a list of 2; this model takes one (a string) (the "
-                                      "'image' files are the model's input_image)"),
+        ({"image": [source, source]}, ("is a list of 2; this model takes one (a string) (the "
+                                       "'image' files are the model's input_image)")),
     ]
     for kwargs, message in cases:
         with pytest.raises(openai.BadRequestError) as bad:
