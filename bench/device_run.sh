@@ -10,8 +10,10 @@
 #
 # `throughput` (default): bench/gpu_throughput.py, plain diffusers against imagehub over HTTP:
 #   compiled with CUDA graphs and a (random-weight) TAESD decoder at max batch 32 in the model's
-#   own process (the CUDA default; one call at a time), the same with ENGINE_HANDOFF=true, the
-#   same in the server's process (process = false), then eager, if the deadline allows.
+#   own process (the CUDA default; one call at a time) with the batch buckets of the H100 runs
+#   (1/8/16/32: a call of 17 runs 32), the same with buckets 4 apart, that with
+#   ENGINE_HANDOFF=true, then eager, if the deadline allows. The table's "pad %" is the share of
+#   the batch slots the model ran that were padding.
 # `breakdown`: bench/engine_breakdown.py: where one compiled call of 32 goes (each pipeline
 #   phase synchronised, the GPU's busy share under torch.profiler; the trace to $OUT).
 # `all`: `breakdown`, then `throughput` (about 450 s on an H100; the timeouts above fit 570 s).
@@ -61,6 +63,7 @@ pack() {
 trap pack EXIT
 compiled='"compile": "regional", "cuda_graphs": true, "channels_last": true, "tiny_vae": "TAESD"'
 compiled_no_vae='"compile": "regional", "cuda_graphs": true'
+fine='[1, 8, 12, 16, 20, 24, 28, 32]'  # batch buckets 4 apart: a call pads at most 3 copies
 if [ "${1:-throughput}" = sdxl ]; then  # not exec: the EXIT trap packs the profiles
   timeout "${BENCH_TIMEOUT_S:-480}" python3 bench/gpu_throughput.py --families sdxl \
     --seconds "${BENCH_SECONDS:-20}" --runs 5 --batches 4,8,16 --max-batch 16 \
@@ -79,5 +82,5 @@ timeout "${BENCH_TIMEOUT_S:-480}" python3 bench/gpu_throughput.py \
   --seconds "${BENCH_SECONDS:-10}" --runs 25 --batches 32,64 --max-batch 32 \
   --deadline-s "${BENCH_DEADLINE_S:-300}" --out "$out" --py-spy "${OUT:-/tmp}/profiles" \
   --served "{$compiled, \"warmup_batches\": [1, 8, 16, 32]}" \
-           "{$compiled, \"warmup_batches\": [1, 8, 16, 32], \"handoff\": true}" \
-           "{$compiled, \"warmup_batches\": [1, 8, 16, 32], \"process\": false}" '{}'
+           "{$compiled, \"warmup_batches\": $fine}" \
+           "{$compiled, \"warmup_batches\": $fine, \"handoff\": true}" '{}'

@@ -77,6 +77,7 @@ class Row:
     p99_s: float
     gpu_util_pct: float | None
     batch: int | None = None
+    padded_pct: float | None = None
     errors: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -274,7 +275,7 @@ def bench_served(work: Workload, device: str, args: argparse.Namespace, root: Pa
     label = ", ".join([f"max batch {max_batch}"]
                       + ([f"handoff={handoff}"] if handoff is not None else []) + [
         f"{k}={Path(v).name if k == 'tiny_vae' else v}" for k, v in options.items()
-        if k not in ("warmup_batches", "batch_buckets")])
+        if k not in ("warmup_batches", "batch_buckets")] + _buckets_label(options))
     env = {"IMAGEHUB_MAX_BATCH_SIZE": str(max_batch),
            "IMAGEHUB_BATCH_WAIT_MS": str(args.batch_wait_ms),
            "IMAGEHUB_WORKER_CONCURRENCY": str(args.worker_concurrency),
@@ -307,12 +308,14 @@ def bench_served(work: Workload, device: str, args: argparse.Namespace, root: Pa
             _summarise(spy)
             rows.append(Row(f"imagehub {mode}, {args.clients} clients, {label}",
                             stats["images_per_s"], stats["p50"], stats["p99"], gpu.mean,
-                            batch=engine["batch"], errors=stats["errors"],
+                            batch=engine["batch"], padded_pct=engine["padded_pct"],
+                            errors=stats["errors"],
                             extra={"completed": stats["completed"], "engine": engine}))
             print(f"served {mode}: {stats['images_per_s']:.1f} images/s; engine: "
                   f"{engine['calls_per_s']:.2f} calls/s of {engine['call_ms']:.0f} ms as the "
                   f"server waits on them, model runs of {engine['run_ms']:.0f} ms "
-                  f"(busy {engine['run_busy_pct']:.0f}% of the time)", flush=True)
+                  f"(busy {engine['run_busy_pct']:.0f}% of the time; "
+                  f"{engine['padded_pct']:.0f}% of the slots run were padding)", flush=True)
         return rows
     finally:
         server.stop()
@@ -370,11 +373,10 @@ def engine_figures(server: ServerProcess, calls_before: tuple[float, float], dat
     generation's ``run_ms``): the difference is the host's packing, sending and queueing."""
     seconds, calls = (after - before for after, before in zip(engine_calls(server), calls_before,
                                                                 strict=True))
-    batch, run_ms = engine_provenance(data_dir, source, since)
+    figures = engine_provenance(data_dir, source, since)
     calls_per_s = calls / elapsed if elapsed else 0.0
     return {"calls_per_s": calls_per_s, "call_ms": seconds / calls * 1000 if calls else 0.0,
-            "batch": batch, "run_ms": run_ms or 0.0,
-            "run_busy_pct": (run_ms or 0.0) * calls_per_s / 10}
+            **figures, "run_busy_pct": figures["run_ms"] * calls_per_s / 10}
 
 
 def engine_calls(server: ServerProcess) -> tuple[float, float]:
@@ -388,9 +390,11 @@ def engine_calls(server: ServerProcess) -> tuple[float, float]:
     return values["sum"], values["count"]
 
 
-def engine_provenance(data_dir: Path, source: str, since: int) -> tuple[int | None, float | None]:
-    """Mean images per engine call, and mean model run (ms) per call, of the generations of
-    ``source`` (sync, queue) that succeeded from ``since`` (epoch seconds) on."""
+def engine_provenance(data_dir: Path, source: str, since: int) -> dict[str, Any]:
+    """Of the generations of ``source`` (sync, queue) that succeeded from ``since`` (epoch
+    seconds) on: images per engine call (mean over the images) and model run (ms); and the
+    share of the batch slots the model ran that were padding (a call of 23 images padded up to
+    a bucket of 32 runs 9 copies for nothing)."""
     import sqlite3
 
     with sqlite3.connect(data_dir / "imagehub.db") as db:
@@ -399,8 +403,12 @@ def engine_provenance(data_dir: Path, source: str, since: int) -> tuple[int | No
     engines = [json.loads(p).get("engine", {}) for (p,) in rows]
     sizes = [e["batch_size"] for e in engines if e.get("batch_size")]
     runs = [e["run_ms"] for e in engines if e.get("run_ms")]
-    return (round(statistics.fmean(sizes)) if sizes else None,
-            statistics.fmean(runs) if runs else None)
+    # each generation (one image each here) carries 1/batch of its call's padding
+    padding = sum((e.get("padded_to", e["batch_size"]) - e["batch_size"]) / e["batch_size"]
+                  for e in engines if e.get("batch_size"))
+    return {"batch": round(statistics.fmean(sizes)) if sizes else None,
+            "run_ms": statistics.fmean(runs) if runs else 0.0,
+            "padded_pct": 100 * padding / (len(sizes) + padding) if sizes else 0.0}
 
 
 async def _warm_up(server: ServerProcess, work: Workload, clients: int) -> None:
@@ -518,11 +526,19 @@ class _Completions:
 # ---------------------------------------------------------------------------------------------
 
 
+def _buckets_label(options: dict[str, Any]) -> list[str]:
+    """The batch sizes a compiled model's calls are padded up to, as the label shows them."""
+    buckets = options.get("batch_buckets") or options.get("warmup_batches")
+    if not buckets or options.get("compile", "off") == "off":
+        return []
+    return ["buckets=" + "/".join(str(b) for b in sorted(buckets))]
+
+
 def print_table(title: str, rows: list[Row]) -> None:
     base, best = rows[0].images_per_s, rows[1].images_per_s if len(rows) > 1 else None
     print(f"\n{title}")
     header = (f"{'configuration':<62} {'images/s':>9} {'p50 s':>8} {'p99 s':>8} {'GPU %':>6} "
-              f"{'batch':>6} {'x seq':>7} {'x best':>7}")
+              f"{'batch':>6} {'pad %':>6} {'x seq':>7} {'x best':>7}")
     print(header)
     print("-" * len(header))
     for row in rows:
@@ -530,8 +546,10 @@ def print_table(title: str, rows: list[Row]) -> None:
         vs_best = f"{row.images_per_s / best:.2f}" if best else "-"
         errors = f"  ({row.errors} errors)" if row.errors else ""
         batch = str(row.batch) if row.batch else "-"
+        padded = f"{row.padded_pct:.0f}" if row.padded_pct is not None else "-"
         print(f"{row.config:<62} {row.images_per_s:>9.2f} {row.p50_s:>8.3f} {row.p99_s:>8.3f} "
-              f"{util:>6} {batch:>6} {row.images_per_s / base:>7.2f} {vs_best:>7}{errors}")
+              f"{util:>6} {batch:>6} {padded:>6} {row.images_per_s / base:>7.2f} {vs_best:>7}"
+              f"{errors}")
 
 
 def main() -> None:
