@@ -163,3 +163,38 @@ def test_a_catalog_file_that_is_not_toml_is_one_error_line_and_stays_as_it_is(
         assert done.stderr.startswith(f"error: {catalog}: not valid TOML")
         assert len(done.stderr.strip().splitlines()) == 1
     assert catalog.read_text() == "[models.x\n"
+
+
+def test_add_writes_card_options_given_with_set(env: dict[str, str], tmp_path: Path) -> None:
+    """``--set KEY=VALUE`` writes card options, each value read as TOML (else as text); the
+    server-side check binds the entry, so its default applies at once."""
+    done = imagehub("models", "add", "hf:imagehub-tests/Tiny-SD", "--set", "compile=off",
+                    "--set", "channels_last=true", "--set", "warmup_batches=[1, 2]",
+                    "--set", "defaults={num_inference_steps = 3}", "--set", 'dtype="fp32"', env=env)
+    assert done.returncode == 0, done.stderr
+    entry = tomllib.loads((tmp_path / "hub" / "models.toml").read_text())["models"]["tiny-sd"]
+    assert entry == {"backend": "diffusers", "source": "hf:imagehub-tests/Tiny-SD",
+                     "display_name": "tiny-sd", "compile": "off", "channels_last": True,
+                     "warmup_batches": [1, 2], "defaults": {"num_inference_steps": 3},
+                     "dtype": "fp32"}
+    shown = imagehub("models", "show", "tiny-sd", env=env)
+    assert shown.returncode == 0, shown.stderr
+    steps = next(line for line in shown.stdout.splitlines() if "num_inference_steps" in line)
+    assert " 3 " in f" {steps} ", steps
+
+
+@pytest.mark.parametrize(("setting", "message"), [
+    ("compile=fast", "compile must be off, regional or full, not 'fast'; nothing was written"),
+    ("colour=red", "colour: not a key of this backend (keys: device, dtype,"),
+    ("cuda_graphs=yes", "cuda_graphs: 'yes' must be true or false; nothing was written"),
+    ("defaults={steps = 2}", "defaults: steps: unknown field"),
+    ("source=/elsewhere", "error: --set: source is written by models add itself"),
+    ("display_name=Mine", "error: --set: display_name is written by models add itself; use --name"),
+    ("compile", "error: --set: 'compile' is not KEY=VALUE"),
+])
+def test_add_refuses_set_options_the_server_would_refuse(
+        env: dict[str, str], tmp_path: Path, setting: str, message: str) -> None:
+    done = imagehub("models", "add", "hf:imagehub-tests/Tiny-SD", "--set", setting, env=env)
+    assert done.returncode == 2 and message in done.stderr, done.stderr
+    assert "--set: " in done.stderr.splitlines()[-1] and "Traceback" not in done.stderr
+    assert (tmp_path / "hub" / "models.toml").read_text() == "# my models, by hand\n"

@@ -156,14 +156,15 @@ def _stamp(path: Path) -> tuple[int, int] | None:
     return info.st_mtime_ns, info.st_size
 
 
-def read_toml(path: Path) -> list[ModelCard]:
+def read_toml(path: Path, text: str | None = None) -> list[ModelCard]:
     """The user's cards; a missing file means none. ConfigError naming the file when it is not
     TOML or has no ``[models.<id>]`` tables where they belong; an entry with a problem of its own
-    is a card unavailable for that reason."""
-    if not path.exists():
+    is a card unavailable for that reason. ``text``: the file's content to read, not yet
+    written."""
+    if text is None and not path.exists():
         return []
     try:
-        data = tomllib.loads(path.read_text())
+        data = tomllib.loads(path.read_text() if text is None else text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML ({exc})") from None
     for name in sorted(set(data) - {"models"}):

@@ -8,13 +8,17 @@ text, so the file's comments and layout stay as the user wrote them.
 
 from __future__ import annotations
 
+import datetime
 import json
+import math
 import os
 import re
 import shutil
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from imagehub.catalog.cards import BUILTIN_CARDS
 from imagehub.catalog.catalog import _MODEL_ID, read_toml
@@ -88,11 +92,36 @@ def catalog_sources(catalog_path: Path) -> dict[str, str]:
             if isinstance(card.options.get("source"), str)}
 
 
+SET_BY_ADD = ("backend", "source", "display_name")
+"""Keys ``add`` writes itself: ``--set`` may not give them."""
+
+
+def parse_setting(text: str) -> tuple[str, Any]:
+    """``KEY=VALUE`` (``imagehub models add --set``) as a card key and its value: VALUE read as a
+    TOML value (``true``, ``8``, ``[1, 8, 16]``, ``"text"``), else as the text it is
+    (``compile=regional``). InvalidParams naming ``--set`` and the text when it is not one."""
+    key, equals, raw = text.partition("=")
+    key, raw = key.strip(), raw.strip()
+    if not equals or not _BARE_KEY.match(key) or not raw:
+        raise InvalidParams(f"--set: {text!r} is not KEY=VALUE (e.g. compile=regional, "
+                            "cuda_graphs=true, warmup_batches=[1,8,16])")
+    if key in SET_BY_ADD:
+        raise InvalidParams(f"--set: {key} is written by models add itself"
+                            + ("; use --name" if key == "display_name" else ""))
+    try:
+        return key, tomllib.loads(f"value = {raw}")["value"]
+    except tomllib.TOMLDecodeError:
+        return key, raw
+
+
 def add(catalog_path: Path, source: str, model_id: str | None = None,
-        display_name: str | None = None) -> tuple[str, Found]:
-    """Append a ``[models.<id>]`` entry for ``source`` to the catalog file (made if missing); the
-    id and what the source holds. InvalidParams naming the option when the id is not one or is
-    taken; ModelUnavailable when the source is not a diffusers folder here."""
+        display_name: str | None = None, options: dict[str, Any] | None = None,
+        check: Callable[[str, str], None] | None = None) -> tuple[str, Found]:
+    """Append a ``[models.<id>]`` entry for ``source`` to the catalog file (made if missing),
+    with the card ``options`` given; the id and what the source holds. InvalidParams naming the
+    option when the id is not one or is taken; ModelUnavailable when the source is not a
+    diffusers folder here. ``check`` is given the new file's text and the id before the file is
+    written, and raises to leave the file as it was."""
     if not source.startswith(HF_PREFIX):
         source = str(Path(source).expanduser().resolve())  # the server may run elsewhere
     folder = resolve_source(source)  # offline, as the server resolves it
@@ -101,11 +130,14 @@ def add(catalog_path: Path, source: str, model_id: str | None = None,
     _check_id(catalog_path, model_id)
     lines = [f"[models.{_key(model_id)}]", 'backend = "diffusers"', f"source = {_string(source)}",
              f"display_name = {_string(display_name or model_id)}"]
+    lines += [f"{key} = {_value(value)}" for key, value in (options or {}).items()]
     catalog_path.parent.mkdir(parents=True, exist_ok=True)
     before = catalog_path.read_text() if catalog_path.exists() else ""
     gap = "" if not before else ("\n" if before.endswith("\n") else "\n\n")
     after = before + gap + "\n".join(lines) + "\n"
     tomllib.loads(after)  # the file stays TOML, or is left as it was
+    if check is not None:
+        check(after, model_id)
     _replace(catalog_path, after)
     return model_id, found
 
@@ -139,6 +171,21 @@ def _check_id(catalog_path: Path, model_id: str) -> None:
 
 def _key(model_id: str) -> str:
     return model_id if _BARE_KEY.match(model_id) else _string(model_id)
+
+
+def _value(value: Any) -> str:
+    """A value read by ``parse_setting`` written back as TOML."""
+    if isinstance(value, str):
+        return _string(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{_key(k)} = {_value(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)  # inf, -inf, nan: TOML's spelling is Python's
+    if isinstance(value, (datetime.date, datetime.time)):
+        return value.isoformat()
+    return json.dumps(value)  # bool, int, float: TOML writes them as JSON does
 
 
 def _string(text: str) -> str:

@@ -94,18 +94,26 @@ def add(source: str = typer.Argument(..., help="A diffusers folder, or hf:org/na
                                                "Hugging Face cache."),
         model_id: str | None = typer.Option(None, "--id", help="The model id (default: from the "
                                                                "source's name)."),
-        name: str | None = typer.Option(None, "--name", help="Display name (default: the id).")) -> None:
+        name: str | None = typer.Option(None, "--name", help="Display name (default: the id)."),
+        settings_given: list[str] = typer.Option(
+            [], "--set", metavar="KEY=VALUE",
+            help="A card option, repeatable: device=cuda, dtype=bf16, compile=regional, "
+                 "cuda_graphs=true, warmup_batches=[1,8,16], defaults={num_inference_steps=2} "
+                 "(docs/gpu-serving.md lists them)")) -> None:
     """Add a local diffusers pipeline to this machine's catalog file, checked as the server
     checks it; a running server takes it in without a restart."""
     from imagehub.catalog.catalog import bind, read_toml
     from imagehub.catalog.discover import add as add_entry
+    from imagehub.catalog.discover import parse_setting
     from imagehub.config import load_settings
 
     settings = load_settings()
     catalog = settings.resolved_catalog_path
     with one_line_errors():
         try:
-            model_id, found = add_entry(catalog, source, model_id, name)
+            options = dict(parse_setting(text) for text in settings_given)
+            check = _settings_check(catalog, settings, options)
+            model_id, found = add_entry(catalog, source, model_id, name, options, check)
         except InvalidParams as exc:
             fail(exc.detail, code=2)
         except ImagehubError as exc:
@@ -117,6 +125,24 @@ def add(source: str = typer.Argument(..., help="A diffusers folder, or hf:org/na
     state = "available" if entry.available else f"unavailable: {entry.unavailable_reason}"
     console.print(f"added {model_id} ({found.pipeline}, {found.family}) to {catalog}: {state}. "
                   "A running server on this file serves it from its next request for it.")
+
+
+def _settings_check(catalog: Path, settings: Any, options: dict[str, Any]) -> Any:
+    """What ``models add --set`` runs on the new file before writing it: the entry bound as the
+    server binds it; InvalidParams naming ``--set`` when the entry would be unavailable (an
+    unknown key, a wrong type, a device this machine lacks), and nothing is written. (Without
+    ``--set`` an entry ``add`` accepts is one the server can bind.)"""
+    from imagehub.catalog.catalog import bind, read_toml
+
+    def check(text: str, model_id: str) -> None:
+        if not options:
+            return
+        card = next(c for c in read_toml(catalog, text) if c.id == model_id)
+        reason = bind(card, settings).unavailable_reason
+        if reason is not None:
+            raise InvalidParams(f"--set: {reason}; nothing was written")
+
+    return check
 
 
 def schema_rows(schema: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
