@@ -14,6 +14,7 @@ import functools
 import hashlib
 import inspect
 import json
+import logging
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +25,19 @@ from imagehub.errors import ModelUnavailable
 if TYPE_CHECKING:
     import torch
     from diffusers import DiffusionPipeline
+
+
+
+class _NoTorchvisionNotice(logging.Filter):
+    """transformers warns, for each image-processor class diffusers' pipelines import, that it
+    falls back to the PIL one because torchvision is not installed: two lines on every CLI command
+    and server start that bind a diffusers model, about a package imagehub does not need."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "requires torchvision (not installed)" not in record.getMessage()
+
+
+logging.getLogger("transformers.utils.import_utils").addFilter(_NoTorchvisionNotice())
 
 HF_PREFIX = "hf:"
 CONFIG_PATTERNS = ["*.json", "*.txt", "*.model"]
