@@ -40,3 +40,22 @@ def test_api_pages_name_their_endpoint() -> None:
                            "api-openai-images": "POST /api/ai/images/generations"}.items():
         text = resources.files("imagehub.docs").joinpath(f"{slug}.md").read_text()
         assert endpoint in text.splitlines()[0]
+
+
+def test_a_model_page_lists_its_fields_as_a_table(server: ServerProcess) -> None:
+    """Each field on one row: JSON type(s), default as JSON (or "required"), the values it takes
+    and its description, five cells each."""
+    page = httpx.get(f"{server.url}/docs/models/tiny-sd.md").text
+    rows = {line.split(" | ")[0].strip("| `"): line for line in page.splitlines()
+            if line.startswith("| `")}
+    assert rows["prompt"].startswith("| `prompt` | string | required |  | Text description")
+    assert "| `num_inference_steps` | integer | `2` | 1 to 150 |" in rows["num_inference_steps"]
+    assert '| `aspect_ratio` | string | `"auto"` | `"auto"`, `"1:1"`, ' in rows["aspect_ratio"]
+    assert "| `seed` | integer | \u2013 | 0 to " in rows["seed"]
+    assert "| `input_image` | string | \u2013 |  | An image to start from" in rows["input_image"]
+    for line in rows.values():
+        assert line.count(" | ") == 4 and line.endswith(" |"), line
+    assert "\\u2013" not in page and "['" not in page
+    remote = httpx.get(f"{server.url}/docs/models/nano-banana-2.md").text
+    assert ("| `input_image` | string or array | \u2013 | one, or a list of up to 14 | Reference "
+            "images") in remote

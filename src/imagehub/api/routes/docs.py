@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from importlib import resources
+from typing import Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import PlainTextResponse
@@ -54,17 +55,52 @@ def static_page(slug: str) -> PlainTextResponse:
 
 
 def render_model_page(entry: ModelEntry, base: str) -> str:
-    card, props = entry.card, entry.schema.properties
-    rows = [f"| `{name}` | {spec.get('type')} | {json.dumps(spec.get('default', '–'))} | "
-            f"{', '.join(map(str, spec.get('enum', []))) or spec.get('description', '')} |"
-            for name, spec in sorted(props.items(), key=lambda kv: kv[1].get("x-order", 99))]
+    card, schema = entry.card, entry.schema.document
+    required = set(schema.get("required", []))
+    rows = [_field_row(name, spec, name in required)
+            for name, spec in sorted(schema["properties"].items(),
+                                     key=lambda kv: kv[1].get("x-order", 99))]
     status = "available" if entry.available else f"unavailable: {entry.unavailable_reason}"
     return "\n".join([
         f"# {card.display_name} (`{card.id}`)", "", card.description, "",
         f"Backend: `{card.backend}`; {status}.", "", "## Fields", "",
-        "| field | type | default | values |", "|---|---|---|---|", *rows, "", "## Example", "",
+        "| field | type | default | values | description |", "|---|---|---|---|---|", *rows, "",
+        "## Example", "",
         "```bash", f"curl -X POST {base}/api/ai/images/generate \\",
         '  -H "Content-Type: application/json" -H "Authorization: Bearer $IMAGEHUB_API_KEY" \\',
         f"  -d '{{\"model\": \"{card.id}\", \"prompt\": \"a red circle above a blue square\"}}'",
         "```", "",
     ])
+
+
+def _field_row(name: str, spec: dict[str, Any], required: bool) -> str:
+    """One field of the schema as a Markdown table row: its JSON type(s), its default as JSON
+    (or "required", or a dash), the values it takes (an enum, a range) and its description."""
+    kinds = spec.get("type", "")
+    kind = " or ".join(kinds) if isinstance(kinds, list) else str(kinds)
+    if "default" in spec:
+        default = f"`{json.dumps(spec['default'], ensure_ascii=False)}`"
+    else:
+        default = "required" if required else "\u2013"
+    cells = [f"`{name}`", kind, default, _values(spec), spec.get("description", "")]
+    return "| " + " | ".join(_cell(c) for c in cells) + " |"
+
+
+def _values(spec: dict[str, Any]) -> str:
+    if "enum" in spec:
+        return ", ".join(f"`{json.dumps(v, ensure_ascii=False)}`" for v in spec["enum"])
+    low, high = spec.get("minimum"), spec.get("maximum")
+    if low is not None and high is not None:
+        return f"{low} to {high}"
+    if low is not None:
+        return f"at least {low}"
+    if high is not None:
+        return f"at most {high}"
+    if "maxItems" in spec:  # a string, or a list of up to this many
+        return f"one, or a list of up to {spec['maxItems']}"
+    return ""
+
+
+def _cell(text: str) -> str:
+    """Text as one Markdown table cell: a pipe escaped, on one line."""
+    return " ".join(str(text).split()).replace("|", "\\|")
