@@ -179,3 +179,11 @@ def test_client_hanging_up_mid_body_is_not_an_error(server, api: httpx.Client) -
     assert "unhandled error" not in new and "Traceback" not in new, new
     assert api.get("/api/ai/models").status_code == 200
     assert _count_rows(api) == before
+
+
+@pytest.mark.parametrize("path", ["/api/ai/queue/" + "g" * 5000, "/docs/" + "p" * 5000 + ".md"])
+def test_not_found_quotes_a_long_id_clipped(api: httpx.Client, path: str) -> None:
+    r = api.get(path)
+    assert r.status_code == 404
+    detail = r.json()["error"]["detail"]
+    assert detail.endswith("... (5000 characters)") and len(detail) < 130, detail

@@ -205,9 +205,9 @@ class GenerationService:
     def _owned(self, principal: Principal, generation_id: str) -> GenerationRecord:
         record = self.deps.queue.get(generation_id)
         if record is None:
-            raise NotFound(f"Generation not found: {generation_id}")
+            raise NotFound(f"Generation not found: {clip(generation_id)}")
         if record.namespace not in principal.namespaces:
-            raise Forbidden(f"generation {generation_id} belongs to another namespace")
+            raise Forbidden(f"generation {clip(generation_id)} belongs to another namespace")
         return record
 
     # ---- the worker's side ----------------------------------------------------------------------

@@ -12,7 +12,7 @@ from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from imagehub.db.records import ApiKeyRecord
-from imagehub.errors import NotFound, Unauthenticated
+from imagehub.errors import NotFound, Unauthenticated, clip
 
 KEY_PREFIX = "ih_"
 PUBLIC_PREFIX_LENGTH = 10
@@ -82,7 +82,7 @@ class KeyService:
                 .values(revoked=True, revoked_at=int(time.time()))
             ).rowcount
         if not done:
-            raise NotFound(f"API key not found: {key_id_or_prefix}")
+            raise NotFound(f"API key not found: {clip(key_id_or_prefix)}")
 
     def authenticate(self, authorization: str | None) -> Principal:
         """The principal of an ``Authorization: Bearer <key>`` header, or Unauthenticated."""

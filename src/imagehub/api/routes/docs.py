@@ -11,7 +11,7 @@ from fastapi.responses import PlainTextResponse
 
 from imagehub.api.deps import hub
 from imagehub.catalog.catalog import ModelEntry
-from imagehub.errors import NotFound
+from imagehub.errors import NotFound, clip
 from imagehub.services.hub import Hub
 
 router = APIRouter(tags=["docs"])
@@ -49,7 +49,7 @@ def model_page(model_id: str, request: Request, h: Hub = Depends(hub)) -> PlainT
 @router.get("/docs/{slug}.md", response_class=PlainTextResponse)
 def static_page(slug: str) -> PlainTextResponse:
     if slug not in _static_pages():
-        raise NotFound(f"doc page not found: {slug}")
+        raise NotFound(f"doc page not found: {clip(slug)}")
     return PlainTextResponse(resources.files("imagehub.docs").joinpath(f"{slug}.md").read_text(),
                              media_type=MARKDOWN)
 
