@@ -224,3 +224,30 @@ def test_health_ready_metrics_openapi_llms(server) -> None:  # type: ignore[no-u
     for link in links:
         page = httpx.get(link)
         assert page.status_code == 200 and page.text.startswith("# "), link
+
+
+def test_a_model_without_its_provider_names_a_bad_field_before_503(api: httpx.Client) -> None:
+    """A remote model's fields are known without its provider's key: a bad request hears 400
+    naming the field (so it can be fixed while the key is being set), a good one 503; nothing is
+    stored either way."""
+    before = api.get("/api/ai/generations").json()["total_entries"]
+    for path in ("/api/ai/images/generate", "/api/ai/queue"):
+        for body, words in (({"prompt": ""}, ["prompt", "''"]),
+                            ({"prompt": "x", "aspect_ratio": "7:3"}, ["aspect_ratio", "'7:3'"]),
+                            ({"prompt": "x", "colour": 1}, ["colour"])):
+            r = api.post(path, json={"model": "nano-banana-2", **body})
+            assert r.status_code == 400, (path, body, r.text)
+            assert all(w in r.json()["error"]["detail"] for w in words), r.text
+        r = api.post(path, json={"model": "nano-banana-2", "prompt": "x"})
+        assert r.status_code == 503 and r.json()["error"]["type"] == "model_unavailable"
+    assert api.get("/api/ai/generations").json()["total_entries"] == before
+
+
+def test_editing_with_a_text_to_image_model_says_it_takes_no_image(api: httpx.Client) -> None:
+    for body in ({"model": "imagehub-tiny", "prompt": "x"},
+                 {"model": "imagehub-tiny", "prompt": "x", "input_image": "https://a.example/x.png"}):
+        r = api.post("/api/ai/images/edit", json=body)
+        assert r.status_code == 400
+        assert r.json()["error"]["detail"] == (
+            "model: 'imagehub-tiny' takes no input image (a text-to-image model); "
+            "POST /api/ai/images/generate runs it")

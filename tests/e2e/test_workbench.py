@@ -341,7 +341,8 @@ def test_a_new_tab_does_not_know_the_key(browser: Browser, tab: Tab) -> None:
 
 def test_form_widgets_follow_the_schema(tab: Tab, tmp_path: Path) -> None:
     """nano-banana-2 (no provider configured here): toggles, tri-state booleans, string enums,
-    an image field fed by an upload; the form still builds the request, the server says 503."""
+    an image field fed by an upload; the form still builds the request, the server names a bad
+    field (400), then says 503."""
     upload = tmp_path / "dot.png"
     Image.new("RGB", (8, 8), "red").save(upload)
     page = tab.open().page
@@ -359,18 +360,19 @@ def test_form_widgets_follow_the_schema(tab: Tab, tmp_path: Path) -> None:
     page.select_option("[data-field=thinking_level] select", label="high")
     page.set_input_files("[data-field=input_image] input[type=file]", str(upload))
     page.wait_for_selector("[data-field=input_image] .uploads img")
-    page.fill("[data-field=input_image] input[type=url]", "https://example.com/a.png")
+    page.fill("[data-field=input_image] input[type=url]", "https://127.0.0.1/a.png")
     with page.expect_response(lambda r: r.url.endswith("/api/ai/images/generate")) as sent:
         page.click("#run")
     body = json.loads(sent.value.request.post_data or "{}")
     assert body["enable_web_search"] is False and "google_search" not in body
     assert body["safety_tolerance"] == "6" and body["thinking_level"] == "high"
-    assert body["input_image"][0] == "https://example.com/a.png"
+    assert body["input_image"][0] == "https://127.0.0.1/a.png"
     assert body["input_image"][1].startswith("data:image/png;base64,")
-    # no provider is configured: the server says so first (before it looks at the fields), and
-    # the page shows its one-line reason
-    assert sent.value.status == 503
-    page.wait_for_selector("#form-error:text('503 model_unavailable')")
+    # no provider is configured, but the model's fields are known: a bad one is named first
+    # (a loopback URL is never fetched), and the page shows the server's one-line reason
+    assert sent.value.status == 400
+    page.wait_for_selector("#form-error:text('400 invalid_params')")
+    assert "input_image" in page.locator("#form-error").inner_text()
     page.fill("[data-field=input_image] input[type=url]", "")
     with page.expect_response(lambda r: r.url.endswith("/api/ai/images/generate")) as again:
         page.click("#run")

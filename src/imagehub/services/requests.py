@@ -51,9 +51,13 @@ def parse(catalog: Catalog, principal: Principal, body: Any, *, count_field: str
     if require_image and "image" in body and "input_image" not in body:
         body["input_image"] = body.pop("image")
     entry = catalog.get(_check_generic(body, count_field))
+    fields_known = entry.available or entry.card.properties is not None
     if require_image:
+        if fields_known and "input_image" not in entry.schema.properties:
+            raise InvalidParams(f"model: {entry.id!r} takes no input image (a text-to-image "
+                                "model); POST /api/ai/images/generate runs it")
         _require_image(body)  # every edit needs one, whatever the model
-    if not entry.available:  # before its fields: a broken card's schema says little (503 says why)
+    if not fields_known:  # before its fields: a broken card's schema says little (503 says why)
         raise ModelUnavailable(str(entry.unavailable_reason))
     schema_names = set(entry.schema.properties)
     generic = whole_numbers({k: body[k] for k in body if k in _GENERIC_NAMES and k not in schema_names},
@@ -64,6 +68,8 @@ def parse(catalog: Catalog, principal: Principal, body: Any, *, count_field: str
     namespace = _namespace(principal, generic.get("target_namespace"))
     for uri in _as_list(params.get("input_image")):
         check_image_ref("input_image", uri)  # refuse unreadable images and bad URLs now (400)
+    if not entry.available:  # a remote model without a provider: its fields are known, and 400
+        raise ModelUnavailable(str(entry.unavailable_reason))  # for a bad one comes first
     resolved = entry.schema.with_defaults(params)
     resolved["seed"] = generic.get("seed", params.get("seed"))
     return ParsedRequest(
