@@ -184,6 +184,10 @@ def test_every_provider_failing_is_a_502_upstream(api: httpx.Client, fakes: dict
     error = r.json()["error"]
     assert error["type"] == "upstream" and error["detail"].startswith("every provider failed: gemini: HTTP 500")
     assert "fal: HTTP 500" in error["detail"] and KEY not in r.text
+    # the failed sync call is in the history, as a failed queued one is
+    newest = api.get("/api/ai/generations", params={"page_size": 1}).json()["generations"][0]
+    assert newest["status"] == "failed" and newest["error_message"] == error["detail"]
+    assert newest["model_name"] == "nano-banana-2" and KEY not in str(newest)
 
 
 def test_no_image_anywhere_fails_the_row(api: httpx.Client, fakes: dict[str, Any]) -> None:

@@ -114,6 +114,9 @@ class GenerationService:
         except GenerationFailed as exc:
             self._save_failed(record, started, str(exc))
             raise UpstreamError(f"{request.entry.id}: {exc}") from exc
+        except UpstreamError as exc:  # a remote provider failed: kept in the history too
+            self._save_failed(record, started, exc.detail)
+            raise
         # 3. store, record, answer (each PNG is encoded once, for storage and for b64_json)
         pngs = [encode_png(image) for image in result.images]
         record.images = self._put(record.id, result, pngs)
