@@ -3,6 +3,7 @@ requests. What is published is what is enforced."""
 
 from __future__ import annotations
 
+import json
 from typing import Any, Mapping
 
 from jsonschema import Draft202012Validator
@@ -116,5 +117,21 @@ def describe(error: ValidationError) -> str:
 
 
 def _short(value: Any) -> str:
+    """A value as an error quotes it: ``true``, ``false`` and ``null`` as the client wrote them
+    in JSON; anything else as Python shows it (``'text'``, ``[1, 2]``), clipped."""
+    if value is None or isinstance(value, bool):
+        return json.dumps(value)
     return clip(repr(value))
+
+
+def json_kind(value: Any) -> str:
+    """What a JSON value is, in the words of an error: ``null``, ``a boolean``, ``a number``,
+    ``a string``, ``an array``, ``an object``."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    return {str: "a string", list: "an array", dict: "an object"}.get(type(value), type(value).__name__)
 

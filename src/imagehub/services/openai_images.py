@@ -24,6 +24,7 @@ from typing import Any
 
 from PIL import Image
 
+from imagehub.catalog.schema import json_kind
 from imagehub.catalog.sizes import RESOLUTION_BASES, ratio_value
 from imagehub.errors import InvalidParams
 from imagehub.protocol import GENERIC_FIELDS_SCHEMA, OpenAIImage, OpenAIImagesResponse
@@ -62,7 +63,7 @@ class OpenAIImagesService:
 
     def generate(self, principal: Principal, body: Any) -> OpenAIImagesResponse:
         if not isinstance(body, dict):
-            raise InvalidParams(f"body: expected a JSON object, got {type(body).__name__}")
+            raise InvalidParams(f"body: expected a JSON object, got {json_kind(body)}")
         return self._run(principal, body, edit=False)
 
     def edit(self, principal: Principal, form: FormBody) -> OpenAIImagesResponse:

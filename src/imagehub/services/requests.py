@@ -10,7 +10,7 @@ from typing import Any
 from jsonschema import Draft202012Validator
 
 from imagehub.catalog.catalog import Catalog, ModelEntry
-from imagehub.catalog.schema import describe, whole_numbers
+from imagehub.catalog.schema import describe, json_kind, whole_numbers
 from imagehub.catalog.sizes import nearest_ratio, output_size
 from imagehub.engines.base import EngineRequest
 from imagehub.errors import Forbidden, InvalidParams, ModelUnavailable
@@ -46,7 +46,7 @@ def parse(catalog: Catalog, principal: Principal, body: Any, *, count_field: str
           require_image: bool = False) -> ParsedRequest:
     """Validate ``body`` against the generic fields and the model's request_schema."""
     if not isinstance(body, dict):
-        raise InvalidParams(f"body: expected a JSON object, got {type(body).__name__}")
+        raise InvalidParams(f"body: expected a JSON object, got {json_kind(body)}")
     body = dict(body)
     if require_image and "image" in body and "input_image" not in body:
         body["input_image"] = body.pop("image")
