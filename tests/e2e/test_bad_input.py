@@ -192,3 +192,13 @@ def test_not_found_quotes_a_long_id_clipped(api: httpx.Client, path: str) -> Non
     assert r.status_code == 404
     detail = r.json()["error"]["detail"]
     assert detail.endswith("... (5000 characters)") and len(detail) < 130, detail
+
+
+def test_a_method_a_path_does_not_take_is_405_with_allow(api: httpx.Client) -> None:
+    r = api.put("/api/ai/queue", json=OK)
+    assert r.status_code == 405 and r.json()["error"]["type"] == "method_not_allowed", r.text
+    allowed = {m.strip() for m in r.headers["allow"].split(",")}
+    assert {"GET", "POST"} <= allowed
+    assert r.json()["error"]["detail"].startswith("no route PUT /api/ai/queue (it takes ")
+    unknown = api.get("/api/ai/" + "x" * 3000)
+    assert unknown.status_code == 404 and len(unknown.json()["error"]["detail"]) < 130

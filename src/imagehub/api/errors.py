@@ -8,8 +8,9 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
-from imagehub.errors import ImagehubError, RateLimited
+from imagehub.errors import ImagehubError, RateLimited, clip
 
 _STARLETTE_TYPES = {404: ("resource_not_found", "Resource not found"),
                     405: ("method_not_allowed", "Method not allowed")}
@@ -36,9 +37,32 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         type_, title = _STARLETTE_TYPES.get(exc.status_code, ("http_error", "HTTP error"))
-        detail = f"no route {request.method} {request.url.path}" if exc.status_code in (404, 405) \
-            else str(exc.detail)
-        return error_response(exc.status_code, type_, title, detail)
+        detail = f"no route {request.method} {clip(request.url.path)}" \
+            if exc.status_code in (404, 405) else str(exc.detail)
+        headers = exc.headers
+        if exc.status_code == 405:
+            allowed = _allowed_methods(request) or (headers or {}).get("Allow", "")
+            headers = {**(headers or {}), "Allow": allowed}
+            detail += f" (it takes {allowed})"
+        return error_response(exc.status_code, type_, title, detail, headers)
+
+
+def _allowed_methods(request: Request, routes: Any = None) -> str:
+    """Every method some route takes at this path (Starlette's own ``Allow`` names only the first
+    route's: ``POST`` for ``/api/ai/queue``, which ``GET`` lists too). FastAPI wraps an included
+    router in a route of its own; its routes are looked into."""
+    methods: set[str] = set()
+    for route in request.app.routes if routes is None else routes:
+        match, _ = route.matches(request.scope)
+        if match is Match.NONE:
+            continue
+        inner = getattr(route, "routes", None) or getattr(
+            getattr(route, "original_router", None), "routes", None)
+        if inner is not None:
+            methods.update(_allowed_methods(request, inner).split(", "))
+        else:
+            methods.update(getattr(route, "methods", None) or ())
+    return ", ".join(sorted(methods - {""}))
 
 
 def _describe(errors: list[dict[str, Any]]) -> str:
