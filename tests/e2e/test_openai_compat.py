@@ -43,6 +43,10 @@ def test_openai_sdk_sees_errors(oai: openai.OpenAI) -> None:
     with pytest.raises(openai.BadRequestError) as bad:
         oai.images.generate(model="tiny-sd", prompt="x", size="huge")
     assert "size: 'huge'" in bad.value.response.json()["error"]["detail"]
+    with pytest.raises(openai.BadRequestError) as wide:
+        oai.images.generate(model="tiny-sd", prompt="x", size="100000x1")
+    assert wide.value.response.json()["error"]["detail"].startswith(
+        "size: '100000x1' has a side over 99999 pixels")
     with pytest.raises(openai.BadRequestError) as fmt:
         oai.images.generate(model="tiny-sd", prompt="x", output_format="jpeg")
     assert "response_format 'b64_json'" in fmt.value.response.json()["error"]["detail"]
