@@ -86,6 +86,8 @@ def test_same_key_with_a_different_request_is_refused(api: httpx.Client, change:
     detail = _assert_invalid(_enqueue(api, {**OK, "seed": 7, **change}, key),
                              "Idempotency-Key", repr(key), "different request", field)
     assert "'a red cube'" in detail or field != "prompt"  # the first value is named too
+    assert "seed: 7 then (the seed used then: sent, or chosen when none was), 8 now" in detail \
+        or field != "seed"
     assert _count_rows(api) == before  # nothing queued, the first request's rows untouched
     assert _ids(_enqueue(api, {**OK, "seed": 7}, key)) == first
 

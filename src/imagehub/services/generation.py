@@ -538,8 +538,9 @@ def _check_same_request(key: str, earlier: list[GenerationRecord], request: Pars
     """Refuse a reused ``Idempotency-Key`` whose request differs from the one that first used it."""
     for name, (then, now) in _request_identity(earlier, request).items():
         if then != now:
+            used = " (the seed used then: sent, or chosen when none was)" if name == "seed" else ""
             raise InvalidParams(f"Idempotency-Key: {clip(repr(key))} was already used with a "
-                                f"different request ({name}: {clip(repr(then))} then, "
+                                f"different request ({name}: {clip(repr(then))} then{used}, "
                                 f"{clip(repr(now))} now); "
                                 "send a new key for a new request")
 
