@@ -265,7 +265,9 @@ def test_keys_revoke_takes_the_listed_prefix_and_never_echoes_a_secret(server: S
                if "by-prefix" in line]
     shown = line.split("\t")[1]
     by_prefix = imagehub("keys", "revoke", shown, env=env)
-    assert by_prefix.returncode == 0 and by_prefix.stdout == f"revoked {first[:10]}\n"
+    assert by_prefix.returncode == 0 and by_prefix.stdout == f"revoked {first[:10]}...\n"
+    twice = imagehub("keys", "revoke", shown, env=env)
+    assert twice.returncode == 0 and twice.stdout == f"{first[:10]}... was revoked already\n"
     second = server.cli("keys", "create", "--name", "by-secret").stdout.strip()
     by_secret = imagehub("keys", "revoke", second, env=env)
     assert by_secret.returncode == 0 and by_secret.stdout == f"revoked {second[:10]}...\n"

@@ -90,10 +90,11 @@ def keys_revoke(key: str = typer.Argument(..., help="The key's id, its prefix as
     service = _key_service()
     try:  # the messages of both name a key by its public prefix at most
         key_id = service.authenticate(f"Bearer {given}").key_id if is_secret else given
-        service.revoke(key_id or "")
+        newly = service.revoke(key_id or "")
     except ImagehubError as exc:
         fail(exc.detail, exc)
-    typer.echo(f"revoked {given[:PUBLIC_PREFIX_LENGTH] + '...' if is_secret else given}")
+    shown = given[:PUBLIC_PREFIX_LENGTH] + "..." if given.startswith(KEY_PREFIX) else given
+    typer.echo(f"revoked {shown}" if newly else f"{shown} was revoked already")
 
 
 def _mount_client_commands() -> None:

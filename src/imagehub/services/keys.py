@@ -74,15 +74,19 @@ class KeyService:
         with self._sessions() as session:
             return list(session.scalars(select(ApiKeyRecord).order_by(ApiKeyRecord.created_at)))
 
-    def revoke(self, key_id_or_prefix: str) -> None:
+    def revoke(self, key_id_or_prefix: str) -> bool:
+        """Revoke the key; False when it was revoked already (NotFound when there is none)."""
+        named = (ApiKeyRecord.id == key_id_or_prefix) | (ApiKeyRecord.prefix == key_id_or_prefix)
         with self._sessions.begin() as session:
             done = session.execute(
-                update(ApiKeyRecord)
-                .where((ApiKeyRecord.id == key_id_or_prefix) | (ApiKeyRecord.prefix == key_id_or_prefix))
+                update(ApiKeyRecord).where(named, ApiKeyRecord.revoked.is_(False))
                 .values(revoked=True, revoked_at=int(time.time()))
             ).rowcount
-        if not done:
-            raise NotFound(f"API key not found: {clip(key_id_or_prefix)}")
+            if done:
+                return True
+            if session.scalar(select(ApiKeyRecord.id).where(named)) is None:
+                raise NotFound(f"API key not found: {clip(key_id_or_prefix)}")
+        return False
 
     def authenticate(self, authorization: str | None) -> Principal:
         """The principal of an ``Authorization: Bearer <key>`` header, or Unauthenticated."""
