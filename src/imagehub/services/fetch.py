@@ -101,6 +101,8 @@ class ImageFetcher:
         host_allowed = self._host_allowed(host)
         if host in METADATA_HOSTS and not host_allowed:
             raise self._refuse(field_name, url, "names a cloud metadata service")
+        if parts.scheme == "http" and not host_allowed and not self._networks:
+            raise self._refuse(field_name, url, _PLAIN_HTTP)  # no address could allow it: say so
         try:
             addresses = self.resolver(host, port)
         except (OSError, UnicodeError, ValueError) as exc:
@@ -113,8 +115,7 @@ class ImageFetcher:
                 raise self._refuse(field_name, url, f"resolves to {address}, {reason}; set "
                                    "IMAGEHUB_FETCH_ALLOW to permit it")
         if parts.scheme == "http" and not (host_allowed or all(map(self._address_allowed, addresses))):
-            raise self._refuse(field_name, url, "is plain http://; only https:// URLs are fetched "
-                               "(IMAGEHUB_FETCH_ALLOW permits http for the hosts it lists)")
+            raise self._refuse(field_name, url, _PLAIN_HTTP)
         return Target(url=url, host=host, port=port, address=addresses[0])
 
     def _split(self, field_name: str, url: str) -> SplitResult:
@@ -243,6 +244,10 @@ def default_fetcher() -> ImageFetcher:
 
 def is_url(value: str) -> bool:
     return not value.startswith("data:")
+
+
+_PLAIN_HTTP = ("is plain http://; only https:// URLs are fetched (IMAGEHUB_FETCH_ALLOW permits "
+               "http for the hosts it lists)")
 
 
 def check_image_ref(field_name: str, value: str, fetcher: ImageFetcher | None = None) -> None:

@@ -61,6 +61,7 @@ def test_refusals_after_resolution(url, reason) -> None:  # type: ignore[no-unty
     ("https://metadata.google.internal/computeMetadata/v1/", "names a cloud metadata service"),
     ("https://nowhere.invalid/a.png", "does not resolve"),
     ("http://public.example/a.png", "plain http://"),
+    ("http://nowhere.invalid/a.png", "plain http://"),  # said before the lookup that would fail
 ])
 def test_other_refusals(url, reason) -> None:  # type: ignore[no-untyped-def]
     fetcher = ImageFetcher(resolver=fake_dns({"public.example": str(PUBLIC)}))
