@@ -101,8 +101,8 @@ class ImageFetcher:
         host_allowed = self._host_allowed(host)
         if host in METADATA_HOSTS and not host_allowed:
             raise self._refuse(field_name, url, "names a cloud metadata service")
-        if parts.scheme == "http" and not host_allowed and not self._networks:
-            raise self._refuse(field_name, url, _PLAIN_HTTP)  # no address could allow it: say so
+        if parts.scheme == "http" and not (self._hosts or self._networks or _is_address(host)):
+            raise self._refuse(field_name, url, _PLAIN_HTTP)  # nothing could allow it: no lookup
         try:
             addresses = self.resolver(host, port)
         except (OSError, UnicodeError, ValueError) as exc:
@@ -244,6 +244,14 @@ def default_fetcher() -> ImageFetcher:
 
 def is_url(value: str) -> bool:
     return not value.startswith("data:")
+
+
+def _is_address(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    return True
 
 
 _PLAIN_HTTP = ("is plain http://; only https:// URLs are fetched (IMAGEHUB_FETCH_ALLOW permits "
