@@ -251,3 +251,18 @@ def test_editing_with_a_text_to_image_model_says_it_takes_no_image(api: httpx.Cl
         assert r.json()["error"]["detail"] == (
             "model: 'imagehub-tiny' takes no input image (a text-to-image model); "
             "POST /api/ai/images/generate runs it")
+
+
+def test_queue_list_takes_a_limit_newest_first(api: httpx.Client) -> None:
+    ids = [g["generation_id"] for g in api.post("/api/ai/queue", json={
+        "model": "tiny-sd-slow", "prompt": "limit", "num_generations": 3}).json()["generations"]]
+    try:
+        active = api.get("/api/ai/queue", params={"model": "tiny-sd-slow"}).json()["generations"]
+        assert [g["generation_id"] for g in active][:3] == ids[::-1]  # newest first
+        two = api.get("/api/ai/queue", params={"model": "tiny-sd-slow", "limit": 2}).json()
+        assert two["count"] == 2 and [g["generation_id"] for g in two["generations"]] == ids[:0:-1]
+        bad = api.get("/api/ai/queue", params={"limit": 0})
+        assert bad.status_code == 400 and "limit" in bad.json()["error"]["detail"]
+    finally:
+        for generation_id in ids:
+            api.delete(f"/api/ai/queue/{generation_id}")
