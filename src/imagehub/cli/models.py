@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console
@@ -12,6 +13,9 @@ from rich.table import Table
 
 from imagehub.cli.target import KEY_OPTION, URL_OPTION, fail, one_line_errors, open_target
 from imagehub.errors import ConfigError, ImagehubError, InvalidParams
+
+if TYPE_CHECKING:
+    from imagehub.config import Settings
 
 models_app = typer.Typer(help="List models; show one model's fields; find and add local ones.",
                          invoke_without_command=True)
@@ -127,7 +131,8 @@ def add(source: str = typer.Argument(..., help="A diffusers folder, or hf:org/na
                   "A running server on this file serves it from its next request for it.")
 
 
-def _settings_check(catalog: Path, settings: Any, options: dict[str, Any]) -> Any:
+def _settings_check(catalog: Path, settings: Settings,
+                    options: dict[str, Any]) -> Callable[[str, str], None]:
     """What ``models add --set`` runs on the new file before writing it: the entry bound as the
     server binds it; InvalidParams naming ``--set`` when the entry would be unavailable (an
     unknown key, a wrong type, a device this machine lacks), and nothing is written. (Without
