@@ -266,3 +266,15 @@ def test_queue_list_takes_a_limit_newest_first(api: httpx.Client) -> None:
     finally:
         for generation_id in ids:
             api.delete(f"/api/ai/queue/{generation_id}")
+
+
+def test_status_filter_repeated_means_any_of_them(api: httpx.Client) -> None:
+    ended = api.get("/api/ai/generations", params=[("status", "succeeded"), ("status", "failed"),
+                                                   ("page_size", 1000)]).json()
+    succeeded = api.get("/api/ai/generations", params={"status": "succeeded"}).json()
+    failed = api.get("/api/ai/generations", params={"status": "failed"}).json()
+    assert ended["total_entries"] == succeeded["total_entries"] + failed["total_entries"] > 0
+    assert {g["status"] for g in ended["generations"]} <= {"succeeded", "failed"}
+    bad = api.get("/api/ai/queue", params=[("status", "queued"), ("status", "bogus")])
+    assert bad.status_code == 400 and bad.json()["error"]["detail"].startswith(
+        "status: 'bogus' is not one of ['queued', ")

@@ -106,7 +106,8 @@ class LocalHub:
         return self.hub.generations.get(self.principal, generation_id).model_dump()
 
     def list(self, *, status: str | None = None, model: str | None = None) -> list[dict[str, Any]]:
-        rows = self.hub.generations.list_active(self.principal, status, model, None, 1000)
+        rows = self.hub.generations.list_active(self.principal, [status] if status else [], model,
+                                                None, 1000)
         return [row.model_dump() for row in rows.generations]
 
     def cancel(self, generation_id: str) -> dict[str, Any]:

@@ -179,16 +179,17 @@ class GenerationService:
     def get(self, principal: Principal, generation_id: str) -> GenerationRow:
         return self.row(self._owned(principal, generation_id))
 
-    def list_active(self, principal: Principal, status: str | None, model: str | None,
+    def list_active(self, principal: Principal, statuses: list[str], model: str | None,
                     media_type: str | None, limit: int) -> QueueList:
-        statuses = [status] if status else [S.QUEUED.value, S.PROCESSING.value]
+        """Rows of ``statuses`` (default: queued and processing), newest first."""
+        statuses = statuses or [S.QUEUED.value, S.PROCESSING.value]
         rows = self.deps.queue.list(RowFilter(principal.namespaces, statuses, model, media_type),
                                     limit=limit)
         return QueueList(count=len(rows), generations=[self.row(r) for r in rows])
 
-    def history(self, principal: Principal, page: int, page_size: int, status: str | None,
+    def history(self, principal: Principal, page: int, page_size: int, statuses: list[str],
                 model: str | None, media_type: str | None) -> HistoryPage:
-        where = RowFilter(principal.namespaces, [status] if status else [], model, media_type)
+        where = RowFilter(principal.namespaces, statuses, model, media_type)
         total = self.deps.queue.count(where)
         rows = self.deps.queue.list(where, offset=(page - 1) * page_size, limit=page_size)
         return HistoryPage(count=len(rows), page_number=page, page_size=page_size,

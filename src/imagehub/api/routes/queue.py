@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Header, Query
 
 from imagehub.api.deps import hub, json_body, principal
-from imagehub.errors import InvalidParams
+from imagehub.errors import InvalidParams, clip
 from imagehub.protocol import (
     CancelResponse, EnqueueResponse, GenerationRow, GenerationStatus, HistoryPage, QueueList,
 )
@@ -28,10 +28,12 @@ _BODY = {"requestBody": {"required": True, "content": {"application/json": {"sch
 }}}}}
 
 
-def _status(status: str | None) -> str | None:
-    if status is not None and status not in _STATUSES:
-        raise InvalidParams(f"status: {status!r} is not one of {_STATUSES}")
-    return status
+def _statuses(given: list[str] | None) -> list[str]:
+    """``?status=`` once, or several times for any of them; each one of the five."""
+    for status in given or []:
+        if status not in _STATUSES:
+            raise InvalidParams(f"status: {clip(repr(status))} is not one of {_STATUSES}")
+    return list(dict.fromkeys(given or []))
 
 
 @router.post("/queue", response_model=EnqueueResponse, openapi_extra=_BODY)
@@ -42,10 +44,10 @@ async def enqueue(caller: Principal = Depends(principal), body: Any = Depends(js
 
 
 @router.get("/queue", response_model=QueueList)
-def list_queue(status: str | None = None, model: str | None = None,
+def list_queue(status: list[str] | None = Query(None), model: str | None = None,
                media_type: str | None = None, limit: int = Query(1000, ge=1, le=1000),
                caller: Principal = Depends(principal), h: Hub = Depends(hub)) -> QueueList:
-    return h.generations.list_active(caller, _status(status), model, media_type, limit)
+    return h.generations.list_active(caller, _statuses(status), model, media_type, limit)
 
 
 @router.get("/queue/{generation_id}", response_model=GenerationRow,
@@ -63,6 +65,7 @@ async def cancel(generation_id: str, caller: Principal = Depends(principal),
 
 @router.get("/generations", response_model=HistoryPage)
 def history(page: int = Query(1, ge=1), page_size: int = Query(50, ge=1, le=1000),
-            status: str | None = None, model: str | None = None, media_type: str | None = None,
+            status: list[str] | None = Query(None), model: str | None = None,
+            media_type: str | None = None,
             caller: Principal = Depends(principal), h: Hub = Depends(hub)) -> HistoryPage:
-    return h.generations.history(caller, page, page_size, _status(status), model, media_type)
+    return h.generations.history(caller, page, page_size, _statuses(status), model, media_type)
