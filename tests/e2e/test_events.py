@@ -126,3 +126,24 @@ def test_cancel_processing_job_stops_and_keeps_nothing(server, api: httpx.Client
         assert not (server.data_dir / "files" / gen_id).exists()
     finally:
         stream.close()
+
+
+def test_revoking_a_key_ends_its_open_streams(server) -> None:  # type: ignore[no-untyped-def]
+    """A stream opened with a key stops within a second or two of the key's revocation, idle or
+    not, and opening it again is 401: a revoked key hears no more events (and no image links)."""
+    key = server.cli("keys", "create", "--name", "streamer").stdout.strip()
+    reader = StreamReader(server, {"Authorization": f"Bearer {key}"})
+    try:
+        with server.client(key) as client:
+            (gen_id,) = [g["generation_id"] for g in client.post(
+                "/api/ai/queue", json={"model": "tiny-sd", "prompt": "x"}).json()["generations"]]
+            reader.wait(_for(gen_id, "media_generation_completed"))
+            server.cli("keys", "revoke", key[:10])
+            revoked = time.monotonic()
+            reader._thread.join(10)
+            assert not reader._thread.is_alive(), "the stream went on after the revocation"
+            assert time.monotonic() - revoked < 5
+            again = client.get("/api/events")
+            assert again.status_code == 401 and "revoked" in again.json()["error"]["detail"]
+    finally:
+        reader.close()

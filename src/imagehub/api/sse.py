@@ -4,7 +4,8 @@
 from __future__ import annotations
 
 import json
-from typing import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
 
 from sse_starlette.event import ServerSentEvent
 from sse_starlette.sse import EventSourceResponse
@@ -34,10 +35,22 @@ def padding(size: int) -> ServerSentEvent:
     return ServerSentEvent(comment="-" * size, sep=SEP)
 
 
-async def _frames(subscription: Subscription, padding_bytes: int) -> AsyncIterator[ServerSentEvent]:
+KEY_RECHECK_SECONDS = 1.0
+"""How often an open stream asks whether its key still holds: while idle, and before an event
+(always before a completed one, which carries image links)."""
+
+
+async def _frames(subscription: Subscription, padding_bytes: int,
+                  key_holds: Callable[[], bool] | None) -> AsyncIterator[ServerSentEvent]:
+    checked = time.monotonic()
     try:
         while True:
-            event = await subscription.get(timeout=3600)
+            event = await subscription.get(timeout=KEY_RECHECK_SECONDS)
+            due = time.monotonic() - checked >= KEY_RECHECK_SECONDS
+            if key_holds is not None and (due or (event and event.name is EventName.COMPLETED)):
+                if not key_holds():  # revoked: the stream ends; a reconnect hears 401
+                    return
+                checked = time.monotonic()
             if event is None:
                 continue
             yield frame(event.id, event.name.value, event.data)
@@ -47,10 +60,12 @@ async def _frames(subscription: Subscription, padding_bytes: int) -> AsyncIterat
         subscription.close()
 
 
-def stream(subscription: Subscription, keepalive_seconds: float,
-           padding_bytes: int = 4096) -> EventSourceResponse:
+def stream(subscription: Subscription, keepalive_seconds: float, padding_bytes: int = 4096,
+           key_holds: Callable[[], bool] | None = None) -> EventSourceResponse:
+    """The subscription as an SSE response; ``key_holds`` (when auth is on) says whether the
+    caller's key still holds, so revoking it ends its open streams within a second."""
     return EventSourceResponse(
-        _frames(subscription, padding_bytes), ping=keepalive_seconds,
+        _frames(subscription, padding_bytes, key_holds), ping=keepalive_seconds,
         ping_message_factory=keep_alive, sep=SEP,
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )

@@ -47,6 +47,7 @@ _KEYS = ApiKeyRecord.__table__
 _BY_DIGEST = select(_KEYS.c.id, _KEYS.c.prefix, _KEYS.c.namespace, _KEYS.c.member_of,
                     _KEYS.c.revoked).where(_KEYS.c.secret_hash == bindparam("digest"))
 """Built once: every request runs it (on a Core connection, a third of a Session's cost)."""
+_REVOKED = select(_KEYS.c.revoked).where(_KEYS.c.id == bindparam("key_id"))
 
 
 def _digest(key: str) -> str:
@@ -87,6 +88,12 @@ class KeyService:
             if session.scalar(select(ApiKeyRecord.id).where(named)) is None:
                 raise NotFound(f"API key not found: {clip(key_id_or_prefix)}")
         return False
+
+    def is_active(self, key_id: str) -> bool:
+        """Whether the key still exists and is not revoked (an open event stream asks)."""
+        with self._engine.connect() as connection:
+            revoked = connection.execute(_REVOKED, {"key_id": key_id}).scalar()
+        return revoked is not None and not revoked
 
     def authenticate(self, authorization: str | None) -> Principal:
         """The principal of an ``Authorization: Bearer <key>`` header, or Unauthenticated."""

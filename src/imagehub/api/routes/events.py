@@ -18,4 +18,7 @@ async def events(caller: Principal = Depends(principal), h: Hub = Depends(hub),
                  last_event_id: str | None = Header(None, alias="Last-Event-ID")) -> EventSourceResponse:
     subscription = h.deps.bus.subscribe(caller.namespaces, last_event_id,
                                         h.settings.event_catch_up_seconds)
-    return sse.stream(subscription, h.settings.keepalive_seconds, h.settings.sse_padding_bytes)
+    key_id = caller.key_id
+    key_holds = (lambda: h.keys.is_active(key_id)) if key_id else None
+    return sse.stream(subscription, h.settings.keepalive_seconds, h.settings.sse_padding_bytes,
+                      key_holds)
