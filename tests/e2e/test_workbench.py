@@ -637,3 +637,135 @@ def test_a_server_without_auth_needs_no_key(browser: Browser, tmp_path: Path,
     finally:
         page.context.close()
         server.stop()
+
+
+# ---- found by the Workbench bug bash (2026-11-28) ---------------------------------------------------
+
+def test_a_key_revoked_mid_session_is_said_in_the_header(tab: Tab) -> None:
+    """A 401 on any call (a run, the history), not only the model list, says the key was refused
+    in the header, stops the event stream and clears the models; Forget clears them too."""
+    key = tab.server.cli("keys", "create", "--name", "revoked-mid-session").stdout.strip()
+    page = tab.page
+    page.goto(f"{tab.server.url}/")
+    page.fill("#api-key", key)
+    page.click("#key-form button[type=submit]")
+    page.wait_for_selector("#model option[value=tiny-sd]", state="attached")
+    tab.pick("tiny-sd")
+    page.fill("[data-field=prompt] textarea", "before the revocation")
+    tab.server.cli("keys", "revoke", key[:10])
+    page.click("#run")
+    page.wait_for_selector("#key-state:text('key refused: API key')")
+    assert "was revoked" in page.locator("#key-state").inner_text()
+    assert page.locator("#model option").count() == 1 and page.locator("#fields .field").count() == 0
+    assert page.locator("#events-state").inner_text() == ""
+    tab.open()  # a good key again, then Forget: no model stays usable
+    tab.pick("tiny-sd")
+    page.click("#key-forget")
+    assert page.locator("#key-state").inner_text() == "key forgotten"
+    assert page.locator("#model option").count() == 1 and page.locator("#fields .field").count() == 0
+
+
+def test_rerun_waits_for_the_run_in_flight(tab: Tab) -> None:
+    page = tab.open().page
+    tab.pick("tiny-sd")
+    page.fill("[data-field=prompt] textarea", "first")
+    page.click("#run")
+    page.wait_for_selector(".result")
+    tab.pick("tiny-sd-slow")
+    page.fill("[data-field=prompt] textarea", "slow one")
+    posts = len([r for r in tab.requests if r.method == "POST"])
+    page.click("#run")
+    page.wait_for_function("() => document.querySelector('#run').disabled")
+    page.locator(".result button.rerun").first.click()
+    assert "A run is in progress" in page.locator("#form-error").inner_text()
+    assert page.locator("[data-field=prompt] textarea").input_value() == "slow one"
+    page.wait_for_function("() => !document.querySelector('#run').disabled", timeout=60_000)
+    assert len([r for r in tab.requests if r.method == "POST"]) == posts + 1
+
+
+def test_compare_shows_the_current_selection(tab: Tab) -> None:
+    page = tab.open().page
+    tab.pick("tiny-sd")
+    page.fill("[data-field=prompt] textarea", "three to compare")
+    page.select_option("#count", "3")
+    page.click("#run")
+    page.wait_for_function("() => document.querySelectorAll('.result').length === 3")
+    boxes = page.locator(".result input.select").all()
+    for box in boxes:
+        box.check()
+    page.click("#compare-selected")
+    assert page.locator(".compare-item").count() == 3
+    page.click("[data-tab=results]")
+    boxes[0].uncheck()
+    boxes[1].uncheck()
+    page.click("[data-tab=compare]")
+    assert page.locator(".compare-item").count() == 0
+    assert "Select 2–4 results" in page.locator("#compare").inner_text()
+
+
+def test_a_long_prompt_is_shown_cut_short(tab: Tab) -> None:
+    prompt = "a red circle 🍌 " * 400  # 6,000 characters (the server takes up to 32,000)
+    page = tab.open().page
+    tab.pick("tiny-sd")
+    page.fill("[data-field=prompt] textarea", prompt)
+    page.click("#run")
+    page.wait_for_selector(".result")
+    shown = page.locator(".result .prompt").inner_text()
+    assert shown.endswith(f"… ({len(prompt)} characters)") and len(shown) < 340
+    page.click("[data-tab=history]")
+    page.wait_for_selector("#history tbody tr[data-generation]")
+    assert len(page.locator("#history tbody tr td.prompt").first.inner_text()) < 240
+    page.fill("[data-field=prompt] textarea", "x" * 32_001)
+    assert "at most 32000 characters (this is 32001)" in \
+        page.locator("[data-field=prompt] .field-error").inner_text()
+
+
+def test_the_header_fits_a_phone(browser: Browser, server: ServerProcess) -> None:
+    context = browser.new_context(viewport={"width": 375, "height": 740}, is_mobile=True)
+    try:
+        page = context.new_page()
+        page.goto(f"{server.url}/")
+        page.fill("#api-key", server.key)
+        page.click("#key-form button[type=submit]")
+        page.wait_for_selector("#model option[value=tiny-sd]", state="attached")
+        assert page.evaluate("document.documentElement.scrollWidth") <= 375
+    finally:
+        context.close()
+
+
+def test_the_python_snippet_prints_a_refusal(tab: Tab) -> None:
+    page = tab.open().page
+    tab.pick("tiny-sd")
+    page.fill("[data-field=prompt] textarea", "refused")
+    for mode, said in (("sync", "Not generated: 401"), ("queue", "Not enqueued: 401")):
+        page.check(f"input[name=mode][value={mode}]")
+        done = subprocess.run([sys.executable, "-c", tab.snippet("python")], capture_output=True,
+                              text=True, timeout=120, check=False,
+                              env={**os.environ, "IMAGEHUB_API_KEY": "not-a-key"})
+        assert done.returncode == 1 and said in done.stderr and "unknown API key" in done.stderr, \
+            done.stderr
+        assert "Traceback" not in done.stderr
+        page.click("[data-tab=results]")
+
+
+def test_reopening_a_run_whose_upload_is_gone_asks_once(browser: Browser, tab: Tab,
+                                                         tmp_path: Path) -> None:
+    page = tab.open().page
+    tab.pick("tiny-sd")
+    page.fill("[data-field=prompt] textarea", "from an upload, reopened elsewhere")
+    _upload(tab, _png(tmp_path / "red.png", 16))
+    with page.expect_response(lambda r: r.url.endswith("/api/ai/images/generate")) as sent:
+        page.click("#run")
+    generation_id = sent.value.json()["generation_id"]
+    other = Tab(browser.new_context().new_page(), tab.server).open()
+    try:
+        other.page.click("[data-tab=history]")
+        other.page.locator(f"#history tbody tr[data-generation='{generation_id}'] button").click()
+        other.page.click("#run")
+        assert "choose it again, or press Run again" in other.page.locator("#form-error").inner_text()
+        with other.page.expect_response(lambda r: r.url.endswith("/api/ai/images/generate")) as ran:
+            other.page.click("#run")
+        assert ran.value.status == 200
+        assert "input_image" not in json.loads(ran.value.request.post_data or "{}")
+    finally:
+        other.page.context.close()

@@ -15,9 +15,14 @@ NON_BLANK = r"[^\s\u200b-\u200d\u2060\ufeff]"
 """The pattern of text that must not be blank: at least one character that is neither white space
 nor a zero-width one (U+200B-U+200D, U+2060, U+FEFF), which ``\\S`` would let through. The
 same pattern in a JSON Schema works in Python's ``re`` and in a browser's ``RegExp(p, "u")``."""
+MAX_PROMPT_CHARS = 32_000
+"""The longest prompt taken: longer than any model here reads (CLIP reads 77 tokens, T5 512;
+Gemini's whole request is capped), short enough that a row, a history page and the Workbench
+showing it stay small."""
 PROMPT_PROPERTY: dict[str, Any] = {
     "type": "string",
     "minLength": 1,
+    "maxLength": MAX_PROMPT_CHARS,
     "pattern": NON_BLANK,
     "description": "Text description of what you want to generate, or the instruction on how to "
                    "edit the given image.",
@@ -101,6 +106,8 @@ def describe(error: ValidationError) -> str:
         missing = str(error.message).split("'")[1]
         return f"{missing}: required field is missing"
     value = _short(error.instance)
+    if error.validator == "maxLength" and isinstance(error.instance, str):
+        return f"{field}: {value} is longer than {error.validator_value} characters"
     if error.validator in ("minLength", "pattern") and isinstance(error.instance, str):
         return f"{field}: {value} must not be empty"
     if error.validator == "enum":

@@ -33,6 +33,7 @@ const state = {
   uploads: new Map(),   // generation id -> {field: value} of the data URIs this tab sent
   early: new Map(),     // generation id -> events seen before its job was shown
   historyPage: 1,
+  missingUploads: [],   // fields of a reopened row whose upload this tab does not have
   stream: null,
   streamLive: false,
 };
@@ -45,6 +46,17 @@ function mode() {
 
 function count() {
   return Number($("#count").value);
+}
+
+/** A call to the server; a 401 on any of them means the key no longer holds (revoked, say):
+ * the header says so and the models go, as when the key is first refused. */
+async function api(method, path, body) {
+  try {
+    return await call(method, path, body);
+  } catch (error) {
+    if (error instanceof ApiError && error.status === 401) refuseKey(error);
+    throw error;
+  }
 }
 
 function showError(message) {
@@ -73,9 +85,8 @@ function bodies() {
 
 async function loadModels() {
   try {
-    state.models = (await call("GET", "/api/ai/models")).data;
+    state.models = (await api("GET", "/api/ai/models")).data;
   } catch (error) {
-    if (error instanceof ApiError && error.status === 401) refuseKey(error);
     $("#model-info").textContent = apiKey.get() ? describe(error) : NO_KEY;
     return;
   }
@@ -95,12 +106,19 @@ async function loadModels() {
 function refuseKey(error) {
   $("#key-state").textContent = apiKey.get() ? `key refused: ${error.detail}`
     : "this server needs a key";
+  stopStream();
+  clearModels();
+}
+
+/** No model usable until a key is entered (refused, forgotten). */
+function clearModels() {
   state.models = [];
   $("#model").replaceChildren(h("option", { value: "" }, "— enter a key first —"));
   pickModel("");
 }
 
 function pickModel(id, values) {
+  state.missingUploads = [];
   const model = state.models.find((m) => m.id === id) || null;
   state.model = model;
   $("#model").value = model ? model.id : "";
@@ -127,6 +145,13 @@ async function run(event) {
   if (!state.model) return showError("Pick a model first.");
   const problem = state.form.validate();
   if (problem) return showError(`Fix the form first: ${problem}`);
+  const values = state.form.values();
+  const unchosen = state.missingUploads.filter((name) => values[name] === undefined);
+  state.missingUploads = [];  // said once: Run again runs without them
+  if (unchosen.length) {
+    return showError(`${unchosen.join(", ")}: the run you reopened had an uploaded file, not ` +
+      "kept by the server; choose it again, or press Run again to run without it.");
+  }
   const button = $("#run");
   button.disabled = true;
   try {
@@ -142,11 +167,11 @@ async function run(event) {
 async function runSync(body) {
   $("#run").textContent = "Running…";
   try {
-    const result = await call("POST", "/api/ai/images/generate", body);
+    const result = await api("POST", "/api/ai/images/generate", body);
     let seed = body.seed;
     if (result.generation_id) {
       rememberUploads(result.generation_id, body);
-      const row = await call("GET", `/api/ai/queue/${result.generation_id}`);
+      const row = await api("GET", `/api/ai/queue/${result.generation_id}`);
       seed = row.seed ?? seed;
     }
     result.images.forEach((image, index) => addResult({
@@ -161,7 +186,7 @@ async function runSync(body) {
 
 async function runQueued(body) {
   ensureStream();  // not awaited: jobs are polled while the stream is down
-  const result = await call("POST", "/api/ai/queue", body);
+  const result = await api("POST", "/api/ai/queue", body);
   for (const generation of result.generations) {
     rememberUploads(generation.generation_id, body);
     const job = new Job(generation.generation_id, body.model, body.prompt);
@@ -220,10 +245,17 @@ function withUploads(generationId, params) {
   return { params: out, missing };
 }
 
-/** Params as the page shows them: an uploaded image (in full or as echoed) by name only. */
+/** Params as the page shows them: an uploaded image (in full or as echoed) by name only, a long
+ * text cut short. */
 function shown(value, indent) {
-  return JSON.stringify(value, (key, v) => (typeof v === "string" && v.startsWith("data:")
-    ? "uploaded image" : v), indent);
+  return JSON.stringify(value, (key, v) => (typeof v !== "string" ? v
+    : v.startsWith("data:") ? "uploaded image" : clipped(v, 1000)), indent);
+}
+
+/** Text cut to ``limit`` characters for display, saying how long it was (a prompt may be long). */
+function clipped(text, limit = 300) {
+  const chars = [...(text || "")];
+  return chars.length <= limit ? text || "" : `${chars.slice(0, limit).join("")}… (${chars.length} characters)`;
 }
 
 /** One queued generation: status, step progress, cancel. */
@@ -238,7 +270,7 @@ class Job {
       "Cancel");
     this.element = h("div", { class: "job", "data-generation": id, "data-status": "queued" },
       h("div", { class: "job-head" }, h("code", {}, id.slice(0, 8)), " ", h("strong", {}, model),
-        " · ", h("span", { class: "job-prompt" }, prompt || "")),
+        " · ", h("span", { class: "job-prompt" }, clipped(prompt, 120))),
       this.progress, this.label, this.cancelButton);
     this.ticks = 0;
     this.poll = setInterval(() => this.refresh(), 1000);  // each second while the stream is down
@@ -268,7 +300,7 @@ class Job {
   }
 
   async finish() {
-    const row = await call("GET", `/api/ai/queue/${this.id}`);
+    const row = await api("GET", `/api/ai/queue/${this.id}`);
     this.ended(row);
   }
 
@@ -289,7 +321,7 @@ class Job {
   async refresh() {
     if (state.streamLive && ++this.ticks % 3) return;  // live: every 3 s, in case it misses one
     try {
-      const row = await call("GET", `/api/ai/queue/${this.id}`);
+      const row = await api("GET", `/api/ai/queue/${this.id}`);
       if (ENDED.has(row.status)) this.ended(row);
       else if (row.status === "processing" && this.status === "queued") this.setStatus("processing");
       if (row.progress !== undefined) this.progress.value = row.progress;
@@ -301,7 +333,7 @@ class Job {
   async cancel() {
     this.cancelButton.disabled = true;
     try {
-      await call("DELETE", `/api/ai/queue/${this.id}`);
+      await api("DELETE", `/api/ai/queue/${this.id}`);
       this.setStatus("cancelled");
     } catch (error) {
       this.label.textContent = describe(error);
@@ -362,11 +394,12 @@ function addResult(result) {
     "data-generation": result.generationId, "data-index": result.index,
     "data-seed": result.params.seed ?? "" },
     h("a", { href: result.url, target: "_blank", rel: "noopener noreferrer" },
-      h("img", { src: result.url, alt: result.params.prompt || "generated image", loading: "lazy" })),
+      h("img", { src: result.url, alt: clipped(result.params.prompt) || "generated image",
+        loading: "lazy" })),
     h("figcaption", {},
       h("label", { class: "pick" }, checkbox, " select"),
       h("div", {}, h("strong", {}, result.model), ` · seed ${result.params.seed ?? "?"} · ${size}`),
-      h("div", { class: "prompt" }, result.params.prompt || ""),
+      h("div", { class: "prompt" }, clipped(result.params.prompt)),
       h("details", {}, h("summary", {}, "Parameters"),
         h("pre", { class: "params" }, shown(result.params, 2))),
       h("button", { type: "button", class: "rerun", onclick: () => rerun(result),
@@ -382,21 +415,32 @@ function toggleSelected(key, on) {
   $("#compare-selected").disabled = n < 2 || n > 4;
   $("#selection").textContent = n ? `${n} selected${n > 4 ? " (at most 4)" : ""}` :
     "Select 2–4 results to compare them side by side.";
+  if (!$("#tab-compare").hidden) renderCompare();
 }
 
 function renderCompare() {
   const chosen = state.results.filter((r) => state.selected.has(r.key)).slice(0, 4);
+  if (chosen.length < 2) {
+    $("#compare").className = "compare";
+    $("#compare").replaceChildren(h("p", { class: "muted" },
+      "Select 2–4 results on the Results tab to compare them side by side."));
+    return;
+  }
   const keys = [...new Set(chosen.flatMap((r) => Object.keys(r.params)))].sort();
   const differs = (key) => new Set(chosen.map((r) => JSON.stringify(r.params[key]))).size > 1;
   $("#compare").className = `compare cols-${chosen.length}`;
   $("#compare").replaceChildren(...chosen.map((r) => h("div", { class: "compare-item", "data-key": r.key },
-    h("img", { src: r.url, alt: r.params.prompt || "generated image" }),
+    h("img", { src: r.url, alt: clipped(r.params.prompt) || "generated image" }),
     h("div", {}, h("strong", {}, r.model), r.width ? ` · ${r.width}×${r.height}` : ""),
     h("table", { class: "params" }, ...keys.map((k) => h("tr", { class: differs(k) ? "diff" : "" },
       h("th", {}, k), h("td", {}, r.params[k] === undefined ? "—" : shown(r.params[k]))))))));
 }
 
 function rerun(result) {
+  if ($("#run").disabled) {  // a run is in flight: its form stays as it was sent
+    showError("A run is in progress; re-run once it has finished.");
+    return;
+  }
   pickModel(result.model, result.params);
   $("#count").value = "1";
   document.querySelector(`input[name=mode][value=${result.mode}]`).checked = true;
@@ -410,7 +454,7 @@ function rerun(result) {
 async function loadHistory() {
   const tbody = $("#history tbody");
   try {
-    const page = await call("GET", `/api/ai/generations?page=${state.historyPage}&page_size=20`);
+    const page = await api("GET", `/api/ai/generations?page=${state.historyPage}&page_size=20`);
     $("#history-page").textContent = `page ${page.page_number} of ${Math.max(page.total_pages, 1)}` +
       ` · ${page.total_entries} generations`;
     $("#history-prev").disabled = page.page_number <= 1;
@@ -426,7 +470,7 @@ function historyRow(row) {
   const thumb = row.result_url ? h("img", { src: row.result_url, alt: "", class: "thumb", loading: "lazy" }) : "";
   return h("tr", { "data-generation": row.generation_id },
     h("td", {}, thumb), h("td", {}, when), h("td", {}, row.model_name),
-    h("td", { class: "prompt" }, row.prompt || ""),
+    h("td", { class: "prompt" }, clipped(row.prompt, 200)),
     h("td", {}, row.status === "failed" ? `failed: ${row.error_message}` : row.status),
     h("td", {}, row.seed ?? ""),
     h("td", {}, h("button", { type: "button", onclick: () => openInForm(row) }, "Open in form")));
@@ -435,6 +479,7 @@ function historyRow(row) {
 function openInForm(row) {
   const { params, missing } = withUploads(row.generation_id, rowParams(row));
   pickModel(row.model_name, params);
+  state.missingUploads = missing;
   showTab("results");
   showError(missing.length ? `${missing.join(", ")}: the uploaded file of that run is not kept ` +
     "by the server; choose the file again." : "");
@@ -465,7 +510,7 @@ function showTab(name) {
     $(`#tab-${tab.dataset.tab}`).hidden = tab.dataset.tab !== name;
   }
   if (name === "history") loadHistory();
-  if (name === "compare" && state.selected.size >= 2) renderCompare();
+  if (name === "compare") renderCompare();
   if (name === "api") renderSnippets();
 }
 
@@ -495,6 +540,7 @@ function bind() {
     $("#api-key").value = "";
     $("#key-state").textContent = "key forgotten";
     stopStream();
+    clearModels();
   });
   $("#model").addEventListener("change", (event) => pickModel(event.target.value));
   $("#params").addEventListener("submit", run);

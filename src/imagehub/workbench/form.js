@@ -53,6 +53,10 @@ export function checkValue(name, spec, value, required) {
   }
   if (typeof value === "string") {
     if (spec.minLength && value.length < spec.minLength) return "must not be empty";
+    const chars = [...value].length;  // code points, as JSON Schema counts them
+    if (spec.maxLength !== undefined && chars > spec.maxLength) {
+      return `at most ${spec.maxLength} characters (this is ${chars})`;
+    }
     if (spec.pattern && !new RegExp(spec.pattern, "u").test(value)) {
       if (spec.pattern === NON_BLANK) return "must not be empty";
       return `does not match the pattern ${spec.pattern}`;

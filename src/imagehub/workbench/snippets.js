@@ -123,7 +123,8 @@ export function python(base, body, mode) {
       `    json=${pythonLiteral(body, 4)},`,
       "    timeout=600,",
       ")",
-      "response.raise_for_status()",
+      "if not response.ok:  # the server refused: its answer says why",
+      '    raise SystemExit(f"Not generated: {response.status_code} {response.text}")',
       "print(json.dumps(response.json(), indent=2))",
     ].join("\n");
   }
@@ -135,7 +136,8 @@ export function python(base, body, mode) {
     `    json=${pythonLiteral(body, 4)},`,
     "    timeout=60,",
     ")",
-    "response.raise_for_status()",
+    "if not response.ok:  # the server refused: its answer says why",
+    '    raise SystemExit(f"Not enqueued: {response.status_code} {response.text}")',
     'for generation in response.json()["generations"]:',
     "    while True:",
     "        row = requests.get(",
