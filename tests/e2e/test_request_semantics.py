@@ -117,7 +117,7 @@ def test_edit_with_an_empty_image_list_is_refused(api: httpx.Client, field: str)
 
 @pytest.mark.parametrize("model,words", [
     (5, ["model: 5", "'string'"]),
-    (None, ["model: None", "'string'"]),
+    (None, ["model: null", "'string'"]),
     ("", ["model: ''"]),
     (..., ["model", "required"]),
 ])
