@@ -769,3 +769,23 @@ def test_reopening_a_run_whose_upload_is_gone_asks_once(browser: Browser, tab: T
         assert "input_image" not in json.loads(ran.value.request.post_data or "{}")
     finally:
         other.page.context.close()
+
+
+def test_revoking_the_key_shows_in_the_header_with_no_action(tab: Tab) -> None:
+    """The server ends a revoked key's event stream; the page's reconnect is refused, and the
+    header says so without any click."""
+    key = tab.server.cli("keys", "create", "--name", "revoked-while-idle").stdout.strip()
+    page = tab.page
+    page.goto(f"{tab.server.url}/")
+    page.fill("#api-key", key)
+    page.click("#key-form button[type=submit]")
+    page.wait_for_selector("#model option[value=tiny-sd]", state="attached")
+    tab.pick("tiny-sd")
+    page.fill("[data-field=prompt] textarea", "opens the stream")
+    page.check("input[name=mode][value=queue]")
+    page.click("#run")
+    page.wait_for_selector("#events-state:text('events: live')")
+    page.wait_for_selector(".job[data-status=succeeded]")
+    tab.server.cli("keys", "revoke", key[:10])
+    page.wait_for_selector("#key-state:text('key refused: API key')", timeout=15_000)
+    assert page.locator("#model option").count() == 1

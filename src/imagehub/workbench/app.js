@@ -359,6 +359,8 @@ function ensureStream() {
       $("#events-state").textContent = state.streamLive ? "events: live"
         : `events: ${status}${why}; jobs are followed by polling`;
       if (status === "error" || status === "closed") state.stream = null;
+      // the server ends a revoked key's stream; reconnecting is then refused
+      if (error instanceof ApiError && error.status === 401) refuseKey(error);
     });
     state.stream = stream;
   }
