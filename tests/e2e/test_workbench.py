@@ -60,10 +60,11 @@ class Tab:
     def shot(self, name: str) -> None:
         self.page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
 
-    def open(self) -> Tab:
+    def open(self, key: str | None = None) -> Tab:
+        """The Workbench with ``key`` (default: the server's) entered and the models listed."""
         self.page.goto(f"{self.server.url}/")
         self.page.wait_for_load_state("networkidle")
-        self.page.fill("#api-key", self.server.key)
+        self.page.fill("#api-key", key or self.server.key)
         self.keyed_from = len(self.requests)
         self.page.click("#key-form button[type=submit]")
         self.page.wait_for_selector("#model option[value=tiny-sd]", state="attached")
@@ -645,11 +646,7 @@ def test_a_key_revoked_mid_session_is_said_in_the_header(tab: Tab) -> None:
     """A 401 on any call (a run, the history), not only the model list, says the key was refused
     in the header, stops the event stream and clears the models; Forget clears them too."""
     key = tab.server.cli("keys", "create", "--name", "revoked-mid-session").stdout.strip()
-    page = tab.page
-    page.goto(f"{tab.server.url}/")
-    page.fill("#api-key", key)
-    page.click("#key-form button[type=submit]")
-    page.wait_for_selector("#model option[value=tiny-sd]", state="attached")
+    page = tab.open(key).page
     tab.pick("tiny-sd")
     page.fill("[data-field=prompt] textarea", "before the revocation")
     tab.server.cli("keys", "revoke", key[:10])
@@ -775,11 +772,7 @@ def test_revoking_the_key_shows_in_the_header_with_no_action(tab: Tab) -> None:
     """The server ends a revoked key's event stream; the page's reconnect is refused, and the
     header says so without any click."""
     key = tab.server.cli("keys", "create", "--name", "revoked-while-idle").stdout.strip()
-    page = tab.page
-    page.goto(f"{tab.server.url}/")
-    page.fill("#api-key", key)
-    page.click("#key-form button[type=submit]")
-    page.wait_for_selector("#model option[value=tiny-sd]", state="attached")
+    page = tab.open(key).page
     tab.pick("tiny-sd")
     page.fill("[data-field=prompt] textarea", "opens the stream")
     page.check("input[name=mode][value=queue]")
