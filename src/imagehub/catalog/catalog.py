@@ -60,6 +60,13 @@ class ModelEntry:
     def available(self) -> bool:
         return self.unavailable_reason is None
 
+    @property
+    def fields_known(self) -> bool:
+        """Whether ``schema`` is the model's whole one: it can serve, or its card fixes its fields
+        (a remote model without its provider's key). A local model whose files are missing
+        publishes only size and seed."""
+        return self.available or self.card.properties is not None
+
     def ready_engine(self) -> Engine:
         """The engine, loaded; ModelUnavailable (503) when it cannot serve."""
         if self.engine is None or self.unavailable_reason:

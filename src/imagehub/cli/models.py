@@ -116,7 +116,7 @@ def add(source: str = typer.Argument(..., help="A diffusers folder, or hf:org/na
     with one_line_errors():
         try:
             options = dict(parse_setting(text) for text in settings_given)
-            check = _settings_check(catalog, settings, options)
+            check = _settings_check(catalog, settings) if options else None
             model_id, found = add_entry(catalog, source, model_id, name, options, check)
         except InvalidParams as exc:
             fail(exc.detail, code=2)
@@ -131,8 +131,7 @@ def add(source: str = typer.Argument(..., help="A diffusers folder, or hf:org/na
                   "A running server on this file serves it from its next request for it.")
 
 
-def _settings_check(catalog: Path, settings: Settings,
-                    options: dict[str, Any]) -> Callable[[str, str], None]:
+def _settings_check(catalog: Path, settings: Settings) -> Callable[[str, str], None]:
     """What ``models add --set`` runs on the new file before writing it: the entry bound as the
     server binds it; InvalidParams naming ``--set`` when the entry would be unavailable (an
     unknown key, a wrong type, a device this machine lacks), and nothing is written. (Without
@@ -140,8 +139,6 @@ def _settings_check(catalog: Path, settings: Settings,
     from imagehub.catalog.catalog import bind, read_toml
 
     def check(text: str, model_id: str) -> None:
-        if not options:
-            return
         card = next(c for c in read_toml(catalog, text) if c.id == model_id)
         reason = bind(card, settings).unavailable_reason
         if reason is not None:

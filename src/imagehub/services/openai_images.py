@@ -34,7 +34,9 @@ from imagehub.services.requests import check_model
 from imagehub.storage.images import image_type
 
 OUTPUT_FORMATS = ("png", "jpeg", "webp")
-_SIZE = re.compile(r"^(\d{1,5})x(\d{1,5})$")
+_SIZE = re.compile(r"^(\d+)x(\d+)$")
+MAX_SIDE_DIGITS = 5
+"""A size's side is at most 99999 pixels (mapped to the model's nearest ratio and resolution)."""
 _INFORMATIONAL = ("user",)
 """OpenAI fields that change nothing about the image; accepted and dropped."""
 
@@ -113,7 +115,7 @@ class OpenAIImagesService:
 
     def _size_fields(self, body: dict[str, Any], model: str, size: Any) -> dict[str, str]:
         match = _SIZE.match(size) if isinstance(size, str) else None
-        if match is None and isinstance(size, str) and re.fullmatch(r"\d+x\d+", size):
+        if match is not None and max(len(match[1]), len(match[2])) > MAX_SIDE_DIGITS:
             raise InvalidParams(f"size: {clip(repr(size))} has a side over 99999 pixels; the "
                                 "model's largest size is its 4K class (see its resolution field)")
         if match is None or 0 in (int(match[1]), int(match[2])):

@@ -51,13 +51,12 @@ def parse(catalog: Catalog, principal: Principal, body: Any, *, count_field: str
     if require_image and "image" in body and "input_image" not in body:
         body["input_image"] = body.pop("image")
     entry = catalog.get(_check_generic(body, count_field))
-    fields_known = entry.available or entry.card.properties is not None
     if require_image:
-        if fields_known and "input_image" not in entry.schema.properties:
+        if entry.fields_known and "input_image" not in entry.schema.properties:
             raise InvalidParams(f"model: {entry.id!r} takes no input image (a text-to-image "
                                 "model); POST /api/ai/images/generate runs it")
         _require_image(body)  # every edit needs one, whatever the model
-    if not fields_known:  # before its fields: a broken card's schema says little (503 says why)
+    if not entry.fields_known:  # before its fields: a broken card's schema says little (503 says why)
         raise ModelUnavailable(str(entry.unavailable_reason))
     schema_names = set(entry.schema.properties)
     generic = whole_numbers({k: body[k] for k in body if k in _GENERIC_NAMES and k not in schema_names},

@@ -255,7 +255,8 @@ function shown(value, indent) {
 /** Text cut to ``limit`` characters for display, saying how long it was (a prompt may be long). */
 function clipped(text, limit = 300) {
   const chars = [...(text || "")];
-  return chars.length <= limit ? text || "" : `${chars.slice(0, limit).join("")}… (${chars.length} characters)`;
+  if (chars.length <= limit) return text || "";
+  return `${chars.slice(0, limit).join("")}… (${chars.length} characters)`;
 }
 
 /** One queued generation: status, step progress, cancel. */

@@ -27,7 +27,6 @@ if TYPE_CHECKING:
     from diffusers import DiffusionPipeline
 
 
-
 class _NoTorchvisionNotice(logging.Filter):
     """transformers warns, for each image-processor class diffusers' pipelines import, that it
     falls back to the PIL one because torchvision is not installed: two lines on every CLI command
