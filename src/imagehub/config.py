@@ -68,7 +68,8 @@ class Settings(BaseSettings):
     worker_poll_seconds: float = Field(default=0.5, gt=0)
     max_batch_size: int = Field(default=1, ge=1)
     """Images one engine call may take when the engine batches (diffusers): 16 to 64 on a GPU;
-    1 (the default) runs one job at a time, the best latency on a CPU."""
+    1 (the default) runs one job at a time, the best latency on a CPU. A card's
+    ``max_batch_size`` sets its own model's."""
     batch_wait_ms: float = Field(default=5.0, ge=0)
     """How long a batch that is not full waits for more compatible work."""
     encode_workers: int = Field(default=4, ge=1)

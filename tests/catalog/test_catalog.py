@@ -37,9 +37,11 @@ def test_a_good_entry_serves(tmp_path: Path, tiny_sd_dir: Path) -> None:
     ('device = "gpu"', "", ["device", "'gpu'", "cuda, mps, cpu"]),
     ('created = "yesterday"', "", ["created", "'yesterday'", "whole number"]),
     ("batch_buckets = 8", "", ["batch_buckets", "8", "a list"]),
+    ("max_batch_size = 0", "", ["max_batch_size", "positive whole number", "not 0"]),
     ("", 'num_inference_steps = "four"', ["defaults", "num_inference_steps", "'four'", "integer"]),
     ("", "steps = 4", ["defaults", "steps", "unknown field"]),
-], ids=["typo", "bool", "dtype", "device", "created", "buckets", "default-type", "default-name"])
+], ids=["typo", "bool", "dtype", "device", "created", "buckets", "max-batch", "default-type",
+        "default-name"])
 def test_a_mistake_in_an_entry_is_its_unavailable_reason(tmp_path: Path, tiny_sd_dir: Path,
                                                          extra: str, defaults: str,
                                                          words: list[str]) -> None:
@@ -49,6 +51,16 @@ def test_a_mistake_in_an_entry_is_its_unavailable_reason(tmp_path: Path, tiny_sd
     for word in words:
         assert word in reason, (word, reason)
     assert "'four'" not in str(entry.schema.document)  # a broken card publishes no defaults
+
+
+def test_a_diffusers_entry_batches_up_to_its_own_max_or_the_servers(tmp_path: Path,
+                                                                    tiny_sd_dir: Path) -> None:
+    (tmp_path / "models.toml").write_text(
+        _entry(tiny_sd_dir) + _entry(tiny_sd_dir, "max_batch_size = 2").replace("my-sd", "pairs"))
+    catalog = Catalog.load(load_settings(data_dir=tmp_path, max_batch_size=16))
+
+    assert catalog.get("my-sd").engine.max_batch_size == 16
+    assert catalog.get("pairs").engine.max_batch_size == 2
 
 
 def test_an_entry_without_source_or_with_a_bad_id_says_so(tmp_path: Path) -> None:

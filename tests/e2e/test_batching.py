@@ -43,7 +43,9 @@ def batching_server(tmp_path_factory: pytest.TempPathFactory,
     kontext = dummy.build_tiny_flux(tmp_path_factory.mktemp("tiny-kontext") / "model", kontext=True)
     edit_model = (f'[models.tiny-kontext]\nbackend = "diffusers"\nsource = "{kontext}"\n'
                   'device = "cpu"\n[models.tiny-kontext.defaults]\nnum_inference_steps = 2\n'
-                  'resolution = "512"\n')
+                  'resolution = "512"\n'
+                  f'[models.tiny-sd-pairs]\nbackend = "diffusers"\nsource = "{tiny_sd_dir}"\n'
+                  'device = "cpu"\nmax_batch_size = 2\n')
     proc = start_batching_server(tmp_path_factory.mktemp("batching-hub"), tiny_sd_dir, edit_model,
                                  IMAGEHUB_MODEL_MEMORY_BUDGET_GB="1")
     yield proc
@@ -98,6 +100,16 @@ def test_queued_jobs_run_as_one_batch_with_solo_pixels_and_own_progress(
     batched = pixels(api, rows[3]["result_url"])
     assert np.abs(batched - pixels(api, solo["image_url"])).max() <= TOLERANCE
     assert np.abs(batched - pixels(api, rows[2]["result_url"])).max() > 20
+
+
+def test_a_card_s_own_max_batch_size_caps_its_calls(batching_server: ServerProcess,
+                                                    api: httpx.Client) -> None:
+    body = {"model": "tiny-sd-pairs", "prompt": "two at a time", "seed": 3, "num_generations": 4}
+    ids = [g["generation_id"] for g in api.post("/api/ai/queue", json=body).json()["generations"]]
+    rows = [wait_for_status(api, i, {"succeeded", "failed"}) for i in ids]
+
+    assert [r["status"] for r in rows] == ["succeeded"] * 4
+    assert [engine_info(batching_server, i)["batch_size"] for i in ids] == [2] * 4  # not BATCH
 
 
 def test_a_cancel_inside_a_batch_leaves_the_others_running(

@@ -95,6 +95,9 @@ class BatchingEngine(Protocol):
     images equal a solo ``generate`` of it within numeric tolerance (own seeds, own progress).
     """
 
+    max_batch_size: int | None
+    """Images one call takes at most; None: the server's ``MAX_BATCH_SIZE``."""
+
     def generate_batch(
         self, requests: list[EngineRequest], on_steps: list[StepCallback]
     ) -> list[EngineResult | Exception]: ...

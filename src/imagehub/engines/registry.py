@@ -34,6 +34,7 @@ def create_engine(backend: str, options: dict[str, Any], settings: Settings) -> 
         check_options(cls, kwargs)
         kwargs.setdefault("allow_downloads", settings.allow_hub_downloads)
         kwargs.setdefault("process", settings.engine_process)
+        kwargs.setdefault("max_batch_size", settings.max_batch_size)
         return cls(source, **kwargs)
     if backend in REMOTE_BACKENDS:
         return cls(settings, **remote_options(backend, kwargs))

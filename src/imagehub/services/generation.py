@@ -230,12 +230,15 @@ class GenerationService:
                        if isinstance(outcome, EngineResult) else [])
 
     def batch_capacity(self, model: str) -> int:
-        """Images one engine call of ``model`` may take: the policy's size if its engine batches."""
+        """Images one engine call of ``model`` may take if its engine batches: the engine's own
+        limit (its card's ``max_batch_size``), else the policy's."""
         try:
             engine = self.deps.catalog.get(model).engine
         except NotFound:
             return 1
-        return self.batch_policy.max_size if isinstance(engine, BatchingEngine) else 1
+        if not isinstance(engine, BatchingEngine):
+            return 1
+        return engine.max_batch_size or self.batch_policy.max_size
 
     def run_batch(self, batch: Batch, slot: Callable[[], AbstractContextManager[None]]) -> None:
         """Run a batch of compatible work of one model (``WorkerPool`` batch handler)."""

@@ -220,3 +220,20 @@ def test_one_request_too_big_for_memory_fails_alone_with_the_error(tiny_model):
 
     assert isinstance(big, torch.OutOfMemoryError)  # 3 images of one request cannot be split
     assert isinstance(small, EngineResult)
+
+
+def test_compiling_pads_to_a_ladder_up_to_the_max_batch_by_default():
+    from imagehub.engines.diffusers.loading import SpeedOptions, batch_ladder
+
+    assert batch_ladder(1) == (1,)
+    assert batch_ladder(10) == (1, 2, 4, 8, 10)
+    assert batch_ladder(32) == (1, 2, 4, 8, 12, 16, 24, 32)
+    assert batch_ladder(64) == (1, 2, 4, 8, 12, 16, 24, 32, 48, 64)
+    compiled = SpeedOptions(compile="regional", max_batch_size=32)
+    assert compiled.warmups == compiled.buckets == batch_ladder(32)
+    assert [compiled.padded(n) for n in (3, 5, 17, 25, 32)] == [4, 8, 24, 32, 32]
+    assert SpeedOptions(compile="regional", max_batch_size=32, warmup_batches=(1, 16)).buckets \
+        == (1, 16)  # the card's own sizes win
+    assert SpeedOptions(max_batch_size=32).buckets == SpeedOptions(max_batch_size=32).warmups == ()
+    with pytest.raises(ValueError, match="max_batch_size must be a positive whole number, not 0"):
+        SpeedOptions(max_batch_size=0)

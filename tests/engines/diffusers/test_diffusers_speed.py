@@ -113,3 +113,32 @@ def test_a_loaded_pipeline_knows_its_device_without_walking_its_modules(tiny_mod
     assert isinstance(pipe, StableDiffusionPipeline)
     assert type(pipe).__name__ == "StableDiffusionPipeline"
     assert type(img2img).__name__ == "StableDiffusionImg2ImgPipeline"
+
+
+def test_compiling_warms_up_every_call_size_up_to_the_max_batch_by_default(tiny_model):
+    import torch
+    from torch._dynamo.utils import counters
+
+    torch._dynamo.reset()  # no graphs left by other tests' compiled models
+    engine = DiffusersEngine(str(tiny_model("sd")), device="cpu", compile="regional",
+                             max_batch_size=3)
+    engine.load()  # renders batches of 1, 2 and 3
+    graphs = counters["stats"]["unique_graphs"]
+
+    outcomes = engine.generate_batch([request(), request()], [no_progress] * 2)  # 2 images
+    outcomes += engine.generate_batch([request()] * 3, [no_progress] * 3)  # 3 images
+
+    assert engine.speed.warmups == engine.speed.buckets == (1, 2, 3)
+    assert counters["stats"]["unique_graphs"] == graphs  # nothing compiled at a request
+    assert [o.info["batch_size"] for o in outcomes] == [2, 2, 3, 3, 3]  # type: ignore[union-attr]
+    assert not any("padded_to" in o.info for o in outcomes)  # type: ignore[union-attr]
+
+
+def test_a_max_batch_past_the_warm_ups_is_warned_of_at_load(tiny_model, caplog):
+    engine = DiffusersEngine(str(tiny_model("sd")), device="cpu", compile="regional",
+                             max_batch_size=4, warmup_batches=[1, 2])
+
+    engine.load()
+
+    assert "calls of 3 to 4 images will compile at the first request of each size (the largest " \
+        "warm-up batch is 2): add 4 to warmup_batches, or lower max_batch_size" in caplog.text

@@ -70,6 +70,7 @@ class DiffusersEngine:
         compile: str | bool = "off",
         cuda_graphs: bool = False,
         tiny_vae: str | None = None,
+        max_batch_size: int | None = None,
         warmup_batches: list[int] | tuple[int, ...] = (),
         batch_buckets: list[int] | tuple[int, ...] = (),
         pinned: bool = False,
@@ -84,9 +85,12 @@ class DiffusersEngine:
             compile = "regional" if compile else "off"
         self.speed = loading.SpeedOptions(
             channels_last=channels_last, fuse_qkv=fuse_qkv, attention=attention, compile=compile,
-            cuda_graphs=cuda_graphs, tiny_vae=tiny_vae, warmup_batches=tuple(warmup_batches),
-            batch_buckets=tuple(batch_buckets),
+            cuda_graphs=cuda_graphs, tiny_vae=tiny_vae,
+            max_batch_size=1 if max_batch_size is None else max_batch_size,
+            warmup_batches=tuple(warmup_batches), batch_buckets=tuple(batch_buckets),
         )
+        self.max_batch_size = max_batch_size
+        """Images one call of this model takes at most; None: the server's ``MAX_BATCH_SIZE``."""
         if process not in (True, False, "auto"):
             raise ValueError(f"process must be true, false or \"auto\", not {process!r}")
         self.process = process
@@ -287,6 +291,7 @@ class DiffusersEngine:
             self._pipe = pipe
             RESIDENCY.loaded(self, loading.loaded_bytes(pipe))
             self._warm_up()
+            self._warn_of_unwarmed_calls()
 
     def _image_to_image(self) -> Any:
         """diffusers' image-to-image pipeline over the loaded components (no second copy)."""
@@ -331,6 +336,14 @@ class DiffusersEngine:
             for outcome in self.generate_batch(requests, [no_progress] * size):
                 if isinstance(outcome, Exception):
                     raise outcome
+
+    def _warn_of_unwarmed_calls(self) -> None:
+        largest = max(self.speed.buckets, default=0)
+        if self.speed.compile != "off" and self.speed.max_batch_size > largest:
+            log.warning("%s: calls of %d to %d images will compile at the first request of each "
+                        "size (the largest warm-up batch is %d): add %d to warmup_batches, or lower "
+                        "max_batch_size", self.source, largest + 1, self.speed.max_batch_size,
+                        largest, self.speed.max_batch_size)
 
     # -- generating ----------------------------------------------------------------------------
 

@@ -421,15 +421,23 @@ class SpeedOptions:
     tiny_vae: str | None = None
     """A local AutoencoderTiny (TAESD) folder, or ``auto`` for ``madebyollin/taesd`` (``taesdxl``
     for SDXL) when it is in the local Hugging Face cache; else the model's own VAE stays."""
+    max_batch_size: int = 1
+    """Images one pipeline call takes at most (``IMAGEHUB_MAX_BATCH_SIZE`` unless the card sets
+    its own); when compiling, the default warm-ups run up to it."""
     warmup_batches: tuple[int, ...] = ()
-    """Batch sizes rendered once at load (default: 1 when compiling), so no request compiles."""
+    """Batch sizes rendered once at load, so no request compiles. Default when compiling:
+    ``batch_ladder(max_batch_size)``."""
     batch_buckets: tuple[int, ...] = ()
     """Batch sizes (images per pipeline call) that a call is padded up to, so a compiled model
     only ever sees those shapes and replays its CUDA graphs instead of recording new ones.
-    Default: the ``warmup_batches`` when compiling, else none. A call larger than the largest
+    Default: the warm-up sizes when compiling, else none. A call larger than the largest
     bucket runs unpadded."""
 
     def __post_init__(self) -> None:
+        if not isinstance(self.max_batch_size, int) or isinstance(self.max_batch_size, bool) \
+                or self.max_batch_size < 1:
+            raise ValueError(f"max_batch_size must be a positive whole number, "
+                             f"not {self.max_batch_size!r}")
         for name in ("warmup_batches", "batch_buckets"):
             sizes = getattr(self, name)
             if any(not isinstance(n, int) or isinstance(n, bool) or n < 1 for n in sizes):
@@ -441,17 +449,33 @@ class SpeedOptions:
 
     @property
     def warmups(self) -> tuple[int, ...]:
-        return self.warmup_batches or ((1,) if self.compile != "off" else ())
+        if self.compile == "off":
+            return tuple(self.warmup_batches)
+        return tuple(self.warmup_batches) or batch_ladder(self.max_batch_size)
 
     @property
     def buckets(self) -> tuple[int, ...]:
         if self.batch_buckets:
             return tuple(sorted(set(self.batch_buckets)))
-        return tuple(sorted(set(self.warmup_batches))) if self.compile != "off" else ()
+        return tuple(sorted(set(self.warmups))) if self.compile != "off" else ()
 
     def padded(self, images: int) -> int:
         """Images a pipeline call of ``images`` runs with: the smallest bucket that holds them."""
         return next((b for b in self.buckets if b >= images), images)
+
+
+def batch_ladder(largest: int) -> tuple[int, ...]:
+    """A compiled model's default batch sizes up to ``largest``: 1, 2, 4, 8, then each power of
+    two and the point halfway to the next (12, 16, 24, 32, 48, 64…), and ``largest`` itself. A
+    call padded up to the next of these runs at most 3 padding slots in 8 (5 → 8), and the
+    warm-ups grow with the logarithm of the batch size (8 of them up to 32)."""
+    sizes, n = [], 1
+    while n < largest:
+        sizes.append(n)
+        if n >= 8 and n + n // 2 < largest:
+            sizes.append(n + n // 2)
+        n *= 2
+    return (*sizes, largest)
 
 
 _TINY_VAES = {"sd": "madebyollin/taesd", "sdxl": "madebyollin/taesdxl", "sd3": "madebyollin/taesd3",
