@@ -19,7 +19,7 @@ from tests_helpers import wait_for_status
 
 from imagehub.testing import ServerProcess
 
-NB2 = "gemini-3.1-flash-image-preview"
+NB2 = "gemini-3.1-flash-image"
 MAX_RETRIES = 2
 SNIPPETS = snippets()
 """The seed page's own snippets: ``sync``, ``poll``, ``sse`` and their ``_full`` variants that spell

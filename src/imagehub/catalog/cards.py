@@ -69,8 +69,10 @@ def _remote_fields(ratios: list[str], input_images: int, resolutions: list[str] 
     return fields
 
 
-def _providers(gemini: str, fal: str, oxen: str) -> dict[str, Any]:
-    """Options of a Nano Banana card: Gemini first, then fal.ai, then an upstream Oxen hub."""
+def _providers(gemini: str | list[str], fal: str, oxen: str) -> dict[str, Any]:
+    """Options of a Nano Banana card: Gemini first, then fal.ai, then an upstream Oxen hub.
+    Gemini's codes are the GA ones (the ``-preview`` codes were shut down on 2026-06-25), then
+    the successor to try if Google has retired the model (``GeminiProvider``)."""
     return {"providers": ["gemini", "fal", "oxen"], "gemini_model": gemini, "fal_model": fal,
             "oxen_model": oxen}
 
@@ -97,7 +99,8 @@ BUILTIN_CARDS: list[ModelCard] = [
                     "descriptions.",
         developer="Google", inputs=["text", "image"], created=1750000000,
         properties=NANO_BANANA_2_PROPERTIES,
-        options=_providers("gemini-3.1-flash-image-preview", "fal-ai/nano-banana-2", "nano-banana-2"),
+        options=_providers(["gemini-3.1-flash-image", "gemini-nano-banana-2.1"],
+                           "fal-ai/nano-banana-2", "nano-banana-2"),
     ),
     ModelCard(
         id="nano-banana", backend="gemini", display_name="Nano Banana",
@@ -123,7 +126,7 @@ BUILTIN_CARDS: list[ModelCard] = [
         developer="Google", inputs=["text", "image"], created=1763596800,
         properties=_remote_fields(_GEMINI_RATIOS, input_images=14,
                                   resolutions=["1K", "2K", "4K"], web_search=True),
-        options=_providers("gemini-3-pro-image-preview", "fal-ai/nano-banana-pro",
+        options=_providers("gemini-3-pro-image", "fal-ai/nano-banana-pro",
                            "google-nano-banana-pro"),
     ),
     ModelCard(

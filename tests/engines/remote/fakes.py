@@ -151,11 +151,13 @@ def is_image_ref(value: Any) -> bool:
 RATIOS_10 = ["1:1", "2:3", "3:2", "3:4", "4:3", "4:5", "5:4", "9:16", "16:9", "21:9"]
 RATIOS_14 = RATIOS_10 + ["4:1", "1:4", "8:1", "1:8"]
 GEMINI_MODELS: dict[str, dict[str, Any]] = {
-    "gemini-3.1-flash-image-preview": {"ratios": RATIOS_14, "sizes": ["512", "1K", "2K", "4K"],
-                                       "thinking": ["minimal", "high"], "search": True},
+    "gemini-3.1-flash-image": {"ratios": RATIOS_14, "sizes": ["512", "1K", "2K", "4K"],
+                               "thinking": ["minimal", "high"], "search": True},
+    "gemini-nano-banana-2.1": {"ratios": RATIOS_14, "sizes": ["1K", "2K", "4K"],
+                               "thinking": ["minimal", "high"], "search": True},
     "gemini-3.1-flash-lite-image": {"ratios": RATIOS_14, "sizes": ["1K"], "thinking": [], "search": False},
-    "gemini-3-pro-image-preview": {"ratios": RATIOS_10, "sizes": ["1K", "2K", "4K"],
-                                   "thinking": ["low", "high"], "search": True},
+    "gemini-3-pro-image": {"ratios": RATIOS_10, "sizes": ["1K", "2K", "4K"],
+                           "thinking": ["low", "high"], "search": True},
     "gemini-2.5-flash-image": {"ratios": RATIOS_10, "sizes": [], "thinking": [], "search": False},
 }
 HARM_CATEGORIES = ["HARM_CATEGORY_HARASSMENT", "HARM_CATEGORY_HATE_SPEECH",
@@ -181,7 +183,12 @@ class GeminiError(Exception):
 
 
 class FakeGemini(FakeServer):
-    """``POST /v1beta/models/{model}:generateContent`` with ``x-goog-api-key``."""
+    """``POST /v1beta/models/{model}:generateContent`` with ``x-goog-api-key``. The ``-preview``
+    codes are gone, as at Google since 2026-06-25; a test may retire more (``retired``)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.retired: set[str] = set()
 
     def route(self, request: Received) -> Reply:
         try:
@@ -207,7 +214,7 @@ class FakeGemini(FakeServer):
         if key != KEY:
             raise GeminiError(400, "INVALID_ARGUMENT", "API key not valid. Please pass a valid API key.")
         model = path[len("/v1beta/models/"):-len(":generateContent")]
-        if model not in GEMINI_MODELS:
+        if model not in GEMINI_MODELS or model in self.retired:
             raise GeminiError(404, "NOT_FOUND", f"models/{model} is not found for API version v1beta, "
                               "or is not supported for generateContent.")
         return model

@@ -15,7 +15,7 @@ from PIL import Image
 from imagehub.engines.remote.gemini import SAFETY_THRESHOLDS, safety_settings
 from imagehub.errors import GenerationCancelled, GenerationFailed, UpstreamError
 
-NB2 = "gemini-3.1-flash-image-preview"
+NB2 = "gemini-3.1-flash-image"
 EPS = b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 8 8\nshowpage\n%%EOF\n"
 
 
@@ -114,11 +114,47 @@ def test_other_nano_banana_cards_send_only_what_their_model_takes(gemini, settin
     assert sent(gemini).path == "/v1beta/models/gemini-2.5-flash-image:generateContent"
     assert body["generationConfig"]["imageConfig"] == {"aspectRatio": "3:2"} and "tools" not in body
     run(entry("google-nano-banana-pro", s), resolution="4K", enable_web_search=True)
-    assert sent(gemini).path == "/v1beta/models/gemini-3-pro-image-preview:generateContent"
+    assert sent(gemini).path == "/v1beta/models/gemini-3-pro-image:generateContent"
     assert sent(gemini).body["tools"] == [{"google_search": {}}]
     result = run(entry("nano-banana-2-lite", s), aspect_ratio="8:1")
     assert sent(gemini).path == "/v1beta/models/gemini-3.1-flash-lite-image:generateContent"
     assert result.images[0].size == size_of("1K", "8:1")
+
+
+def test_a_retired_model_code_passes_to_the_next_and_stays_there(gemini, settings) -> None:  # type: ignore[no-untyped-def]
+    gemini.retired.add(NB2)  # Google shut Nano Banana 2's code down
+    model = entry("nano-banana-2", settings(gemini=gemini))
+
+    first = run(model, resolution="1K")
+    second = run(model, resolution="1K")
+
+    paths = [c.path.split("/")[-1] for c in gemini.calls("POST")]
+    assert paths == [f"{NB2}:generateContent", "gemini-nano-banana-2.1:generateContent",
+                     "gemini-nano-banana-2.1:generateContent"]  # the second run asks 2.1 at once
+    assert first.info["provider_model"] == second.info["provider_model"] == "gemini-nano-banana-2.1"
+    assert len(first.images) == len(second.images) == 1
+
+
+def test_when_every_code_is_retired_the_error_names_them_and_the_card_option(gemini, settings) -> None:  # type: ignore[no-untyped-def]
+    gemini.retired.update({NB2, "gemini-nano-banana-2.1"})
+    with pytest.raises(UpstreamError) as raised:
+        run(entry("nano-banana-2", settings(gemini=gemini)), resolution="1K")
+    message = str(raised.value.detail)
+    assert message.startswith(f"gemini: HTTP 404 for {NB2}: NOT_FOUND models/{NB2} is not found")
+    assert "HTTP 404 for gemini-nano-banana-2.1:" in message
+    assert message.endswith("the card's gemini_model names the codes to try")
+    with pytest.raises(UpstreamError, match="set gemini_model on the card to a code Google serves"):
+        gemini.retired.add("gemini-2.5-flash-image")
+        run(entry("nano-banana", settings(gemini=gemini)))
+
+
+def test_only_gemini_takes_a_list_of_model_codes(settings) -> None:  # type: ignore[no-untyped-def]
+    from imagehub.engines.remote import RemoteEngine
+
+    with pytest.raises(ValueError, match=r"fal_model: \['a', 'b'\] must be one model code"):
+        RemoteEngine(settings(), ["fal"], {"fal": ["a", "b"]})  # type: ignore[dict-item]
+    with pytest.raises(ValueError, match=r"gemini_model: \['x', 5\] must be a model code \(a string\) or a list"):
+        RemoteEngine(settings(), ["gemini"], {"gemini": ["x", 5]})  # type: ignore[dict-item]
 
 
 def test_429_is_retried_honouring_retry_after(gemini, settings) -> None:  # type: ignore[no-untyped-def]

@@ -34,6 +34,10 @@ class NoImage(GenerationFailed):
     """The provider answered without an image (text only, empty list): the chain tries the next."""
 
 
+class ModelNotFound(UpstreamError):
+    """The provider has no model of the code asked for (retired, or never was)."""
+
+
 @dataclass
 class Call:
     """One generation at one provider: the request, its HTTP side, progress and the deadline."""
@@ -82,10 +86,22 @@ class Provider(ABC):
     """The Settings attribute holding the key (``gemini_api_key``)."""
     url_setting: str = ""
     label: str = ""
+    takes_fallback_codes = False
+    """Whether ``<provider>_model`` may list codes to try in turn when one is not found."""
 
-    def __init__(self, settings: Settings, model: str, **options: Any) -> None:
+    def __init__(self, settings: Settings, model: str | list[str], **options: Any) -> None:
         self.settings = settings
-        self.model = model
+        codes = [model] if isinstance(model, str) else model
+        if not isinstance(codes, list) or not codes or \
+                not all(isinstance(code, str) and code for code in codes):
+            raise ValueError(f"{self.name}_model: {model!r} must be a model code (a string)"
+                             + (" or a list of them" if self.takes_fallback_codes else ""))
+        if len(codes) > 1 and not self.takes_fallback_codes:
+            raise ValueError(f"{self.name}_model: {model!r} must be one model code (a string)")
+        self.codes: list[str] = codes
+        """The model codes, in the order to try them."""
+        self.model = codes[0]
+        """The code in use: the first, or the one that last answered."""
         self.options = options
         secret = getattr(settings, self.key_setting)
         self.key = secret.get_secret_value() if secret is not None else ""

@@ -85,7 +85,7 @@ class RemoteEngine:
         return f"this model runs at a remote provider, and no provider is configured: set {keys}"
 
     def fingerprint(self) -> str:
-        chain = ",".join(f"{p.name}:{p.model}" for p in self.providers)
+        chain = ",".join(f"{p.name}:{'|'.join(p.codes)}" for p in self.providers)
         return hashlib.sha256(chain.encode()).hexdigest()[:16]
 
     def load(self) -> None:

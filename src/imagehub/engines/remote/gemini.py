@@ -18,6 +18,10 @@ seed                 ``generationConfig.seed`` (mod 2^31)
 ==================== =================================================================
 
 Images come back as ``candidates[0].content.parts[].inlineData``; thought images are skipped.
+
+Google retires model codes (a preview's code when the model goes GA, a model when its successor
+comes): ``gemini_model`` may list codes, and a code Google answers 404 for is passed over for the
+next one, which is used from then on.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from PIL import Image
 
 from imagehub.engines.remote.base import (
     Call,
+    ModelNotFound,
     NoImage,
     Provider,
     SafetyBlocked,
@@ -38,6 +43,7 @@ from imagehub.engines.remote.base import (
     require,
     web_search,
 )
+from imagehub.engines.remote.http import provider_message
 
 LOW, MEDIUM, HIGH, NONE = ("BLOCK_LOW_AND_ABOVE", "BLOCK_MEDIUM_AND_ABOVE", "BLOCK_ONLY_HIGH",
                            "BLOCK_NONE")
@@ -69,6 +75,7 @@ def safety_settings(tolerance: str) -> list[dict[str, str]]:
 
 class GeminiProvider(Provider):
     name, key_setting, url_setting, label = "gemini", "gemini_api_key", "gemini_base_url", "Google Gemini"
+    takes_fallback_codes = True
 
     def body(self, call: Call, index: int) -> dict[str, Any]:
         """The generateContent request for the ``index``-th image of ``call``."""
@@ -96,11 +103,29 @@ class GeminiProvider(Provider):
         return body
 
     async def generate(self, call: Call) -> list[Image.Image]:
-        url = f"{self.base_url}/v1beta/models/{self.model}:generateContent"
+        """The images from the code in use; if Google has no such model, from the next code."""
+        gone: list[str] = []
+        for code in [self.model] + [c for c in self.codes if c != self.model]:
+            try:
+                images = await self.generate_with(call, code)
+            except ModelNotFound as exc:
+                gone.append(exc.detail)
+                continue
+            self.model = code
+            return images
+        hint = "; the card's gemini_model names the codes to try" if len(self.codes) > 1 else \
+            "; set gemini_model on the card to a code Google serves"
+        raise call.http.error(" ".join(gone) + hint)
+
+    async def generate_with(self, call: Call, code: str) -> list[Image.Image]:
+        url = f"{self.base_url}/v1beta/models/{code}:generateContent"
         headers = {"x-goog-api-key": self.key}
 
         async def one(index: int) -> Image.Image:
-            response = await call.http.request("POST", url, json=self.body(call, index), headers=headers)
+            response = await call.http.request("POST", url, json=self.body(call, index), headers=headers,
+                                               ok=lambda r: r.is_success or r.status_code == 404)
+            if response.status_code == 404:
+                raise ModelNotFound(f"HTTP 404 for {code}: {provider_message(response)}.")
             return self.read(call, json_or_garbage(call, response, "generateContent"))
 
         return list(await call.watch(asyncio.gather(*(one(i) for i in range(call.request.num_images)))))
