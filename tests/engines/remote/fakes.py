@@ -382,14 +382,18 @@ class FakeFal(FakeServer):
         self.polls = polls
         self.jobs: dict[str, FalJob] = {}
         self.files: dict[str, bytes] = {}
+        self.urls_at = ""
+        """Where the submit answer's status, response and cancel URLs point (``{urls_at}/{app}/
+        requests/{id}``): default this server; a path ``/q`` here is served as well."""
 
     def route(self, request: Received) -> Reply:
-        if request.path.startswith("/files/"):
-            data = self.files.get(request.path)
+        path = request.path[2:] if request.path.startswith("/q/") else request.path
+        if path.startswith("/files/"):
+            data = self.files.get(path)
             return Reply(200, raw=data, content_type="image/png") if data else Reply(404, {"detail": "Not Found"})
         if request.headers.get("authorization") != f"Key {KEY}":
             return Reply(401, {"detail": "No user found for Key ID and Secret"})
-        parts = request.path.strip("/").split("/")
+        parts = path.strip("/").split("/")
         if "requests" in parts:
             index = parts.index("requests")
             app, rest = "/".join(parts[:index]), parts[index + 1:]
@@ -407,7 +411,7 @@ class FakeFal(FakeServer):
         self.jobs[request_id] = FalJob(endpoint, request.body if isinstance(request.body, dict) else {},
                                        self.polls, hang=bool(fault and fault[0] == "hang"),
                                        outcome=fault[0] if fault else "ok")
-        base = f"{self.url}/{'/'.join(parts[:2])}/requests/{request_id}"
+        base = f"{self.urls_at or self.url}/{'/'.join(parts[:2])}/requests/{request_id}"
         return Reply(200, {"status": "IN_QUEUE", "request_id": request_id, "response_url": base,
                            "status_url": f"{base}/status", "cancel_url": f"{base}/cancel",
                            "queue_position": 0})

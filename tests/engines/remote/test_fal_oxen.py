@@ -77,6 +77,22 @@ def test_fal_cancel_cancels_there_too(fal, settings) -> None:  # type: ignore[no
     assert cancel.headers["authorization"] == f"Key {KEY}" and fal.jobs[request_id].cancelled
 
 
+def test_fal_polls_and_reads_the_urls_its_submit_answered(fal, settings) -> None:  # type: ignore[no-untyped-def]
+    fal.urls_at = f"{fal.url}/q"
+    assert len(run(entry("nano-banana-2", settings(fal=fal))).images) == 1
+    request_id = next(iter(fal.jobs))
+    gets = [c.path for c in fal.calls("GET") if not c.path.startswith("/files/")]
+    assert gets and all(p.startswith(f"/q/fal-ai/nano-banana-2/requests/{request_id}") for p in gets)
+
+
+def test_fal_urls_on_another_origin_are_not_sent_the_key(fal, settings) -> None:  # type: ignore[no-untyped-def]
+    fal.urls_at = "http://127.0.0.1:9/q"  # not fal's origin: the key must not go there
+    assert len(run(entry("nano-banana-2", settings(fal=fal))).images) == 1
+    request_id = next(iter(fal.jobs))
+    assert {c.path for c in fal.calls("GET") if not c.path.startswith("/files/")} == {f"/fal-ai/nano-banana-2/requests/{request_id}/status",
+                                                   f"/fal-ai/nano-banana-2/requests/{request_id}"}
+
+
 def test_fal_content_policy_is_a_safety_block(fal, settings) -> None:  # type: ignore[no-untyped-def]
     fal.fault("safety")
     with pytest.raises(GenerationFailed) as raised:

@@ -1,9 +1,11 @@
 """fal.ai queue API: submit, poll status, read the result, cancel (``Authorization: Key ...``).
 
-``POST {base}/{model}`` with the input → ``request_id``; ``GET {base}/{app}/requests/{id}/status``
-until ``COMPLETED``; ``GET {base}/{app}/requests/{id}`` for the result; on cancel
-``PUT {base}/{app}/requests/{id}/cancel``. ``app`` is the model id's first two segments
-(``fal-ai/nano-banana-2/edit`` → ``fal-ai/nano-banana-2``), as fal's queue routes it.
+``POST {base}/{model}`` with the input → ``request_id`` and the request's ``status_url``,
+``response_url`` and ``cancel_url``; ``GET`` the status until ``COMPLETED``, ``GET`` the response
+for the result, ``PUT`` the cancel URL on cancel. fal's docs say to use the URLs it answers; one
+on another origin than ``IMAGEHUB_FAL_BASE_URL`` (which would receive the key), or missing, is
+made as fal's queue routes it: ``{base}/{app}/requests/{id}`` (``/status``, ``/cancel``), ``app``
+being the model id's first two segments (``fal-ai/nano-banana-2/edit`` → ``fal-ai/nano-banana-2``).
 
 Wire form: ``prompt``, ``num_images``, ``seed``, ``aspect_ratio`` (omitted for ``auto``: the
 endpoint's own default), ``resolution`` (``512`` → ``0.5K``), ``safety_tolerance`` (fal takes the
@@ -75,36 +77,44 @@ class FalProvider(Provider):
             "the queue submit")
         require(isinstance(submitted, dict) and bool(submitted.get("request_id")), call,
                 f"answered garbage to the queue submit (no request_id: {str(submitted)[:100]})")
-        request_url = f"{self.base_url}/{app}/requests/{submitted['request_id']}"
         call.info["fal_request_id"] = submitted["request_id"]
+        urls = self.request_urls(submitted, f"{self.base_url}/{app}/requests/{submitted['request_id']}")
         # 2. poll until done; a cancel here cancels at fal too
         try:
-            await self.wait(call, request_url)
+            await self.wait(call, urls["status_url"], submitted["request_id"])
         except GenerationCancelled:
-            await self.cancel(call, request_url)
+            await self.cancel(call, urls["cancel_url"])
             raise
         # 3. the result
-        response = await call.http.request("GET", request_url, headers=self.auth_headers(),
+        response = await call.http.request("GET", urls["response_url"], headers=self.auth_headers(),
                                            ok=lambda r: r.is_success or r.status_code == 422)
         return await self.read(call, response)
 
-    async def wait(self, call: Call, request_url: str) -> None:
+    def request_urls(self, submitted: dict[str, Any], made: str) -> dict[str, str]:
+        """The submit answer's status, response and cancel URLs; one missing or on another origin
+        is made from ``made`` (the request's URL as fal's queue routes it)."""
+        fallback = {"status_url": f"{made}/status", "response_url": made,
+                    "cancel_url": f"{made}/cancel"}
+        return {name: url if isinstance(url := submitted.get(name), str) and self.same_origin(url)
+                else fallback[name] for name in fallback}
+
+    async def wait(self, call: Call, status_url: str, request_id: str) -> None:
         while True:
             status = json_or_garbage(call, await call.http.request(
-                "GET", f"{request_url}/status", headers=self.auth_headers()), "a status poll")
+                "GET", status_url, headers=self.auth_headers()), "a status poll")
             state = status.get("status") if isinstance(status, dict) else None
             require(state in ("IN_QUEUE", "IN_PROGRESS", "COMPLETED"), call,
                     f"answered garbage to a status poll (status {state!r})")
             if state == "COMPLETED":
                 return
-            call.check_deadline(f"request {request_url.rsplit('/', 1)[1]}")
+            call.check_deadline(f"request {request_id}")
             await asyncio.sleep(call.poll_seconds)
             call.step()
 
-    async def cancel(self, call: Call, request_url: str) -> None:
+    async def cancel(self, call: Call, cancel_url: str) -> None:
         """Best effort: one PUT, short timeout; the job is cancelled here whatever fal answers."""
         try:
-            response = await call.http.client.put(f"{request_url}/cancel", headers=self.auth_headers(),
+            response = await call.http.client.put(cancel_url, headers=self.auth_headers(),
                                                   timeout=5.0)
             call.info["fal_cancel_status"] = response.status_code
         except httpx.HTTPError:
