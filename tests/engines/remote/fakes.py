@@ -289,8 +289,15 @@ class FakeGemini(FakeServer):
 
     def _fault(self, kind: str, options: dict[str, Any], body: Any) -> Reply:
         if kind == "429":
-            return Reply(429, {"error": {"code": 429, "status": "RESOURCE_EXHAUSTED",
-                                         "message": "Resource has been exhausted (e.g. check quota)."}},
+            error = {"code": 429, "status": "RESOURCE_EXHAUSTED",
+                     "message": "Resource has been exhausted (e.g. check quota)."}
+            if "retry_delay" in options:  # as the Gemini API sends it: RetryInfo, no header
+                error["details"] = [
+                    {"@type": "type.googleapis.com/google.rpc.QuotaFailure", "violations": []},
+                    {"@type": "type.googleapis.com/google.rpc.RetryInfo",
+                     "retryDelay": options["retry_delay"]}]
+                return Reply(429, {"error": error})
+            return Reply(429, {"error": error},
                          headers={"Retry-After": str(options.get("retry_after", 0))})
         if kind in ("500", "503"):
             state = "INTERNAL" if kind == "500" else "UNAVAILABLE"

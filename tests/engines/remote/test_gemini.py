@@ -165,6 +165,17 @@ def test_429_is_retried_honouring_retry_after(gemini, settings) -> None:  # type
     assert len(gemini.calls("POST")) == 3 and result.info["http_requests"] == 3
 
 
+def test_429_is_retried_after_google_s_retry_delay_in_the_body(gemini, settings) -> None:  # type: ignore[no-untyped-def]
+    gemini.fault("429", times=1, retry_delay="1.5s")
+    started = time.monotonic()
+    result = run(entry("nano-banana-2", settings(gemini=gemini)))
+    assert time.monotonic() - started >= 1.5  # not the 0.01 s backoff
+    assert result.info["http_requests"] == 2
+    gemini.fault("429", times=5, retry_delay="3600s")
+    with pytest.raises(UpstreamError, match="retry after 3600 s"):
+        run(entry("nano-banana-2", settings(gemini=gemini)))
+
+
 def test_500_retries_are_bounded_then_upstream_error(gemini, settings) -> None:  # type: ignore[no-untyped-def]
     gemini.fault("500", times=10)
     with pytest.raises(UpstreamError) as raised:

@@ -7,7 +7,8 @@ Retry policy (one :class:`RetryPolicy`, from settings):
 - at most ``max_retries`` retries after the first try;
 - the wait before retry ``i`` (0-based) is ``d/2 + uniform(0, d/2)`` with
   ``d = min(backoff_max, backoff · 2^i)`` (exponential backoff, "equal jitter");
-- a ``Retry-After`` header (seconds or an HTTP date) replaces that wait when longer; one longer than
+- a ``Retry-After`` header (seconds or an HTTP date), or Google's ``RetryInfo.retryDelay`` in the
+  error body, replaces that wait when longer; one longer than
   ``backoff_max`` is not waited for: the call fails at once so a provider chain can move on;
 - no wait runs past the generation's deadline.
 
@@ -53,10 +54,11 @@ class RetryPolicy:
 
 
 def retry_after_seconds(response: httpx.Response) -> float | None:
-    """``Retry-After`` as seconds (delta-seconds or HTTP-date); None when absent or unreadable."""
+    """``Retry-After`` as seconds (delta-seconds or HTTP-date), else Google's ``RetryInfo`` in the
+    error body; None when absent or unreadable."""
     value = response.headers.get("retry-after")
     if not value:
-        return None
+        return google_retry_delay(response)
     try:
         return max(0.0, float(value))
     except ValueError:
@@ -66,6 +68,23 @@ def retry_after_seconds(response: httpx.Response) -> float | None:
     except (TypeError, ValueError):
         return None
     return max(0.0, when.timestamp() - time.time())
+
+
+def google_retry_delay(response: httpx.Response) -> float | None:
+    """Seconds of a ``google.rpc.RetryInfo`` detail (``{"retryDelay": "41s"}``) in a Google
+    error body (Gemini sends its 429s so, without ``Retry-After``); None without one."""
+    try:
+        details = response.json()["error"]["details"]
+    except (ValueError, KeyError, TypeError):
+        return None
+    for detail in details if isinstance(details, list) else []:
+        delay = detail.get("retryDelay") if isinstance(detail, dict) else None
+        if isinstance(delay, str) and delay.endswith("s"):
+            try:
+                return max(0.0, float(delay[:-1]))
+            except ValueError:
+                return None
+    return None
 
 
 class ProviderHTTP:
