@@ -160,6 +160,8 @@ GEMINI_MODELS: dict[str, dict[str, Any]] = {
                            "thinking": ["low", "high"], "search": True},
     "gemini-2.5-flash-image": {"ratios": RATIOS_10, "sizes": [], "thinking": [], "search": False},
 }
+GEMINI_MAX_REQUEST_BYTES = 20 * 1024 * 1024
+"""Inline data: "If the total request size exceeds 20 MB, use the Files API" (Gemini docs)."""
 HARM_CATEGORIES = ["HARM_CATEGORY_HARASSMENT", "HARM_CATEGORY_HATE_SPEECH",
                    "HARM_CATEGORY_SEXUALLY_EXPLICIT", "HARM_CATEGORY_DANGEROUS_CONTENT",
                    "HARM_CATEGORY_CIVIC_INTEGRITY"]
@@ -193,6 +195,9 @@ class FakeGemini(FakeServer):
     def route(self, request: Received) -> Reply:
         try:
             model = self._authorize(request)
+            if int(request.headers.get("content-length", 0)) > GEMINI_MAX_REQUEST_BYTES:
+                raise GeminiError(400, "INVALID_ARGUMENT", "Request payload size exceeds the limit: "
+                                  f"{GEMINI_MAX_REQUEST_BYTES} bytes.")
             self._validate(model, request.body)
         except GeminiError as exc:
             return exc.reply()

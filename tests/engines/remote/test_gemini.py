@@ -90,6 +90,32 @@ def test_resolution_512_and_input_images_as_inline_data(gemini, settings) -> Non
     assert result.images[0].size == (512, 512)
 
 
+def photo(width: int, height: int) -> Image.Image:
+    """A photo-like image (smooth, with sensor noise): at 12 megapixels, a 1.9 MB JPEG that is
+    11 MB as a PNG."""
+    import numpy as np
+
+    y, x = np.mgrid[0:height, 0:width]
+    smooth = np.stack([x * 255 // width, y * 255 // height, (x + y) * 255 // (width + height)], -1)
+    noise = np.random.default_rng(0).integers(-6, 7, size=(height, width, 3))
+    return Image.fromarray(np.clip(smooth + noise, 0, 255).astype(np.uint8))
+
+
+def test_a_phone_photo_goes_as_a_jpeg_within_gemini_s_request_limit(gemini, settings) -> None:  # type: ignore[no-untyped-def]
+    buffer = io.BytesIO()
+    photo(4000, 3000).save(buffer, format="JPEG", quality=92)  # as a phone sends it
+    uri = "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+    result = run(entry("nano-banana-2", settings(gemini=gemini)), input_image=[uri, uri])
+
+    parts = sent(gemini).body["contents"][0]["parts"][1:]
+    # as PNGs, two 12-megapixel photos are 30 MB of base64: Gemini's 400 for over 20 MB
+    assert [p["inlineData"]["mimeType"] for p in parts] == ["image/jpeg"] * 2
+    sent_image = Image.open(io.BytesIO(base64.b64decode(parts[0]["inlineData"]["data"])))
+    assert sent_image.format == "JPEG" and sent_image.size == (4000, 3000)
+    assert len(result.images) == 1
+
+
 @pytest.mark.parametrize("tolerance", ["1", "2", "3", "4", "5", "6"])
 def test_safety_tolerance_mapping_is_accepted_and_monotone(gemini, settings, tolerance) -> None:  # type: ignore[no-untyped-def]
     run(entry("nano-banana-2", settings(gemini=gemini)), safety_tolerance=tolerance)

@@ -10,7 +10,7 @@ being the model id's first two segments (``fal-ai/nano-banana-2/edit`` → ``fal
 Wire form: ``prompt``, ``num_images``, ``seed``, ``aspect_ratio`` (omitted for ``auto``: the
 endpoint's own default), ``resolution`` (``512`` → ``0.5K``), ``safety_tolerance`` (fal takes the
 same 1-6 scale), ``enable_web_search``, ``thinking_level``, ``output_format: png``; with input
-images the ``/edit`` endpoint and ``image_urls`` (PNG data URIs).
+images the ``/edit`` endpoint and ``image_urls`` (data URIs: PNG, a large photo JPEG).
 """
 
 from __future__ import annotations

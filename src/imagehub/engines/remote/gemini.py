@@ -7,7 +7,7 @@ Wire form of imagehub's fields:
 imagehub             Gemini request
 ==================== =================================================================
 prompt               ``contents[0].parts[0].text``
-input_image          ``contents[0].parts[1..].inlineData`` (``image/png``, base64)
+input_image          ``contents[0].parts[1..].inlineData`` (PNG, a large photo JPEG; base64)
 aspect_ratio         ``generationConfig.imageConfig.aspectRatio``; omitted for ``auto``
 resolution           ``generationConfig.imageConfig.imageSize`` (``512``, ``1K``, ``2K``, ``4K``)
 enable_web_search /  ``tools: [{"google_search": {}}]`` when true
@@ -38,7 +38,7 @@ from imagehub.engines.remote.base import (
     Provider,
     SafetyBlocked,
     decode_image,
-    encode_png_b64,
+    encode_upload_b64,
     json_or_garbage,
     require,
     web_search,
@@ -81,8 +81,9 @@ class GeminiProvider(Provider):
         """The generateContent request for the ``index``-th image of ``call``."""
         request, params = call.request, call.request.params
         parts: list[dict[str, Any]] = [{"text": request.prompt}]
-        parts += [{"inlineData": {"mimeType": "image/png", "data": encode_png_b64(image)}}
-                  for image in request.input_images]
+        for image in request.input_images:
+            mime, data = encode_upload_b64(image)
+            parts.append({"inlineData": {"mimeType": mime, "data": data}})
         image_config: dict[str, str] = {}
         if params.get("aspect_ratio", "auto") != "auto":
             image_config["aspectRatio"] = params["aspect_ratio"]

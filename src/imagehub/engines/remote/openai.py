@@ -21,11 +21,11 @@ from imagehub.engines.remote.base import (
     Provider,
     SafetyBlocked,
     decode_image,
+    encode_upload,
     json_or_garbage,
     require,
 )
 from imagehub.engines.remote.http import provider_message
-from imagehub.storage.images import encode_png
 
 SIZES = {"auto": "auto", "1:1": "1024x1024", "3:2": "1536x1024", "2:3": "1024x1536"}
 SAFETY_CODES = ("moderation_blocked", "content_policy_violation")
@@ -57,8 +57,9 @@ class OpenAIProvider(Provider):
         accept = lambda r: r.is_success or r.status_code == 400
         fields = self.fields(call)
         if call.request.input_images:
-            files = [("image[]", (f"{i}.png", encode_png(image), "image/png"))
-                     for i, image in enumerate(call.request.input_images)]
+            uploads = [encode_upload(image) for image in call.request.input_images]
+            files = [("image[]", (f"{i}.{mime.split('/')[1]}", data, mime))
+                     for i, (mime, data) in enumerate(uploads)]
             send = call.http.request("POST", f"{self.base_url}/v1/images/edits", ok=accept,
                                      data={k: str(v) for k, v in fields.items()}, files=files,
                                      headers=self.auth_headers())
