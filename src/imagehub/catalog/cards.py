@@ -82,7 +82,9 @@ GPT_IMAGE_1_PROPERTIES: dict[str, Any] = {
     "quality": {"type": "string", "default": "auto", "enum": ["auto", "low", "medium", "high"],
                 "x-order": 2, "description": "Rendering quality (and cost) of the image."},
     "safety_tolerance": dict(NANO_BANANA_2_PROPERTIES["safety_tolerance"], default="4",
-                             description="1-4: OpenAI's standard moderation; 5-6: its low setting."),
+                             description="1-4: OpenAI's standard moderation; 5-6: its low setting "
+                                         "(generations only: an edit is moderated at the standard "
+                                         "level)."),
     "input_image": dict(NANO_BANANA_2_PROPERTIES["input_image"], maxItems=16),
 }
 

@@ -612,6 +612,10 @@ OPENAI_FIELDS: dict[str, Any] = {
     "output_format": ["png", "jpeg", "webp"], "background": ["auto", "transparent", "opaque"],
     "output_compression": int, "user": str,
 }
+OPENAI_EDIT_FIELDS: dict[str, Any] = {
+    **{k: v for k, v in OPENAI_FIELDS.items() if k != "moderation"}, "input_fidelity": ["high", "low"],
+}
+"""The edits form takes no ``moderation`` (``ImageEditParams`` in OpenAI's SDK, made from its spec)."""
 
 
 def parse_multipart(content_type: str, raw: bytes) -> tuple[dict[str, str], list[tuple[str, bytes, str]]]:
@@ -654,7 +658,8 @@ class FakeOpenAI(FakeServer):
             self.last_edit_images = images
         else:
             body = request.body if isinstance(request.body, dict) else {}
-        problem = self._validate(body)
+        problem = self._validate(body, OPENAI_EDIT_FIELDS if request.path.endswith("/edits")
+                                 else OPENAI_FIELDS)
         if problem:
             return problem
         fault = self.take_fault()
@@ -673,9 +678,9 @@ class FakeOpenAI(FakeServer):
         return Reply(200, {"created": int(time.time()), "data": data,
                            "usage": {"input_tokens": 10, "output_tokens": 4160, "total_tokens": 4170}})
 
-    def _validate(self, body: dict[str, Any]) -> Reply | None:
+    def _validate(self, body: dict[str, Any], known: dict[str, Any]) -> Reply | None:
         for name, value in body.items():
-            spec = OPENAI_FIELDS.get(name)
+            spec = known.get(name)
             if spec is None:
                 return self.error(400, f"Unknown parameter: '{name}'.", "unknown_parameter", name)
             if isinstance(spec, list) and value not in spec:

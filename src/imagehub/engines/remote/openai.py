@@ -3,7 +3,8 @@ images, ``POST {base}/v1/images/edits`` (multipart, ``image[]``), ``Authorizatio
 
 Wire form: ``aspect_ratio`` → ``size`` (``auto``, ``1:1`` 1024x1024, ``3:2`` 1536x1024,
 ``2:3`` 1024x1536), ``quality`` as is, ``safety_tolerance`` → ``moderation`` (OpenAI has two levels:
-``auto`` for 1-4, ``low`` for 5-6), ``n`` images in one call, ``output_format: png``. Images come back
+``auto`` for 1-4, ``low`` for 5-6; generations only: the edits form takes no ``moderation``, so an
+edit runs at OpenAI's standard level), ``n`` images in one call, ``output_format: png``. Images come back
 as ``data[].b64_json``. A refusal by OpenAI's safety system (400, code ``moderation_blocked`` or
 ``content_policy_violation``) is a safety block.
 """
@@ -47,8 +48,9 @@ class OpenAIProvider(Provider):
         fields: dict[str, Any] = {"model": self.model, "prompt": call.request.prompt,
                                   "n": call.request.num_images,
                                   "size": SIZES.get(params.get("aspect_ratio", "auto"), "auto"),
-                                  "moderation": moderation(params.get("safety_tolerance")),
                                   "output_format": "png"}
+        if not call.request.input_images:  # /v1/images/edits takes no moderation
+            fields["moderation"] = moderation(params.get("safety_tolerance"))
         if params.get("quality"):
             fields["quality"] = params["quality"]
         return fields
