@@ -175,6 +175,27 @@ def test_image_to_image_over_http_strength_zero_returns_the_input(api: httpx.Cli
     assert np.abs(out - np.asarray(image).astype(np.int16)).max() <= TOLERANCE
 
 
+def test_too_few_denoising_steps_are_refused_at_enqueue_and_nothing_is_queued(
+        api: httpx.Client) -> None:
+    uri = data_uri(Image.new("RGB", (64, 64), (10, 200, 10)))
+    body = {"model": "tiny-sd", "prompt": "x", "input_image": uri, "strength": 0.4,
+            "num_inference_steps": 2}  # int(2 x 0.4) = 0 steps
+    before = api.get("/api/ai/generations", params={"page_size": 100}).json()["total_entries"]
+
+    queued = api.post("/api/ai/queue", json=body)
+    sync = api.post("/api/ai/images/generate", json=body)
+    defaulted = api.post("/api/ai/queue", json={k: v for k, v in body.items() if k != "strength"}
+                         | {"num_inference_steps": 1})
+
+    for answer in (queued, sync):
+        assert answer.status_code == 400, answer.text
+        assert answer.json()["error"]["detail"] == (
+            "strength x num_inference_steps must be at least 1 denoising step, not 0.4 x 2: "
+            "raise num_inference_steps or strength")
+    assert defaulted.status_code == 400 and "not 0.8 x 1" in defaulted.text  # strength's default
+    assert api.get("/api/ai/generations", params={"page_size": 100}).json()["total_entries"] == before
+
+
 def test_an_edit_model_takes_the_image_over_http_and_a_text_model_lists_none(
         api: httpx.Client, batching_server: ServerProcess) -> None:
     uri = data_uri(Image.new("RGB", (300, 200), (30, 160, 60)))

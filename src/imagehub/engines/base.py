@@ -86,6 +86,17 @@ class Engine(Protocol):
 
 
 @runtime_checkable
+class ChecksParams(Protocol):
+    """An engine with rules across fields that its schema cannot say (an optional capability):
+    checked when a request arrives, so a queued job is refused (400) rather than failing later."""
+
+    def check_params(self, resolved: dict[str, Any]) -> None:
+        """InvalidParams naming the fields when ``resolved`` (the model's fields with defaults
+        filled) cannot run; never loads the model."""
+        ...
+
+
+@runtime_checkable
 class BatchingEngine(Protocol):
     """An engine that can run several compatible requests as one batch (an optional capability).
 

@@ -12,7 +12,7 @@ from jsonschema import Draft202012Validator
 from imagehub.catalog.catalog import Catalog, ModelEntry
 from imagehub.catalog.schema import describe, json_kind, whole_numbers
 from imagehub.catalog.sizes import nearest_ratio, output_size
-from imagehub.engines.base import EngineRequest
+from imagehub.engines.base import ChecksParams, EngineRequest
 from imagehub.errors import Forbidden, InvalidParams, ModelUnavailable
 from imagehub.protocol import GENERIC_FIELDS_SCHEMA
 from imagehub.services.fetch import check_image_ref, load_image
@@ -70,6 +70,8 @@ def parse(catalog: Catalog, principal: Principal, body: Any, *, count_field: str
     if not entry.available:  # a remote model without a provider: its fields are known, and 400
         raise ModelUnavailable(str(entry.unavailable_reason))  # for a bad one comes first
     resolved = entry.schema.with_defaults(params)
+    if isinstance(entry.engine, ChecksParams):  # rules across fields, before anything is queued
+        entry.engine.check_params(resolved)
     resolved["seed"] = generic.get("seed", params.get("seed"))
     return ParsedRequest(
         entry=entry, params=params, resolved=resolved, count=generic.get(count_field, 1),

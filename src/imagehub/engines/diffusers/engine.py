@@ -132,6 +132,15 @@ class DiffusersEngine:
             return exc.detail
         return None
 
+    def check_params(self, resolved: dict[str, Any]) -> None:
+        """Image-to-image's strength x steps must leave a denoising step (``ChecksParams``)."""
+        props = self.schema_properties()
+        if not resolved.get("input_image") or "strength" not in props or self.layout().edits:
+            return
+        strength = resolved.get("strength")
+        steps = resolved.get("num_inference_steps") or props["num_inference_steps"]["default"]
+        _check_denoising_steps(DEFAULT_STRENGTH if strength is None else float(strength), steps)
+
     def fingerprint(self) -> str:
         """16 hex of sha256 over the model's files (see ``loading.fingerprint_folder``); raises
         ModelUnavailable if the model is missing. While loaded: the loaded files' (hashed once)."""
@@ -652,12 +661,17 @@ def _with_input_image(plan: _Plan) -> _Plan:
         image = image.resize((plan.request.width, plan.request.height), _lanczos())
         return replace(plan, mode="identity", strength=0.0, steps=0, image=image)
     image = image.resize((plan.width, plan.height), _lanczos())
-    if int(plan.steps * strength) < 1:
+    _check_denoising_steps(strength, plan.steps)
+    return replace(plan, mode="image", strength=strength, image=image)
+
+
+def _check_denoising_steps(strength: float, steps: int) -> None:
+    """Image-to-image runs ``int(steps x strength)`` steps: InvalidParams when that is none."""
+    if 0 < strength < 1 and int(steps * strength) < 1:
         raise InvalidParams(
             f"strength x num_inference_steps must be at least 1 denoising step, not "
-            f"{strength} x {plan.steps}: raise num_inference_steps or strength"
+            f"{strength} x {steps}: raise num_inference_steps or strength"
         )
-    return replace(plan, mode="image", strength=strength, image=image)
 
 
 def _with_edit_image(plan: _Plan) -> _Plan:
