@@ -23,11 +23,21 @@ error body of API.md section 1.
 
 from __future__ import annotations
 
+from typing import Any
+
 
 def clip(text: str, limit: int = 80) -> str:
     """``text`` cut to ``limit`` characters, saying how long it was: an error names the value it
     refuses, but must not echo a megabyte of it back."""
     return text if len(text) <= limit else f"{text[:limit - 3]}... ({len(text)} characters)"
+
+
+def quote(value: Any, limit: int = 80) -> str:
+    """``value`` as an error quotes it (``repr``): a string longer than ``limit`` characters is
+    quoted up to there, saying how many characters it has."""
+    if isinstance(value, str) and len(value) > limit:
+        return f"{value[:limit]!r}... ({len(value)} characters)"
+    return clip(repr(value), limit)
 
 
 class ImagehubError(Exception):

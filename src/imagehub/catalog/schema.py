@@ -9,7 +9,7 @@ from typing import Any, Mapping
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
 
-from imagehub.errors import InvalidParams, clip
+from imagehub.errors import InvalidParams, clip, quote
 
 NON_BLANK = r"[^\s\u200b-\u200d\u2060\ufeff]"
 """The pattern of text that must not be blank: at least one character that is neither white space
@@ -128,7 +128,7 @@ def _short(value: Any) -> str:
     in JSON; anything else as Python shows it (``'text'``, ``[1, 2]``), clipped."""
     if value is None or isinstance(value, bool):
         return json.dumps(value)
-    return clip(repr(value))
+    return quote(value)
 
 
 def json_kind(value: Any) -> str:

@@ -27,7 +27,7 @@ import httpx
 from PIL import Image
 
 from imagehub.config import Settings
-from imagehub.errors import InvalidParams, PayloadTooLarge, clip
+from imagehub.errors import InvalidParams, PayloadTooLarge, quote
 from imagehub.storage.images import decode_data_uri, decode_image
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -204,7 +204,7 @@ class ImageFetcher:
 
 def shown(url: str) -> str:
     """``url`` as an error message quotes it (at most 120 characters)."""
-    return clip(repr(url), 120)
+    return quote(url, 120)
 
 
 def refusal(address: IPAddress) -> str | None:

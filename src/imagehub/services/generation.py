@@ -35,6 +35,7 @@ from imagehub.errors import (
     NotFound,
     UpstreamError,
     clip,
+    quote,
 )
 from imagehub.events.bus import EventBus
 from imagehub.jobs.batching import Batch, Batcher, BatchPolicy, SyncCall, batch_key
@@ -543,9 +544,9 @@ def _check_same_request(key: str, earlier: list[GenerationRecord], request: Pars
     for name, (then, now) in _request_identity(earlier, request).items():
         if then != now:
             used = " (the seed used then: sent, or chosen when none was)" if name == "seed" else ""
-            raise InvalidParams(f"Idempotency-Key: {clip(repr(key))} was already used with a "
-                                f"different request ({name}: {clip(repr(then))} then{used}, "
-                                f"{clip(repr(now))} now); "
+            raise InvalidParams(f"Idempotency-Key: {quote(key)} was already used with a "
+                                f"different request ({name}: {quote(then)} then{used}, "
+                                f"{quote(now)} now); "
                                 "send a new key for a new request")
 
 

@@ -26,7 +26,7 @@ from PIL import Image
 
 from imagehub.catalog.schema import json_kind
 from imagehub.catalog.sizes import RESOLUTION_BASES, ratio_value
-from imagehub.errors import InvalidParams, clip
+from imagehub.errors import InvalidParams, quote
 from imagehub.protocol import GENERIC_FIELDS_SCHEMA, OpenAIImage, OpenAIImagesResponse
 from imagehub.services.generation import GenerationService
 from imagehub.services.keys import Principal
@@ -116,7 +116,7 @@ class OpenAIImagesService:
     def _size_fields(self, body: dict[str, Any], model: str, size: Any) -> dict[str, str]:
         match = _SIZE.match(size) if isinstance(size, str) else None
         if match is not None and max(len(match[1]), len(match[2])) > MAX_SIDE_DIGITS:
-            raise InvalidParams(f"size: {clip(repr(size))} has a side over 99999 pixels; the "
+            raise InvalidParams(f"size: {quote(size)} has a side over 99999 pixels; the "
                                 "model's largest size is its 4K class (see its resolution field)")
         if match is None or 0 in (int(match[1]), int(match[2])):
             raise InvalidParams(f"size: {size!r} is not 'auto' or '<width>x<height>' "

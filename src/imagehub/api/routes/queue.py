@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Header, Query
 
 from imagehub.api.deps import hub, json_body, principal
-from imagehub.errors import InvalidParams, clip
+from imagehub.errors import InvalidParams, quote
 from imagehub.protocol import (
     CancelResponse, EnqueueResponse, GenerationRow, GenerationStatus, HistoryPage, QueueList,
 )
@@ -32,7 +32,7 @@ def _statuses(given: list[str] | None) -> list[str]:
     """``?status=`` once, or several times for any of them; each one of the five."""
     for status in given or []:
         if status not in _STATUSES:
-            raise InvalidParams(f"status: {clip(repr(status))} is not one of {_STATUSES}")
+            raise InvalidParams(f"status: {quote(status)} is not one of {_STATUSES}")
     return list(dict.fromkeys(given or []))
 
 

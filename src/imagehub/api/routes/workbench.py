@@ -14,7 +14,7 @@ from importlib.resources.abc import Traversable
 from fastapi import APIRouter
 from fastapi.responses import Response
 
-from imagehub.errors import NotFound, clip
+from imagehub.errors import NotFound, quote
 
 router = APIRouter(include_in_schema=False)
 
@@ -54,7 +54,7 @@ def _find(name: str) -> Traversable:
 
 
 def _not_found(name: str) -> NotFound:
-    return NotFound(f"workbench asset not found: {clip(repr(name))}")
+    return NotFound(f"workbench asset not found: {quote(name)}")
 
 
 @router.get("/")
