@@ -362,6 +362,20 @@ def test_async_client(server: ServerProcess) -> None:
     asyncio.run(scenario())
 
 
+@pytest.mark.parametrize("page,block", [("python-client.md", 1), ("api-openai-images.md", 0)])
+def test_the_other_documented_snippets_run_as_written(server: ServerProcess, tmp_path: Path,
+                                                     page: str, block: int) -> None:
+    """As a script, only the host and model changed: imports included, no top-level await."""
+    text = resources.files("imagehub.docs").joinpath(page).read_text()
+    code = text.split("```python\n")[block + 1].split("```", 1)[0]
+    code = code.replace("http://127.0.0.1:8000", server.url).replace("imagehub-tiny", "tiny-sd")
+    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=180, check=False,
+                          env={**os.environ, "IMAGEHUB_API_KEY": server.key})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith(f"{server.url}/api/files/"), done.stdout
+
+
 def test_the_documented_example_runs(server: ServerProcess, tmp_path: Path) -> None:
     """The first example of docs/python-client.md, with only the host and model changed."""
     page = resources.files("imagehub.docs").joinpath("python-client.md").read_text()

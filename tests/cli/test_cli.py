@@ -93,6 +93,9 @@ def test_models_and_models_show(remote: dict[str, str]) -> None:
     listed = imagehub("models", env=remote)
     assert listed.returncode == 0, listed.stderr
     assert "tiny-sd-slow" in listed.stdout and "Tiny SD (2 steps)" in listed.stdout
+    rows = [line.split("\t") for line in listed.stdout.splitlines()]  # piped: one line a model
+    assert ["google-nano-banana-pro", "Nano Banana Pro", "gemini"] in [r[:3] for r in rows]
+    assert all(len(r) == 5 for r in rows)
     shown = imagehub("models", "show", "tiny-sd", env=remote)
     assert shown.returncode == 0, shown.stderr
     lines = shown.stdout.splitlines()

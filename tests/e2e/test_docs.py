@@ -59,3 +59,13 @@ def test_a_model_page_lists_its_fields_as_a_table(server: ServerProcess) -> None
     remote = httpx.get(f"{server.url}/docs/models/nano-banana-2.md").text
     assert ("| `input_image` | string or array | \u2013 | one, or a list of up to 14 | Reference "
             "images") in remote
+
+
+def test_every_setting_is_in_the_deployment_or_gpu_serving_tables() -> None:
+    from imagehub.config import Settings
+
+    docs = resources.files("imagehub.docs")
+    tables = "".join(docs.joinpath(page).read_text() for page in ("deployment.md", "gpu-serving.md"))
+    rows = "\n".join(line for line in tables.splitlines() if line.startswith("| `"))
+    missing = [name.upper() for name in Settings.model_fields if f"`{name.upper()}`" not in rows]
+    assert not missing, f"settings in no table of deployment.md or gpu-serving.md: {missing}"

@@ -11,6 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from imagehub.cli.tables import print_rows
 from imagehub.cli.target import KEY_OPTION, URL_OPTION, fail, one_line_errors, open_target
 from imagehub.errors import ConfigError, ImagehubError, InvalidParams
 
@@ -25,17 +26,15 @@ console = Console()
 @models_app.callback()
 def list_models(ctx: typer.Context, url: str | None = URL_OPTION,
                 api_key: str | None = KEY_OPTION) -> None:
-    """Every model: id, name, backend, whether it can serve here."""
+    """Every model: id, name, backend, whether it can serve here, description (ids whole)."""
     if ctx.invoked_subcommand is not None:
         return
     with one_line_errors(), open_target(url, api_key) as target:
         models = target.models()
-    table = Table("id", "name", "backend", "available", "description")
-    for model in models:
-        available = "yes" if model["available"] else f"no: {model.get('unavailable_reason')}"
-        table.add_row(model["id"], model["display_name"], model.get("backend", ""), available,
-                      model.get("description", ""))
-    console.print(table)
+    rows = [(model["id"], model["display_name"], model.get("backend", ""),
+             "yes" if model["available"] else f"no: {model.get('unavailable_reason')}",
+             model.get("description", "")) for model in models]
+    print_rows(console, ("id", "name", "backend", "available", "description"), rows)
 
 
 @models_app.command("show")
