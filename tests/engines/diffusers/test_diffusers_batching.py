@@ -234,6 +234,8 @@ def test_compiling_pads_to_a_ladder_up_to_the_max_batch_by_default():
     assert [compiled.padded(n) for n in (3, 5, 17, 25, 32)] == [4, 8, 24, 32, 32]
     assert SpeedOptions(compile="regional", max_batch_size=32, warmup_batches=(1, 16)).buckets \
         == (1, 16)  # the card's own sizes win
+    assert SpeedOptions(compile="regional", max_batch_size=32, batch_buckets=(8, 1)).warmups \
+        == (1, 8)  # its buckets are what it will see: those are warmed up
     assert SpeedOptions(max_batch_size=32).buckets == SpeedOptions(max_batch_size=32).warmups == ()
     with pytest.raises(ValueError, match="max_batch_size must be a positive whole number, not 0"):
         SpeedOptions(max_batch_size=0)

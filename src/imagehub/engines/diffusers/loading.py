@@ -425,13 +425,13 @@ class SpeedOptions:
     """Images one pipeline call takes at most (``IMAGEHUB_MAX_BATCH_SIZE`` unless the card sets
     its own); when compiling, the default warm-ups run up to it."""
     warmup_batches: tuple[int, ...] = ()
-    """Batch sizes rendered once at load, so no request compiles. Default when compiling:
-    ``batch_ladder(max_batch_size)``."""
+    """Batch sizes rendered once at load, so no request compiles. Default when compiling: the
+    buckets."""
     batch_buckets: tuple[int, ...] = ()
     """Batch sizes (images per pipeline call) that a call is padded up to, so a compiled model
     only ever sees those shapes and replays its CUDA graphs instead of recording new ones.
-    Default: the warm-up sizes when compiling, else none. A call larger than the largest
-    bucket runs unpadded."""
+    Default when compiling: the ``warmup_batches``, else ``batch_ladder(max_batch_size)``;
+    eager: none. A call larger than the largest bucket runs unpadded."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.max_batch_size, int) or isinstance(self.max_batch_size, bool) \
@@ -449,15 +449,17 @@ class SpeedOptions:
 
     @property
     def warmups(self) -> tuple[int, ...]:
-        if self.compile == "off":
+        if self.warmup_batches or self.compile == "off":
             return tuple(self.warmup_batches)
-        return tuple(self.warmup_batches) or batch_ladder(self.max_batch_size)
+        return self.buckets
 
     @property
     def buckets(self) -> tuple[int, ...]:
         if self.batch_buckets:
             return tuple(sorted(set(self.batch_buckets)))
-        return tuple(sorted(set(self.warmups))) if self.compile != "off" else ()
+        if self.compile == "off":
+            return ()
+        return tuple(sorted(set(self.warmup_batches or batch_ladder(self.max_batch_size))))
 
     def padded(self, images: int) -> int:
         """Images a pipeline call of ``images`` runs with: the smallest bucket that holds them."""
