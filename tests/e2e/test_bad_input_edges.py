@@ -17,6 +17,9 @@ from imagehub.testing import ServerProcess, write_catalog
 
 G, Q, EDIT = "/api/ai/images/generate", "/api/ai/queue", "/api/ai/images/edit"
 OK = {"model": "tiny-sd", "prompt": "a red cube", "num_inference_steps": 1}
+WITH_IMAGE = {**OK, "num_inference_steps": 2}
+"""With an input image (strength 0.8 by default), 2 steps: one denoising step, so a request that
+runs once its image is good (1 step would be refused for that first)."""
 LIMIT = str(Image.MAX_IMAGE_PIXELS)
 BOMB = data_uri(png_declaring(20000, 20000))
 JUNK = "data:image/png;base64," + base64.b64encode(b"hello, not an image").decode()
@@ -59,7 +62,7 @@ def _assert_error(r: httpx.Response, status: int, type_: str, *words: str) -> st
 def test_a_decompression_bomb_is_413_naming_field_size_and_limit(api: httpx.Client, path: str,
                                                                  count: str) -> None:
     before = _count_rows(api)
-    r = api.post(path, json={**OK, "input_image": BOMB})
+    r = api.post(path, json={**WITH_IMAGE, "input_image": BOMB})
     _assert_error(r, 413, "payload_too_large", "input_image", "data:image/png;base64,", "400000000 pixels",
                   LIMIT)
     assert _count_rows(api) == before
@@ -69,7 +72,7 @@ def test_a_bomb_by_url_is_413_naming_field_url_size_and_limit(api: httpx.Client,
                                                               images: BombHost) -> None:
     url = f"{images.url}/bomb.png"
     before = _count_rows(api)
-    r = api.post(EDIT, json={**OK, "input_image": url})
+    r = api.post(EDIT, json={**WITH_IMAGE, "input_image": url})
     _assert_error(r, 413, "payload_too_large", f"input_image: {url!r}", "400000000 pixels", LIMIT)
     assert _count_rows(api) == before
 
@@ -77,14 +80,14 @@ def test_a_bomb_by_url_is_413_naming_field_url_size_and_limit(api: httpx.Client,
 def test_a_queued_bomb_by_url_fails_its_row_naming_the_size(api: httpx.Client,
                                                             images: BombHost) -> None:
     """A URL is only checked at enqueue; the fetch (and the decode) runs in the worker."""
-    r = api.post(Q, json={**OK, "input_image": f"{images.url}/bomb.png"})
+    r = api.post(Q, json={**WITH_IMAGE, "input_image": f"{images.url}/bomb.png"})
     assert r.status_code == 200, r.text[:500]
     row = wait_for_status(api, r.json()["generations"][0]["generation_id"], {"failed", "succeeded"})
     assert row["status"] == "failed" and "400000000 pixels" in row["error_message"], row
 
 
 def test_an_undecodable_image_names_the_value_not_an_object(api: httpx.Client) -> None:
-    r = api.post(G, json={**OK, "input_image": JUNK})
+    r = api.post(G, json={**WITH_IMAGE, "input_image": JUNK})
     detail = _assert_error(r, 400, "invalid_params", f"input_image: {JUNK[:40]!r}",
                            "is not a readable image (not a PNG/JPEG")
     assert "BytesIO" not in detail and " at 0x" not in detail
@@ -94,7 +97,7 @@ def test_an_undecodable_image_names_the_value_not_an_object(api: httpx.Client) -
 def test_a_malformed_ipv6_url_is_400_naming_field_and_url(api: httpx.Client, path: str) -> None:
     url = "https://[::1/x.png"
     before = _count_rows(api)
-    _assert_error(api.post(path, json={**OK, "input_image": url}), 400, "invalid_params",
+    _assert_error(api.post(path, json={**WITH_IMAGE, "input_image": url}), 400, "invalid_params",
                   f"input_image: {url!r}")
     assert _count_rows(api) == before
 
