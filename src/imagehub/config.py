@@ -66,6 +66,9 @@ class Settings(BaseSettings):
     max_attempts: int = Field(default=3, ge=1)
     """A job interrupted by a crash this many times fails instead of running again."""
     worker_poll_seconds: float = Field(default=0.5, gt=0)
+    stop_grace_seconds: float = Field(default=5.0, ge=0)
+    """At a graceful stop (SIGTERM, Ctrl-C), how long running generations have to end; the rest
+    go back to the queue for the next start, not counted as attempts."""
     max_batch_size: int = Field(default=1, ge=1)
     """Images one engine call may take when the engine batches (diffusers): 16 to 64 on a GPU;
     1 (the default) runs one job at a time, the best latency on a CPU. A card's

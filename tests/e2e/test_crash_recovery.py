@@ -10,8 +10,9 @@ from conftest import ServerProcess, write_catalog
 from tests_helpers import wait_for_status
 
 
-def _enqueue_and_kill_mid_run(server: ServerProcess) -> tuple[list[str], str]:
-    """Three slow jobs; kill -9 once the first is past its first step. Returns (ids, running)."""
+def _enqueue_and_kill_mid_run(server: ServerProcess, graceful: bool = False) -> tuple[list[str], str]:
+    """Three slow jobs; kill -9 (or SIGTERM) once the first is past its first step. Returns
+    (ids, running)."""
     with server.client() as api:
         ids = [g["generation_id"] for g in api.post(
             "/api/ai/queue", json={"model": "tiny-sd-slow", "prompt": "survive", "num_generations": 3}
@@ -25,7 +26,10 @@ def _enqueue_and_kill_mid_run(server: ServerProcess) -> tuple[list[str], str]:
             time.sleep(0.05)
         assert running, rows
         assert sum(r["status"] == "queued" for r in rows) == 2
-    server.kill()
+    if graceful:
+        server.stop()
+    else:
+        server.kill()
     return ids, running[0]["generation_id"]
 
 
@@ -56,5 +60,29 @@ def test_processing_job_fails_after_max_attempts(tmp_path: Path, tiny_sd_dir: Pa
         assert "stopped while this generation was processing" in failed["error_message"]
         assert "max_attempts=1" in failed["error_message"]
         assert [rows[i]["status"] for i in ids if i != interrupted] == ["succeeded"] * 2
+    finally:
+        server.stop()
+
+
+def test_a_graceful_stop_puts_the_running_job_back_without_counting_an_attempt(
+        tmp_path: Path, tiny_sd_dir: Path) -> None:
+    write_catalog(tmp_path, tiny_sd_dir, **{"tiny-sd-slow": 60})  # seconds: longer than a stop
+    server = ServerProcess(tmp_path, {"IMAGEHUB_MAX_ATTEMPTS": "1",
+                                      "IMAGEHUB_STOP_GRACE_SECONDS": "0.2"}).start()
+    ids, interrupted = _enqueue_and_kill_mid_run(server, graceful=True)  # SIGTERM
+
+    # it ended by itself within ServerProcess.stop's 10 s (uvicorn re-raises the SIGTERM it
+    # handled, so the status is -15), not by the kill that follows them
+    assert server.proc is not None and server.proc.returncode == -15
+    stopped = [server.stored_row(i) for i in ids]
+    assert [r["status"] for r in stopped] == ["queued"] * 3
+    assert [r["attempts"] for r in stopped] == [0, 0, 0] and stopped[0]["started_at"] is None
+    server.start()
+    try:
+        with server.client() as api:
+            rows = [wait_for_status(api, i, {"succeeded", "failed"}) for i in ids]
+        # MAX_ATTEMPTS=1: a stop counted as a crash would have failed the interrupted job
+        assert [r["status"] for r in rows] == ["succeeded"] * 3, rows
+        assert server.stored_row(interrupted)["attempts"] == 1
     finally:
         server.stop()

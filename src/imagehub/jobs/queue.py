@@ -16,7 +16,7 @@ from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from sqlalchemy import bindparam, func, insert, select, update
+from sqlalchemy import bindparam, case, func, insert, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from imagehub.db.records import GenerationRecord
@@ -66,6 +66,7 @@ class JobQueue(Protocol):
     def fail(self, generation_id: str, message: str) -> bool: ...
     def cancel(self, generation_id: str) -> bool: ...
     def recover(self, max_attempts: int) -> Recovery: ...
+    def requeue_processing(self) -> list[str]: ...
 
 
 class SqlQueue:
@@ -212,8 +213,9 @@ class SqlQueue:
                        GenerationRecord.status == S.SUCCEEDED.value))) if still_running else set()
 
     def fail(self, generation_id: str, message: str) -> bool:
+        """``processing → failed`` (a job that went back to the queue at a stop is not failed)."""
         return self._transition(
-            generation_id, _ACTIVE, status=S.FAILED.value, error_message=message,
+            generation_id, (S.PROCESSING.value,), status=S.FAILED.value, error_message=message,
             completed_at=int(time.time()),
         )
 
@@ -243,6 +245,22 @@ class SqlQueue:
                     row.status, row.started_at, row.progress = S.QUEUED.value, None, None
                     requeued.append(row.id)
         return Recovery(requeued=requeued, failed=failed)
+
+    def requeue_processing(self) -> list[str]:
+        """At a graceful stop: rows ``processing`` go back to ``queued``, and the attempt they were
+        on is not counted (``MAX_ATTEMPTS`` counts crashes). Their running engines see the change
+        at their next step (``report_progress`` is False) and drop them."""
+        with self._write() as session:
+            ids = list(session.scalars(
+                select(GenerationRecord.id).where(GenerationRecord.status == S.PROCESSING.value)))
+            if ids:
+                session.execute(
+                    update(GenerationRecord)
+                    .where(GenerationRecord.id.in_(ids), GenerationRecord.status == S.PROCESSING.value)
+                    .values(status=S.QUEUED.value, started_at=None, progress=None,
+                            attempts=case((GenerationRecord.attempts > 0, GenerationRecord.attempts - 1),
+                                          else_=0)))
+            return ids
 
     def _transition(self, generation_id: str, from_states: Sequence[str], **values: Any) -> bool:
         with self._write() as session:

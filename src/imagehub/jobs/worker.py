@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import wait
 from contextlib import AbstractContextManager, contextmanager
@@ -51,11 +52,17 @@ class WorkerPool:
             thread.start()
             self._threads.append(thread)
 
-    def stop(self, timeout: float = 5.0) -> None:
+    def stop_taking(self) -> None:
+        """Take no more work; what runs goes on (``stop`` waits for it)."""
         self._stop.set()
         self._wake.set()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Take no more work, and wait up to ``timeout`` seconds in all for the workers to end."""
+        self.stop_taking()
+        deadline = time.monotonic() + timeout
         for thread in self._threads:
-            thread.join(timeout)
+            thread.join(max(0.0, deadline - time.monotonic()))
 
     @property
     def batching(self) -> bool:

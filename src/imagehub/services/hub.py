@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+from typing import Any
 
 from imagehub.catalog.catalog import Catalog, ModelEntry
 from imagehub.config import Settings
@@ -55,6 +56,8 @@ class Hub:
                                   settings.worker_concurrency, settings.worker_poll_seconds,
                                   batcher=batcher, batch_handler=self.generations.run_batch)
         self.deps.workers = self.workers
+        self._worker_lock: Any = None
+        """The data dir's worker lock, while this process runs its workers (``start``)."""
 
     def start(self, run_workers: bool = True, *, owner: str = "an in-process imagehub command") -> None:
         """With workers: take the data dir's worker lock, recover what a crash left behind, start
@@ -92,15 +95,25 @@ class Hub:
             log.info("preloaded %s", entry.id)
 
     def stop(self) -> None:
-        self.workers.stop()
+        """A graceful stop: the workers take nothing more, and what they run has
+        ``STOP_GRACE_SECONDS`` to end; what has not goes back to the queue, not counted as an
+        attempt (its engine drops it at its next step). Then the models end and the worker lock
+        is released."""
+        self.workers.stop(self.settings.stop_grace_seconds)
+        if self._worker_lock is not None:
+            back = set(self.queue.requeue_processing())
+            self.workers.stop()  # their engines see it at their next step
+            back |= set(self.queue.requeue_processing())  # claimed as the workers stopped
+            if back:
+                log.warning("stopping: %d generation(s) back in the queue, to run at the next start",
+                            len(back))
         for entry in self.deps.catalog.all():  # models in processes of their own end with us
             close = getattr(entry.engine, "close", None)
             if close is not None:
                 close()
         self.db.dispose()
-        lock = getattr(self, "_worker_lock", None)
-        if lock is not None:
-            lock.release()
+        if self._worker_lock is not None:
+            self._worker_lock.release()
 
 
 def check_config(settings: Settings) -> Catalog:
