@@ -9,6 +9,8 @@ import httpx
 from PIL import Image
 from tests_helpers import wait_for_status
 
+from imagehub.testing import ServerProcess
+
 
 def test_sync_generate_returns_signed_image_urls(api: httpx.Client) -> None:
     r = api.post("/api/ai/images/generate",
@@ -278,3 +280,32 @@ def test_status_filter_repeated_means_any_of_them(api: httpx.Client) -> None:
     bad = api.get("/api/ai/queue", params=[("status", "queued"), ("status", "bogus")])
     assert bad.status_code == 400 and bad.json()["error"]["detail"].startswith(
         "status: 'bogus' is not one of ['queued', ")
+
+
+def test_a_write_waiting_for_a_locked_database_stalls_no_other_request(
+        server: ServerProcess, api: httpx.Client) -> None:
+    """Another process holds SQLite's write lock (a second imagehub, a sqlite3 shell): the
+    enqueue waits for it in a thread, and the event loop goes on answering."""
+    import sqlite3
+    import threading
+
+    holder = sqlite3.connect(server.data_dir / "imagehub.db", timeout=1)
+    holder.execute("BEGIN IMMEDIATE")  # the write lock, held until the commit below
+    answers: dict[str, httpx.Response] = {}
+    enqueue = threading.Thread(target=lambda: answers.update(enqueue=api.post(
+        "/api/ai/queue", json={"model": "tiny-sd", "prompt": "after the lock"})))
+    try:
+        enqueue.start()
+        time.sleep(0.3)  # the enqueue is waiting for the lock now
+        with server.client() as other:
+            answers["health"] = other.get("/healthz")
+            answers["models"] = other.get("/api/ai/models")
+        waiting_while_answered = enqueue.is_alive()
+    finally:
+        holder.commit()
+        holder.close()
+    enqueue.join(30)
+
+    assert answers["health"].status_code == 200 and answers["models"].status_code == 200
+    assert waiting_while_answered  # both answered while the enqueue still waited for the lock
+    assert answers["enqueue"].status_code == 200, answers["enqueue"].text
