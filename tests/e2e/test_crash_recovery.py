@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -86,3 +87,26 @@ def test_a_graceful_stop_puts_the_running_job_back_without_counting_an_attempt(
         assert server.stored_row(interrupted)["attempts"] == 1
     finally:
         server.stop()
+
+
+def test_a_second_data_dir_on_the_same_sqlite_database_runs_no_workers(
+        tmp_path: Path, tiny_sd_dir: Path) -> None:
+    """Two data dirs, one DATABASE_URL: the second server would take the first's jobs."""
+    import subprocess
+    import sys
+
+    database = f"sqlite:///{tmp_path / 'shared' / 'imagehub.db'}"
+    write_catalog(tmp_path / "a", tiny_sd_dir)
+    first = ServerProcess(tmp_path / "a", {"IMAGEHUB_DATABASE_URL": database}).start()
+    try:
+        env = {**os.environ, "IMAGEHUB_DATA_DIR": str(tmp_path / "b"),
+               "IMAGEHUB_DATABASE_URL": database, "IMAGEHUB_PORT": "1"}
+        second = subprocess.run([sys.executable, "-m", "imagehub", "serve"], env=env,
+                                capture_output=True, text=True, timeout=120, check=False)
+    finally:
+        first.stop()
+
+    assert second.returncode == 1, second.stderr
+    assert second.stderr.startswith("error: the imagehub server at ")
+    assert f"runs the workers of the database {tmp_path / 'shared' / 'imagehub.db'}" in second.stderr
+    assert len(second.stderr.strip().splitlines()) == 1

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import logging
 import os
+from pathlib import Path
 from typing import Any
 
 from imagehub.catalog.catalog import Catalog, ModelEntry
 from imagehub.config import Settings
-from imagehub.db.session import make_engine, make_sessionmaker, migrate
+from imagehub.db.session import make_engine, make_sessionmaker, migrate, sqlite_file
 from imagehub.errors import ConfigError, DataDirBusy, ModelUnavailable, NotFound
 from imagehub.events.bus import InProcessBus
 from imagehub.jobs.batching import Batcher, BatchPolicy
@@ -23,7 +24,6 @@ from imagehub.storage.signing import UrlSigner
 log = logging.getLogger(__name__)
 
 WORKER_LOCK = "workers.lock"
-WORKER_OWNER = "workers.owner"
 
 
 class Hub:
@@ -142,20 +142,46 @@ def preloaded(settings: Settings, catalog: Catalog) -> list[ModelEntry]:
     return entries
 
 
-def _take_worker_lock(settings: Settings, owner: str):  # type: ignore[no-untyped-def]
-    """The data dir's worker lock (released by the OS if the process dies, kill -9 included), or
-    DataDirBusy naming the process that holds it."""
+def _take_worker_lock(settings: Settings, owner: str) -> _WorkerLocks:
+    """The worker locks of the data dir and, when it lies elsewhere, of the SQLite database
+    (released by the OS if the process dies, kill -9 included), or DataDirBusy naming the process
+    that holds one: two processes' workers on one database would run the same jobs."""
     from filelock import FileLock, Timeout
 
-    lock = FileLock(settings.data_dir / WORKER_LOCK)
-    try:
-        lock.acquire(timeout=0)
-    except Timeout:
-        raise DataDirBusy(
-            f"{_holder(settings)} runs the workers of {settings.data_dir}; wait for it or stop "
-            f"it, or, if it is a server, send this to it with IMAGEHUB_URL (or --url)") from None
-    (settings.data_dir / WORKER_OWNER).write_text(f"{owner} (pid {os.getpid()})\n")
-    return lock
+    taken = _WorkerLocks()
+    for path, what in _worker_lock_files(settings):
+        lock = FileLock(path)
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:
+            taken.release()
+            raise DataDirBusy(
+                f"{_holder(path)} runs the workers of {what}; wait for it or stop it, or, if it is "
+                f"a server, send this to it with IMAGEHUB_URL (or --url)") from None
+        _owner_file(path).write_text(f"{owner} (pid {os.getpid()})\n")
+        taken.append(lock)
+    return taken
+
+
+class _WorkerLocks(list):  # type: ignore[type-arg]
+    def release(self) -> None:
+        for lock in reversed(self):
+            lock.release()
+        self.clear()
+
+
+def _worker_lock_files(settings: Settings) -> list[tuple[Path, str]]:
+    """(lock file, what it guards): the data dir, and a SQLite database file kept outside it
+    (another data dir's server may share it through ``DATABASE_URL``)."""
+    files = [(settings.data_dir / WORKER_LOCK, str(settings.data_dir))]
+    database = sqlite_file(settings.resolved_database_url)
+    if database is not None and database.resolve().parent != settings.data_dir.resolve():
+        files.append((database.with_name(f"{database.name}.{WORKER_LOCK}"), f"the database {database}"))
+    return files
+
+
+def _owner_file(lock: Path) -> Path:
+    return lock.with_name(lock.name.removesuffix(".lock") + ".owner")
 
 
 def check_workers_free(settings: Settings) -> None:
@@ -165,6 +191,6 @@ def check_workers_free(settings: Settings) -> None:
     _take_worker_lock(settings, "a check").release()
 
 
-def _holder(settings: Settings) -> str:
-    owner = settings.data_dir / WORKER_OWNER
+def _holder(lock: Path) -> str:
+    owner = _owner_file(lock)
     return owner.read_text().strip() if owner.is_file() else "another process"
