@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 
 from sqlalchemy import Engine, create_engine, event
@@ -49,9 +50,20 @@ def migrate(engine: Engine, revision: str = "head") -> None:
 
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
-    with engine.begin() as conn:
+    with _one_migration_at_a_time(engine), engine.begin() as conn:
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, revision)
+
+
+def _one_migration_at_a_time(engine: Engine) -> AbstractContextManager[object]:
+    """A SQLite file's migrations one process at a time (a lock file beside it): two first starts
+    on a new data dir would both create the tables, and one would fail."""
+    database = sqlite_file(engine.url.render_as_string(hide_password=False))
+    if database is None:
+        return nullcontext()
+    from filelock import FileLock
+
+    return FileLock(database.with_name(f"{database.name}.migrate.lock"))
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker:
