@@ -95,6 +95,9 @@ class GenerationService:
         self._encoder: ThreadPoolExecutor | None = None
         self._engine_locks: dict[str, threading.Lock] = {}
         self._locks_lock = threading.Lock()
+        self._idempotency_lock = threading.Lock()
+        """Enqueues with an Idempotency-Key, one at a time (they run in the thread pool): two
+        retries racing would both find no earlier rows, and both queue."""
 
     @property
     def batch_policy(self) -> BatchPolicy:
@@ -158,15 +161,18 @@ class GenerationService:
     def enqueue(self, principal: Principal, body: Any, idempotency_key: str | None = None) -> EnqueueResponse:
         request = parse(self.deps.catalog, principal, body, count_field="num_generations")
         self._check_available(request.entry)
-        if idempotency_key:
-            earlier = self.deps.queue.by_idempotency_key(request.namespace, idempotency_key)
-            if earlier:
-                _check_same_request(idempotency_key, earlier, request)
-                return EnqueueResponse(generations=[
-                    EnqueuedGeneration(generation_id=r.id, status=S(r.status)) for r in earlier])
         records = [self._record(principal, request, seeded(request.resolved, i), "queue", 1,
                                 idempotency_key) for i in range(request.count)]
-        self.deps.queue.add(records)
+        if idempotency_key:
+            with self._idempotency_lock:  # the look-up and the insert as one, in this process
+                earlier = self.deps.queue.by_idempotency_key(request.namespace, idempotency_key)
+                if earlier:
+                    _check_same_request(idempotency_key, earlier, request)
+                    return EnqueueResponse(generations=[
+                        EnqueuedGeneration(generation_id=r.id, status=S(r.status)) for r in earlier])
+                self.deps.queue.add(records)
+        else:
+            self.deps.queue.add(records)
         if self.deps.workers:
             self.deps.workers.wake()
         return EnqueueResponse(generations=[
