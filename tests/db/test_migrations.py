@@ -46,3 +46,23 @@ def test_rows_made_before_0002_read_through_the_api_after_the_upgrade(tmp_path: 
             assert api.get(f"/api/ai/queue/{new_id}").json()["num_generations"] == 1
     finally:
         server.stop()
+
+
+def test_0003_takes_the_keys_earlier_requests_used(tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'imagehub.db'}")
+    migrate(engine, "0002")
+    now = int(time.time())
+    with engine.begin() as conn:  # one request of two rows under key "k", one row without a key
+        for n, key in enumerate(["k", "k", None]):
+            conn.execute(text(
+                "INSERT INTO generations (id, namespace, model_name, media_type, source, params,"
+                " resolved, provenance, status, num_images, images, attempts, idempotency_key,"
+                " enqueued_at, order_key, carried) VALUES (:id, 'team', 'imagehub-tiny', 'image',"
+                " 'queue', '{}', '{}', '{}', 'queued', 1, '[]', 0, :key, :now, :order, '{}')"),
+                {"id": f"row-{n}", "key": key, "now": now + n, "order": n})
+    migrate(engine)
+    with engine.connect() as conn:
+        keys = conn.execute(text("SELECT namespace, idempotency_key, created_at "
+                                 "FROM idempotency_keys")).all()
+    engine.dispose()
+    assert [tuple(k) for k in keys] == [("team", "k", now)]

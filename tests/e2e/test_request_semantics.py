@@ -13,6 +13,7 @@ import pytest
 from tests_helpers import wait_for_status
 
 from imagehub.protocol import GENERIC_FIELDS_SCHEMA
+from imagehub.testing import ServerProcess
 
 Q = "/api/ai/queue"
 OK = {"model": "tiny-sd", "prompt": "a red cube"}
@@ -71,6 +72,34 @@ def test_the_same_key_sent_at_once_from_many_clients_queues_one_request(api: htt
 
         assert all(ids == answers[0] for ids in answers), answers
         assert _count_rows(api) == before + 2
+
+
+def test_the_same_key_sent_at_once_to_two_processes_on_one_database_queues_one_request(
+        server: ServerProcess, api: httpx.Client) -> None:
+    """An API-only node beside the server, on its data dir: the key's row in the database lets
+    one request in, whichever process it reaches."""
+    node = ServerProcess(server.data_dir, {"IMAGEHUB_RUN_WORKERS": "false"}).start()
+    try:
+        for _ in range(5):
+            key, body = f"two-{uuid.uuid4()}", {**OK, "num_generations": 2, "seed": 9}
+            before = _count_rows(api)
+            start = threading.Barrier(12)
+
+            def send(n: int, key: str = key, body: dict[str, Any] = body,
+                     start: threading.Barrier = start) -> list[str]:
+                to = server if n % 2 else node
+                with httpx.Client(base_url=to.url,
+                                  headers={"Authorization": f"Bearer {to.key}"}) as client:
+                    start.wait(10)
+                    return _ids(_enqueue(client, body, key))
+
+            with ThreadPoolExecutor(12) as pool:
+                answers = list(pool.map(send, range(12)))
+
+            assert all(ids == answers[0] for ids in answers), answers
+            assert _count_rows(api) == before + 2
+    finally:
+        node.stop()
 
 
 @pytest.mark.parametrize("change,field", [

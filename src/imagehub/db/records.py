@@ -55,6 +55,17 @@ class GenerationRecord(Base):
     )
 
 
+class IdempotencyKeyRecord(Base):
+    """An ``Idempotency-Key`` taken, written with its request's rows: its primary key lets one
+    request in, whichever process sends it."""
+
+    __tablename__ = "idempotency_keys"
+
+    namespace: Mapped[str] = mapped_column(String(128), primary_key=True)
+    idempotency_key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    created_at: Mapped[int] = mapped_column(Integer)
+
+
 class ApiKeyRecord(Base):
     """An API key: only its SHA-256 is kept; the key itself is shown once at creation."""
 

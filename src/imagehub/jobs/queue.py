@@ -17,13 +17,15 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from sqlalchemy import bindparam, case, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from imagehub.db.records import GenerationRecord
+from imagehub.db.records import GenerationRecord, IdempotencyKeyRecord
 from imagehub.protocol import GenerationStatus as S
 
 _ACTIVE = (S.QUEUED.value, S.PROCESSING.value)
 _TABLE = GenerationRecord.__table__
+_KEYS = IdempotencyKeyRecord.__table__
 _FINISH = (update(_TABLE)
            .where(_TABLE.c.id == bindparam("row_id"), _TABLE.c.status == S.PROCESSING.value)
            .values(status=S.SUCCEEDED.value, images=bindparam("images"),
@@ -56,6 +58,7 @@ class JobQueue(Protocol):
     """What the services and the worker need of a queue."""
 
     def add(self, records: Sequence[GenerationRecord]) -> None: ...
+    def add_under_key(self, namespace: str, key: str, records: Sequence[GenerationRecord]) -> bool: ...
     def claim(self) -> GenerationRecord | None: ...
     def claim_batch(self, model: str, key: Hashable, limit: int,
                     key_of: Callable[[dict[str, Any]], Hashable]) -> list[GenerationRecord]: ...
@@ -120,6 +123,22 @@ class SqlQueue:
             return
         for _, done in group:
             done.set_result(None)
+
+    def add_under_key(self, namespace: str, key: str, records: Sequence[GenerationRecord]) -> bool:
+        """Take ``key`` (an Idempotency-Key) and insert ``records`` in one transaction; False, with
+        nothing inserted, when the key was taken already (by this process or another)."""
+        columns = _TABLE.columns.keys()
+        try:
+            with self._write() as session:
+                session.execute(insert(_KEYS).values(namespace=namespace, idempotency_key=key,
+                                                     created_at=int(time.time())))
+                session.execute(insert(_TABLE), [{c: getattr(r, c) for c in columns} for r in records])
+        except IntegrityError:
+            with self._sessions() as session:
+                if session.get(IdempotencyKeyRecord, (namespace, key)) is None:
+                    raise  # not the key: a bug to see
+            return False
+        return True
 
     def claim(self) -> GenerationRecord | None:
         """Take the oldest queued job: ``queued → processing``, one more attempt."""

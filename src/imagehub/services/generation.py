@@ -96,8 +96,8 @@ class GenerationService:
         self._engine_locks: dict[str, threading.Lock] = {}
         self._locks_lock = threading.Lock()
         self._idempotency_lock = threading.Lock()
-        """Enqueues with an Idempotency-Key, one at a time (they run in the thread pool): two
-        retries racing would both find no earlier rows, and both queue."""
+        """Enqueues with an Idempotency-Key, one at a time in this process (they run in the thread
+        pool); between processes, the key's row (``add_under_key``) lets one in."""
 
     @property
     def batch_policy(self) -> BatchPolicy:
@@ -165,18 +165,31 @@ class GenerationService:
                                 idempotency_key) for i in range(request.count)]
         if idempotency_key:
             with self._idempotency_lock:  # the look-up and the insert as one, in this process
-                earlier = self.deps.queue.by_idempotency_key(request.namespace, idempotency_key)
-                if earlier:
-                    _check_same_request(idempotency_key, earlier, request)
-                    return EnqueueResponse(generations=[
-                        EnqueuedGeneration(generation_id=r.id, status=S(r.status)) for r in earlier])
-                self.deps.queue.add(records)
+                earlier = self._earlier(request, idempotency_key)
+                if earlier is None and not self.deps.queue.add_under_key(
+                        request.namespace, idempotency_key, records):
+                    earlier = self._earlier(request, idempotency_key)  # another process's, just now
+                    if earlier is None:  # its rows are gone: the key cannot be told apart
+                        raise InvalidParams(f"Idempotency-Key: {quote(idempotency_key)} was used "
+                                            "already; send a new key for a new request")
+            if earlier is not None:
+                return earlier
         else:
             self.deps.queue.add(records)
         if self.deps.workers:
             self.deps.workers.wake()
         return EnqueueResponse(generations=[
             EnqueuedGeneration(generation_id=r.id, status=S.QUEUED) for r in records])
+
+    def _earlier(self, request: ParsedRequest, key: str) -> EnqueueResponse | None:
+        """The rows an earlier request queued under ``key``, if any (InvalidParams if it was
+        another request)."""
+        earlier = self.deps.queue.by_idempotency_key(request.namespace, key)
+        if not earlier:
+            return None
+        _check_same_request(key, earlier, request)
+        return EnqueueResponse(generations=[
+            EnqueuedGeneration(generation_id=r.id, status=S(r.status)) for r in earlier])
 
     @staticmethod
     def _check_available(entry: ModelEntry) -> None:
