@@ -12,6 +12,8 @@ import httpx
 
 from tests_helpers import wait_for_status
 
+from imagehub.testing import ServerProcess
+
 
 class StreamReader:
     """Reads /api/events in a thread, keeping raw lines and parsed events."""
@@ -147,3 +149,34 @@ def test_revoking_a_key_ends_its_open_streams(server) -> None:  # type: ignore[n
             assert again.status_code == 401 and "revoked" in again.json()["error"]["detail"]
     finally:
         reader.close()
+
+
+def test_a_server_without_workers_streams_the_queue_s_events_from_its_rows(
+        server: ServerProcess) -> None:
+    """An API-only node on the server's data dir: its queued jobs run in the server, and its own
+    stream still says when each started and how it ended (one event each, cancels included)."""
+    node = ServerProcess(server.data_dir, {"IMAGEHUB_RUN_WORKERS": "false"}).start()
+    stream = StreamReader(node)
+    try:
+        with node.client() as front:
+            done = [g["generation_id"] for g in front.post("/api/ai/queue", json={
+                "model": "tiny-sd", "prompt": "relayed", "num_generations": 2}).json()["generations"]]
+            slow = front.post("/api/ai/queue", json={"model": "tiny-sd-slow", "prompt": "stop it"}
+                              ).json()["generations"][0]["generation_id"]
+            completed = [stream.wait(_for(i, "media_generation_completed")) for i in done]
+            images = [front.get(e["data"]["url"]).content for e in completed]  # the node's links
+            stream.wait(_for(slow, "media_generation_started"))
+            assert front.delete(f"/api/ai/queue/{slow}").status_code == 200
+            stream.wait(_for(slow, "media_generation_cancelled"))
+            time.sleep(1.5)  # a few more polls: nothing is published twice
+    finally:
+        stream.close()
+        node.stop()
+
+    assert [e["data"]["status"] for e in completed] == ["succeeded"] * 2
+    assert [image[:4] for image in images] == [b"\x89PNG"] * 2  # signed links that open
+    mine = [(e["event"], e["data"]["generation_id"]) for e in stream.events
+            if e["data"].get("generation_id") in done + [slow]]
+    assert sorted(mine) == sorted([("media_generation_started", i) for i in done + [slow]]
+                                  + [("media_generation_completed", i) for i in done]
+                                  + [("media_generation_cancelled", slow)])

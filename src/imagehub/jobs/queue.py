@@ -295,6 +295,19 @@ class SqlQueue:
         with self._sessions() as session:
             return session.get(GenerationRecord, generation_id)
 
+    def changed_rows(self, since: int) -> tuple[list[GenerationRecord], list[GenerationRecord]]:
+        """Queued generations now processing, and those ended at or after ``since`` (seconds),
+        oldest first (``events.relay``)."""
+        queued = GenerationRecord.source == "queue"
+        with self._sessions() as session:
+            processing = list(session.scalars(
+                select(GenerationRecord).where(queued, GenerationRecord.status == S.PROCESSING.value)
+                .order_by(GenerationRecord.order_key)))
+            ended = list(session.scalars(
+                select(GenerationRecord).where(queued, GenerationRecord.completed_at >= since)
+                .order_by(GenerationRecord.completed_at, GenerationRecord.order_key)))
+        return processing, ended
+
     def by_idempotency_key(self, namespace: str, key: str) -> list[GenerationRecord]:
         with self._sessions() as session:
             return list(session.scalars(

@@ -81,6 +81,9 @@ class Services:
     """Threads that encode a batch's PNGs (PIL releases the GIL while it compresses)."""
     engine_handoff: bool | str = False
     """When the next batch may go to a model early (``Settings.engine_handoff``)."""
+    events_from_rows: bool = False
+    """A server without workers: its queue's events come from the rows (``events.relay``),
+    cancels included."""
     on_engine_call: EngineCallHook | None = None
     """Told of every engine call: for metrics (``api.metrics.Metrics.engine_call``)."""
 
@@ -223,7 +226,9 @@ class GenerationService:
             status = current.status if current else record.status
             raise InvalidState(f"generation {generation_id} already ended with status {status!r}; "
                                "only queued or processing generations can be cancelled")
-        self.deps.bus.publish(record.namespace, EventName.CANCELLED, self._event(record, S.CANCELLED))
+        if not self.deps.events_from_rows:  # else the relay publishes it, as it does the others
+            self.deps.bus.publish(record.namespace, EventName.CANCELLED,
+                                  self._event(record, S.CANCELLED))
         return CancelResponse(generation_id=generation_id)
 
     def _owned(self, principal: Principal, generation_id: str) -> GenerationRecord:
@@ -394,6 +399,23 @@ class GenerationService:
             payload = self._event(record, S.FAILED)
             payload["error"] = message
             self.deps.bus.publish(record.namespace, EventName.COMPLETED, payload)
+
+    def publish_row_started(self, record: GenerationRecord) -> None:
+        """A row another process started (``events.relay``)."""
+        self.deps.bus.publish(record.namespace, EventName.STARTED, self._event(record, S.PROCESSING))
+
+    def publish_row_ended(self, record: GenerationRecord) -> None:
+        """A row another process ended, or one cancelled (``events.relay``)."""
+        status = S(record.status)
+        if status is S.CANCELLED:
+            self.deps.bus.publish(record.namespace, EventName.CANCELLED, self._event(record, status))
+            return
+        payload = self._event(record, status)
+        if status is S.SUCCEEDED:
+            payload["url"] = self._image_urls(record)[0].url
+        else:
+            payload["error"] = record.error_message
+        self.deps.bus.publish(record.namespace, EventName.COMPLETED, payload)
 
     def publish_recovered_failures(self, failed: list[GenerationRecord]) -> None:
         for record in failed:

@@ -12,6 +12,7 @@ from imagehub.config import Settings
 from imagehub.db.session import make_engine, make_sessionmaker, migrate, sqlite_file
 from imagehub.errors import ConfigError, DataDirBusy, ModelUnavailable, NotFound
 from imagehub.events.bus import InProcessBus
+from imagehub.events.relay import RowRelay
 from imagehub.jobs.batching import Batcher, BatchPolicy
 from imagehub.jobs.queue import SqlQueue
 from imagehub.jobs.worker import WorkerPool
@@ -58,11 +59,14 @@ class Hub:
         self.deps.workers = self.workers
         self._worker_lock: Any = None
         """The data dir's worker lock, while this process runs its workers (``start``)."""
+        self._relay: RowRelay | None = None
 
-    def start(self, run_workers: bool = True, *, owner: str = "an in-process imagehub command") -> None:
+    def start(self, run_workers: bool = True, *, owner: str = "an in-process imagehub command",
+              relay_events: bool = False) -> None:
         """With workers: take the data dir's worker lock, recover what a crash left behind, start
         the workers. Without (an API-only node, the CLI's read-only commands): none of that, so a
-        running server's jobs are never taken for a crash's leftovers. ``owner`` says who runs the
+        running server's jobs are never taken for a crash's leftovers; ``relay_events`` (an
+        API-only server) publishes the queue's events from its rows. ``owner`` says who runs the
         workers, to another process refused the data dir."""
         if run_workers:
             self._worker_lock = _take_worker_lock(self.settings, owner)
@@ -70,6 +74,12 @@ class Hub:
         self._load_models()
         if run_workers:
             self.workers.start()
+        elif relay_events:
+            self.deps.events_from_rows = True
+            self._relay = RowRelay(self.queue, self.generations.publish_row_started,
+                                   self.generations.publish_row_ended,
+                                   self.settings.worker_poll_seconds)
+            self._relay.start()
 
     def _recover(self) -> None:
         recovery = self.queue.recover(self.settings.max_attempts)
@@ -99,6 +109,8 @@ class Hub:
         ``STOP_GRACE_SECONDS`` to end; what has not goes back to the queue, not counted as an
         attempt (its engine drops it at its next step). Then the models end and the worker lock
         is released."""
+        if self._relay is not None:
+            self._relay.stop()
         self.workers.stop(self.settings.stop_grace_seconds)
         if self._worker_lock is not None:
             back = set(self.queue.requeue_processing())

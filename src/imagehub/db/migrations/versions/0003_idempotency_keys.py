@@ -1,5 +1,6 @@
 """idempotency_keys: one row per (namespace, Idempotency-Key), so two processes sharing the
-database cannot both queue a request under one key (its primary key refuses the second)
+database cannot both queue a request under one key (its primary key refuses the second); an
+index on generations.completed_at, for the event relay of nodes without workers
 
 Revision ID: 0003
 Revises: 0002
@@ -25,7 +26,9 @@ def upgrade() -> None:
         "INSERT INTO idempotency_keys (namespace, idempotency_key, created_at) "
         "SELECT namespace, idempotency_key, MIN(enqueued_at) FROM generations "
         "WHERE idempotency_key IS NOT NULL GROUP BY namespace, idempotency_key")
+    op.create_index("ix_generations_completed", "generations", ["completed_at"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_generations_completed", "generations")
     op.drop_table("idempotency_keys")
