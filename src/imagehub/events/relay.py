@@ -64,8 +64,10 @@ class RowRelay:
             if row.status != S.CANCELLED.value and row.started_at is not None:
                 self._start(row)  # it started and ended between two polls
             self._seen_ended[row.id] = row.completed_at or 0
-            self._seen_started.discard(row.id)
             self._ended(row)
+        # a row no longer processing either ended or went back to the queue (a worker's graceful
+        # stop): when it starts again, that is news again
+        self._seen_started &= {row.id for row in processing}
         self._seen_ended = {i: t for i, t in self._seen_ended.items() if t >= since}
 
     def _start(self, row: GenerationRecord) -> None:
