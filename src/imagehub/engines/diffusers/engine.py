@@ -349,10 +349,11 @@ class DiffusersEngine:
     def _warn_of_unwarmed_calls(self) -> None:
         largest = max(self.speed.buckets, default=0)
         if self.speed.compile != "off" and self.speed.max_batch_size > largest:
+            sizes = "batch_buckets" if self.speed.batch_buckets else "warmup_batches"
             log.warning("%s: calls of %d to %d images will compile at the first request of each "
-                        "size (the largest warm-up batch is %d): add %d to warmup_batches, or lower "
+                        "size (the largest warm-up batch is %d): add %d to %s, or lower "
                         "max_batch_size", self.source, largest + 1, self.speed.max_batch_size,
-                        largest, self.speed.max_batch_size)
+                        largest, self.speed.max_batch_size, sizes)
 
     # -- generating ----------------------------------------------------------------------------
 
