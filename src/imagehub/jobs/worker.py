@@ -52,14 +52,10 @@ class WorkerPool:
             thread.start()
             self._threads.append(thread)
 
-    def stop_taking(self) -> None:
-        """Take no more work; what runs goes on (``stop`` waits for it)."""
-        self._stop.set()
-        self._wake.set()
-
     def stop(self, timeout: float = 5.0) -> None:
         """Take no more work, and wait up to ``timeout`` seconds in all for the workers to end."""
-        self.stop_taking()
+        self._stop.set()
+        self._wake.set()
         deadline = time.monotonic() + timeout
         for thread in self._threads:
             thread.join(max(0.0, deadline - time.monotonic()))

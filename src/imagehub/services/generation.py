@@ -405,7 +405,8 @@ class GenerationService:
         self.deps.bus.publish(record.namespace, EventName.STARTED, self._event(record, S.PROCESSING))
 
     def publish_row_ended(self, record: GenerationRecord) -> None:
-        """A row another process ended, or one cancelled (``events.relay``)."""
+        """An ended row's event, from the row alone: one another process ended or a cancel
+        (``events.relay``), or one a crash failed (``publish_recovered_failures``)."""
         status = S(record.status)
         if status is S.CANCELLED:
             self.deps.bus.publish(record.namespace, EventName.CANCELLED, self._event(record, status))
@@ -419,9 +420,7 @@ class GenerationService:
 
     def publish_recovered_failures(self, failed: list[GenerationRecord]) -> None:
         for record in failed:
-            payload = self._event(record, S.FAILED)
-            payload["error"] = record.error_message
-            self.deps.bus.publish(record.namespace, EventName.COMPLETED, payload)
+            self.publish_row_ended(record)
 
     # ---- shaping --------------------------------------------------------------------------------
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from typing import Any
 
 from imagehub.catalog.catalog import Catalog, ModelEntry
 from imagehub.config import Settings
@@ -57,8 +56,8 @@ class Hub:
                                   settings.worker_concurrency, settings.worker_poll_seconds,
                                   batcher=batcher, batch_handler=self.generations.run_batch)
         self.deps.workers = self.workers
-        self._worker_lock: Any = None
-        """The data dir's worker lock, while this process runs its workers (``start``)."""
+        self._worker_lock: _WorkerLocks | None = None
+        """The worker locks, while this process runs its workers (``start``)."""
         self._relay: RowRelay | None = None
 
     def start(self, run_workers: bool = True, *, owner: str = "an in-process imagehub command",
