@@ -34,6 +34,9 @@ class Settings(BaseSettings):
     data_dir: Path = Field(default_factory=_default_data_dir)
     database_url: str | None = None
     """SQLAlchemy URL; default ``sqlite:///<data_dir>/imagehub.db``."""
+    db_busy_timeout_seconds: float = Field(default=30.0, gt=0, le=3600)
+    """SQLite: how long a write waits for another process's write lock; past it the request is a
+    503 ``busy`` with ``Retry-After`` and nothing written."""
     catalog_path: Path | None = None
     """The user's model catalog (TOML); default ``<data_dir>/models.toml``."""
 

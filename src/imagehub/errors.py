@@ -11,7 +11,8 @@
     ├── PayloadTooLarge               413 payload_too_large  body or input image over the limit
     ├── RateLimited                   429 rate_limited       per-key limit; carries retry_after
     ├── UpstreamError                 502 upstream           a remote provider failed
-    └── ModelUnavailable              503 model_unavailable  known model, not servable here
+    ├── ModelUnavailable              503 model_unavailable  known model, not servable here
+    └── Busy                          503 busy               the database stayed locked; retry_after
 
     GenerationCancelled   raised by a step callback inside an engine; never reaches HTTP
     GenerationFailed      an engine's own refusal (safety block, no image) -> a failed row
@@ -46,6 +47,8 @@ class ImagehubError(Exception):
     status: int = 500
     type: str = "unknown_error"
     title: str = "Unknown error"
+    retry_after: int | None = None
+    """Seconds for the ``Retry-After`` header, when the error says when to come back."""
 
     def __init__(self, detail: str) -> None:
         super().__init__(detail)
@@ -96,6 +99,17 @@ class UpstreamError(ImagehubError):
 
 class ModelUnavailable(ImagehubError):
     status, type, title = 503, "model_unavailable", "Model unavailable"
+
+
+class Busy(ImagehubError):
+    """A write waited its whole busy timeout for another process's database lock: nothing was
+    written, and the same request can be sent again."""
+
+    status, type, title = 503, "busy", "Busy"
+
+    def __init__(self, detail: str, retry_after: int = 1) -> None:
+        super().__init__(detail)
+        self.retry_after = retry_after
 
 
 class GenerationCancelled(Exception):

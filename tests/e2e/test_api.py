@@ -270,6 +270,39 @@ def test_queue_list_takes_a_limit_newest_first(api: httpx.Client) -> None:
             api.delete(f"/api/ai/queue/{generation_id}")
 
 
+def test_a_write_locked_out_past_the_busy_timeout_is_a_503_that_writes_nothing(
+        tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Another process keeps SQLite's write lock past ``DB_BUSY_TIMEOUT_SECONDS``: enqueue and
+    sync generate answer 503 ``busy`` with ``Retry-After``, leave no row and no file, and the same
+    requests succeed once the lock is gone."""
+    import sqlite3
+
+    server = ServerProcess(tmp_path / "data", {"IMAGEHUB_DB_BUSY_TIMEOUT_SECONDS": "0.5"}).start()
+    try:
+        with server.client() as api:
+            body = {"model": "imagehub-tiny", "prompt": "a red circle", "resolution": "512"}
+            holder = sqlite3.connect(server.data_dir / "imagehub.db", timeout=1)
+            holder.execute("BEGIN IMMEDIATE")
+            try:
+                locked = [api.post("/api/ai/queue", json=body),
+                          api.post("/api/ai/images/generate", json=body)]
+            finally:
+                holder.rollback()
+                holder.close()
+            for answer in locked:
+                assert answer.status_code == 503, answer.text
+                assert answer.json()["error"]["type"] == "busy"
+                assert "IMAGEHUB_DB_BUSY_TIMEOUT_SECONDS" in answer.json()["error"]["detail"]
+                assert answer.headers["retry-after"] == "1"
+            with sqlite3.connect(server.data_dir / "imagehub.db") as db:
+                assert db.execute("SELECT count(*) FROM generations").fetchone() == (0,)
+            assert not [p for p in (server.data_dir).rglob("*.png")]
+            assert api.post("/api/ai/queue", json=body).status_code == 200
+            assert api.post("/api/ai/images/generate", json=body).status_code == 200
+    finally:
+        server.stop()
+
+
 def test_status_filter_repeated_means_any_of_them(api: httpx.Client) -> None:
     ended = api.get("/api/ai/generations", params=[("status", "succeeded"), ("status", "failed"),
                                                    ("page_size", 1000)]).json()
@@ -280,6 +313,17 @@ def test_status_filter_repeated_means_any_of_them(api: httpx.Client) -> None:
     bad = api.get("/api/ai/queue", params=[("status", "queued"), ("status", "bogus")])
     assert bad.status_code == 400 and bad.json()["error"]["detail"].startswith(
         "status: 'bogus' is not one of ['queued', ")
+
+
+def test_media_type_filter_takes_oxens_kinds_and_names_a_misspelt_one(api: httpx.Client) -> None:
+    images = api.get("/api/ai/generations", params={"media_type": "image"}).json()
+    assert images["total_entries"] > 0
+    assert {g["media_type"] for g in images["generations"]} == {"image"}
+    assert api.get("/api/ai/queue", params={"media_type": "video"}).json()["count"] == 0
+    for path in ("/api/ai/queue", "/api/ai/generations"):
+        bad = api.get(path, params={"media_type": "imgae"})
+        assert bad.status_code == 400
+        assert bad.json()["error"]["detail"] == "media_type: 'imgae' is not one of ['image', 'video']"
 
 
 def test_a_write_waiting_for_a_locked_database_stalls_no_other_request(

@@ -7,10 +7,11 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
-from imagehub.errors import ImagehubError, RateLimited, clip
+from imagehub.errors import Busy, ImagehubError, clip
 
 _STARLETTE_TYPES = {404: ("resource_not_found", "Resource not found"),
                     405: ("method_not_allowed", "Method not allowed")}
@@ -27,8 +28,15 @@ def error_response(status: int, type_: str, title: str, detail: str,
 def install(app: FastAPI) -> None:
     @app.exception_handler(ImagehubError)
     async def _ours(request: Request, exc: ImagehubError) -> JSONResponse:
-        headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, RateLimited) else None
-        return error_response(exc.status, exc.type, exc.title, exc.detail, headers)
+        return _error(exc)
+
+    @app.exception_handler(OperationalError)
+    async def _locked(request: Request, exc: OperationalError) -> JSONResponse:
+        if not _is_lock_timeout(exc):
+            raise exc  # a real fault: the request-id middleware logs it and answers 500
+        return _error(Busy("the database stayed locked by another process's write for the busy "
+                           "timeout (IMAGEHUB_DB_BUSY_TIMEOUT_SECONDS); nothing was written, send "
+                           "the request again"))
 
     @app.exception_handler(RequestValidationError)
     async def _params(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -45,6 +53,18 @@ def install(app: FastAPI) -> None:
             headers = {**(headers or {}), "Allow": allowed}
             detail += f" (it takes {allowed})"
         return error_response(exc.status_code, type_, title, detail, headers)
+
+
+def _error(exc: ImagehubError) -> JSONResponse:
+    headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after is not None else None
+    return error_response(exc.status, exc.type, exc.title, exc.detail, headers)
+
+
+def _is_lock_timeout(exc: OperationalError) -> bool:
+    """SQLite's "database is locked" (or "busy"): another connection held the write lock past the
+    busy timeout."""
+    text = str(exc.orig).lower()
+    return "database is locked" in text or "database is busy" in text
 
 
 def _allowed_methods(request: Request, routes: Any = None) -> str:

@@ -54,7 +54,7 @@ def _key_service():  # type: ignore[no-untyped-def]
     from imagehub.services.keys import KeyService
 
     settings = load_settings()
-    engine = make_engine(settings.resolved_database_url)
+    engine = make_engine(settings.resolved_database_url, settings.db_busy_timeout_seconds)
     migrate(engine)
     return KeyService(make_sessionmaker(engine))
 

@@ -129,7 +129,11 @@ class GenerationService:
         record.images = self._put(record.id, result, pngs)
         record.provenance = provenance.collect(request.entry, result)
         record.status, record.started_at, record.completed_at = S.SUCCEEDED.value, started, int(time.time())
-        self.deps.queue.add([record])
+        try:
+            self.deps.queue.add([record])
+        except Exception:  # the row was not written (the database stayed locked): no orphan files
+            self.deps.storage.delete_prefix(record.id)
+            raise
         return self._sync_response(record, result, pngs, request.response_format)
 
     def _run_sync(self, engine: Engine, record: GenerationRecord) -> EngineResult:

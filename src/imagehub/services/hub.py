@@ -34,7 +34,7 @@ class Hub:
         self.settings = settings
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         fetch.configure(settings)  # input-image fetching follows these settings, not the env's
-        self.db = make_engine(settings.resolved_database_url)
+        self.db = make_engine(settings.resolved_database_url, settings.db_busy_timeout_seconds)
         migrate(self.db)
         sessions = make_sessionmaker(self.db)
         self.keys = KeyService(sessions)

@@ -16,6 +16,7 @@ from imagehub.services.keys import Principal
 
 router = APIRouter(prefix="/api/ai", tags=["queue"])
 _STATUSES = [s.value for s in GenerationStatus]
+_MEDIA_TYPES = ["image", "video"]  # Oxen's kinds of generation; imagehub makes only images
 
 _BODY = {"requestBody": {"required": True, "content": {"application/json": {"schema": {
     "type": "object", "required": ["model", "prompt"],
@@ -34,6 +35,14 @@ def _statuses(given: list[str] | None) -> list[str]:
     return list(dict.fromkeys(given or []))
 
 
+def _media_type(given: str | None) -> str | None:
+    """``?media_type=``: a misspelt one is a 400, not an empty list (``video`` is Oxen's other
+    kind: a filter that matches nothing here)."""
+    if given is not None and given not in _MEDIA_TYPES:
+        raise InvalidParams(f"media_type: {quote(given)} is not one of {_MEDIA_TYPES}")
+    return given
+
+
 # enqueue and cancel write, so they run in the thread pool: a write waits for the process's
 # SQLite writer (a worker's progress or result) and for another process holding the database,
 # which must not stall the event loop and every stream on it (it cost 10% of the enqueues a
@@ -50,7 +59,8 @@ def enqueue(caller: Principal = Depends(principal), body: Any = Depends(json_bod
 def list_queue(status: list[str] | None = Query(None), model: str | None = None,
                media_type: str | None = None, limit: int = Query(1000, ge=1, le=1000),
                caller: Principal = Depends(principal), h: Hub = Depends(hub)) -> QueueList:
-    return h.generations.list_active(caller, _statuses(status), model, media_type, limit)
+    return h.generations.list_active(caller, _statuses(status), model, _media_type(media_type),
+                                     limit)
 
 
 @router.get("/queue/{generation_id}", response_model=GenerationRow,
@@ -71,4 +81,5 @@ def history(page: int = Query(1, ge=1), page_size: int = Query(50, ge=1, le=1000
             status: list[str] | None = Query(None), model: str | None = None,
             media_type: str | None = None,
             caller: Principal = Depends(principal), h: Hub = Depends(hub)) -> HistoryPage:
-    return h.generations.history(caller, page, page_size, _statuses(status), model, media_type)
+    return h.generations.history(caller, page, page_size, _statuses(status), model,
+                                 _media_type(media_type))
