@@ -463,6 +463,9 @@ class FakeFal(FakeServer):
                                                   "contained material flagged by a content checker."}]})
         if job.outcome == "noimage":
             return Reply(200, {"images": [], "description": "No image for that."})
+        if job.outcome == "runner":  # fal retried it 10 times, then marked it failed
+            return Reply(503, {"detail": "Runner disconnected", "error_type": "runner_disconnected"},
+                         headers={"X-Fal-Error-Type": "runner_disconnected"})
         width, height = size_of(job.input.get("resolution", "1K"),
                                 None if job.input.get("aspect_ratio", "auto") == "auto" else job.input["aspect_ratio"])
         images = []

@@ -107,6 +107,19 @@ def test_fal_no_image_fails_the_generation(fal, settings) -> None:  # type: igno
         run(entry("nano-banana-2", settings(fal=fal)))
 
 
+def test_fal_request_it_marked_failed_is_final_not_retried(fal, settings) -> None:  # type: ignore[no-untyped-def]
+    """fal retries a request that fails at its runner (up to 10 times) before it answers the result
+    with an ``error_type``: asking for the result again would only wait for the same answer."""
+    fal.fault("runner")
+    with pytest.raises(UpstreamError) as raised:
+        run(entry("nano-banana-2", settings(fal=fal)))
+    request_id = next(iter(fal.jobs))
+    result = f"/fal-ai/nano-banana-2/requests/{request_id}"
+    assert [c.path for c in fal.calls("GET", result)].count(result) == 1
+    assert str(raised.value) == ("fal: HTTP 503: the request failed at fal (runner_disconnected: "
+                                 "Runner disconnected; fal retries such requests itself)")
+
+
 def test_fal_429_on_submit_is_retried(fal, settings) -> None:  # type: ignore[no-untyped-def]
     fal.fault("429", times=2)
     result = run(entry("nano-banana-2", settings(fal=fal)))

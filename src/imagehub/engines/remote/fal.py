@@ -32,10 +32,13 @@ from imagehub.engines.remote.base import (
     require,
     web_search,
 )
+from imagehub.engines.remote.http import provider_message
 from imagehub.errors import GenerationCancelled
 
 RESOLUTIONS = {"512": "0.5K", "1K": "1K", "2K": "2K", "4K": "4K"}
 SAFETY_ERROR_TYPES = ("content_policy_violation", "safety", "nsfw")
+FAILED_HEADER = "x-fal-error-type"
+"""On a request fal gave up on (timeout, runner crash...): its error_type, as the body's too."""
 
 
 class FalProvider(Provider):
@@ -85,9 +88,11 @@ class FalProvider(Provider):
         except GenerationCancelled:
             await self.cancel(call, urls["cancel_url"])
             raise
-        # 3. the result
+        # 3. the result; a request fal marked failed (after its own retries, up to 10) carries an
+        # error_type: final, not retried here
         response = await call.http.request("GET", urls["response_url"], headers=self.auth_headers(),
-                                           ok=lambda r: r.is_success or r.status_code == 422)
+                                           ok=lambda r: r.is_success or r.status_code == 422
+                                           or FAILED_HEADER in r.headers)
         return await self.read(call, response)
 
     def request_urls(self, submitted: dict[str, Any], made: str) -> dict[str, str]:
@@ -121,6 +126,10 @@ class FalProvider(Provider):
             pass
 
     async def read(self, call: Call, response: httpx.Response) -> list[Image.Image]:
+        if not response.is_success and FAILED_HEADER in response.headers:
+            raise call.http.error(f"HTTP {response.status_code}: the request failed at fal "
+                                  f"({response.headers[FAILED_HEADER]}: "
+                                  f"{provider_message(response)}; fal retries such requests itself)")
         body = json_or_garbage(call, response, "the result")
         if response.status_code == 422:
             raise self.refusal(call, body)
