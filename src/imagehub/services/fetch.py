@@ -5,22 +5,24 @@ resolved address), so a bad URL is a 400 at enqueue, and again when it is fetche
 (:meth:`ImageFetcher.fetch`), which resolves again, refuses again, and connects to the address it
 checked (no second lookup a rebinding DNS server could answer differently). Refused unless the
 allow-list (``IMAGEHUB_FETCH_ALLOW``) says otherwise: loopback, private, link-local, cloud metadata,
-multicast, reserved and every other non-global address; ``http://`` (only ``https://`` reaches the
+multicast, reserved and every other non-global address (an IPv6 one that embeds an IPv4 address,
+by that one too); ``http://`` (only ``https://`` reaches the
 public internet); credentials in the URL. Redirects are followed by hand (at most
 :data:`MAX_REDIRECTS`), each target checked like the first. The body must declare an image
-content type, stay under ``IMAGEHUB_FETCH_MAX_BYTES`` (413 otherwise), arrive within
-``IMAGEHUB_FETCH_TIMEOUT_SECONDS`` and decode like a data URI
+content type, stay under ``IMAGEHUB_FETCH_MAX_BYTES`` (413 otherwise), arrive, redirects and
+all, within ``IMAGEHUB_FETCH_TIMEOUT_SECONDS`` (one deadline for the whole exchange) and decode like a data URI
 (:func:`imagehub.storage.images.decode_image`: a 413 past Pillow's pixel limit).
 """
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import socket
-import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Coroutine, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import SplitResult, urljoin, urlsplit
 
 import httpx
@@ -30,6 +32,7 @@ from imagehub.config import Settings
 from imagehub.errors import InvalidParams, PayloadTooLarge, quote
 from imagehub.storage.images import decode_data_uri, decode_image
 
+T = TypeVar("T")
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 Resolver = Callable[[str, int], list[IPAddress]]
 
@@ -137,16 +140,27 @@ class ImageFetcher:
     # ---- fetch ----------------------------------------------------------------------------------
 
     def fetch(self, field_name: str, url: str) -> Image.Image:
-        """The image at ``url`` as RGB; InvalidParams (400) or PayloadTooLarge (413) otherwise."""
-        deadline = time.monotonic() + self.timeout
-        with httpx.Client(timeout=self.timeout, follow_redirects=False, trust_env=False) as client:
-            for _ in range(MAX_REDIRECTS + 1):
-                target = self.check(field_name, url)
-                data, location = self._get(client, field_name, target, deadline)
-                if location is None:
-                    return decode_image(field_name, shown(url), data)
-                url = self._redirect(field_name, url, location)
-        raise self._refuse(field_name, url, f"redirects more than {MAX_REDIRECTS} times")
+        """The image at ``url`` as RGB; InvalidParams (400) or PayloadTooLarge (413) otherwise.
+        The whole exchange (lookups, redirects, headers, body) ends within the timeout: a host
+        that sends its headers a byte at a time does not hold a worker or a thread."""
+        data, final = _run(self._fetch_within_timeout(field_name, url))
+        return decode_image(field_name, shown(final), data)
+
+    async def _fetch_within_timeout(self, field_name: str, url: str) -> tuple[bytes, str]:
+        current = url
+        try:
+            async with asyncio.timeout(self.timeout):
+                async with httpx.AsyncClient(timeout=self.timeout, follow_redirects=False,
+                                             trust_env=False) as client:
+                    for _ in range(MAX_REDIRECTS + 1):
+                        target = await asyncio.to_thread(self.check, field_name, current)
+                        data, location = await self._get(client, field_name, target)
+                        if location is None:
+                            return data, current
+                        current = self._redirect(field_name, current, location)
+        except TimeoutError as exc:
+            raise self._refuse(field_name, current, self._late()) from exc
+        raise self._refuse(field_name, current, f"redirects more than {MAX_REDIRECTS} times")
 
     def _redirect(self, field_name: str, url: str, location: str) -> str:
         try:
@@ -155,22 +169,21 @@ class ImageFetcher:
             raise self._refuse(field_name, url, f"redirects to an invalid URL {location[:120]!r} "
                                f"({exc})") from exc
 
-    def _get(self, client: httpx.Client, field_name: str, target: Target,
-             deadline: float) -> tuple[bytes, str | None]:
+    async def _get(self, client: httpx.AsyncClient, field_name: str,
+                   target: Target) -> tuple[bytes, str | None]:
         parts = urlsplit(target.url)
         literal = f"[{target.address}]" if target.address.version == 6 else str(target.address)
         pinned = parts._replace(netloc=f"{literal}:{target.port}").geturl()
         headers = {"Host": parts.netloc.rpartition("@")[2], "Accept": ", ".join(IMAGE_TYPES)}
         try:
-            with client.stream("GET", pinned, headers=headers,
-                               extensions={"sni_hostname": target.host}) as response:
+            async with client.stream("GET", pinned, headers=headers,
+                                     extensions={"sni_hostname": target.host}) as response:
                 if response.is_redirect:
                     return b"", response.headers.get("location", "")
                 self._check_response(field_name, target.url, response)
-                return self._read(field_name, target.url, response, deadline), None
+                return await self._read(field_name, target.url, response), None
         except httpx.TimeoutException as exc:
-            raise self._refuse(field_name, target.url,
-                               f"did not answer within {self.timeout:g} s") from exc
+            raise self._refuse(field_name, target.url, self._late()) from exc
         except (httpx.HTTPError, httpx.InvalidURL) as exc:
             raise self._refuse(field_name, target.url,
                                f"could not be fetched ({type(exc).__name__}: {exc})") from exc
@@ -186,20 +199,32 @@ class ImageFetcher:
         if declared.isdigit() and int(declared) > self.max_bytes:
             raise self._too_large(field_name, url)
 
-    def _read(self, field_name: str, url: str, response: httpx.Response, deadline: float) -> bytes:
+    async def _read(self, field_name: str, url: str, response: httpx.Response) -> bytes:
         chunks, size = [], 0
-        for chunk in response.iter_bytes():
+        async for chunk in response.aiter_bytes():
             size += len(chunk)
             if size > self.max_bytes:
                 raise self._too_large(field_name, url)
-            if time.monotonic() > deadline:
-                raise self._refuse(field_name, url, f"did not arrive within {self.timeout:g} s")
             chunks.append(chunk)
         return b"".join(chunks)
+
+    def _late(self) -> str:
+        return f"was not fetched within {self.timeout:g} s (IMAGEHUB_FETCH_TIMEOUT_SECONDS)"
 
     def _too_large(self, field_name: str, url: str) -> PayloadTooLarge:
         return PayloadTooLarge(f"{field_name}: {url[:120]!r} is larger than the limit of "
                                f"{self.max_bytes} bytes (IMAGEHUB_FETCH_MAX_BYTES)")
+
+
+def _run(coroutine: Coroutine[Any, Any, T]) -> T:
+    """Run ``coroutine`` to its end from synchronous code: on this thread's own new event loop,
+    or, where a loop already runs on this thread, on a thread of its own."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coroutine)
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
 
 
 def shown(url: str) -> str:
@@ -208,9 +233,15 @@ def shown(url: str) -> str:
 
 
 def refusal(address: IPAddress) -> str | None:
-    """Why an address may not be fetched by default; None for a global unicast address."""
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
+    """Why an address may not be fetched by default; None for a global unicast address. An IPv6
+    address that carries an IPv4 one (mapped, NAT64, 6to4, Teredo) is judged by that one too."""
+    if isinstance(address, ipaddress.IPv6Address):
+        embedded = _embedded_ipv4(address)
+        if embedded is not None and (reason := refusal(embedded)):
+            return f"{reason} inside {address}"
+        if address.is_site_local:
+            return "a site-local address"
+        address = address.ipv4_mapped or address
     if address in METADATA_ADDRESSES:
         return "a cloud metadata address"
     for test, name in (("is_loopback", "a loopback address"), ("is_unspecified", "an unspecified address"),
@@ -218,7 +249,23 @@ def refusal(address: IPAddress) -> str | None:
                        ("is_private", "a private address"), ("is_reserved", "a reserved address")):
         if getattr(address, test):
             return name
+    if address in _RELAY_ANYCAST:
+        return "a 6to4 relay address"
     return None if address.is_global else "not a public address"
+
+
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+_RELAY_ANYCAST = ipaddress.ip_network("192.88.99.0/24")
+
+
+def _embedded_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    if address in _NAT64:
+        return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    if address.sixtofour is not None:
+        return address.sixtofour
+    if address.teredo is not None:
+        return address.teredo[1]  # the client's address
+    return address.ipv4_mapped
 
 
 # ---- the process-wide fetcher requests.py uses ---------------------------------------------------

@@ -42,6 +42,11 @@ def fake_dns(table: dict[str, str]):  # type: ignore[no-untyped-def]
     ("https://0.0.0.0/a.png", "an unspecified address"),
     ("https://100.64.0.1/a.png", "not a public address"),
     ("https://224.0.0.1/a.png", "a multicast address"),
+    ("https://[2002:7f00:1::]/a.png", "a loopback address inside 2002:7f00:1::"),  # 6to4
+    ("https://[2002:a9fe:a9fe::]/a.png", "a cloud metadata address inside"),
+    ("https://[64:ff9b::a00:1]/a.png", "a private address inside 64:ff9b::a00:1"),  # NAT64
+    ("https://[fec0::1]/a.png", "a site-local address"),
+    ("https://192.88.99.1/a.png", "a 6to4 relay address"),
     ("https://innocent.example/a.png", "a private address"),       # DNS answers a private address
     ("https://mixed.example/a.png", "a loopback address"),         # one bad answer is enough
 ])
@@ -112,8 +117,47 @@ def test_content_type_must_be_an_image(image_host) -> None:  # type: ignore[no-u
 
 def test_timeout(image_host) -> None:  # type: ignore[no-untyped-def]
     fetcher = ImageFetcher(timeout=0.5, allow=["127.0.0.1"])
-    with pytest.raises(InvalidParams, match="did not answer within 0.5 s"):
+    with pytest.raises(InvalidParams, match="was not fetched within 0.5 s"):
         fetcher.fetch("input_image", f"{image_host.url}/slow.png")
+
+
+@pytest.mark.parametrize("drip", ["headers", "body"])
+def test_a_host_dripping_bytes_is_cut_off_at_the_timeout(drip: str) -> None:
+    """One byte every 0.1 s keeps each read inside a per-read timeout; the fetch as a whole still
+    ends at ``timeout`` (a host sending its headers so could otherwise hold a worker for days)."""
+    import socket
+    import threading
+    import time
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def serve() -> None:
+        conn, _ = listener.accept()
+        conn.recv(65536)
+        head = b"HTTP/1.1 200 OK\r\nContent-Type: image/png\r\n"
+        if drip == "body":
+            conn.sendall(head + b"Content-Length: 100000\r\n\r\n")
+        else:
+            conn.sendall(head)
+        with conn:
+            while not stop.wait(0.1):
+                try:
+                    conn.sendall(b"x" if drip == "body" else b"X-Slow: x\r\n"[:1])
+                except OSError:
+                    return
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{listener.getsockname()[1]}/slow.png"
+    started = time.monotonic()
+    try:
+        with pytest.raises(InvalidParams, match="was not fetched within 1 s"):
+            ImageFetcher(timeout=1.0, allow=["127.0.0.1"]).fetch("input_image", url)
+        assert time.monotonic() - started < 3
+    finally:
+        stop.set()
+        listener.close()
 
 
 def test_redirects_are_checked_like_the_first_url(image_host) -> None:  # type: ignore[no-untyped-def]
