@@ -133,6 +133,9 @@ class Settings(BaseSettings):
     # input images fetched from URLs
     fetch_max_bytes: int = Field(default=20 * 1024 * 1024, ge=1)
     fetch_timeout_seconds: float = Field(default=15.0, gt=0)
+    max_input_pixels: int = Field(default=50_000_000, ge=1, le=178_956_970)
+    """An input image (data URI, upload or URL) with more pixels is a 413: decoding takes about 4
+    bytes a pixel, and a small file can declare a huge image."""
     fetch_allow: str = ""
     """Comma-separated hosts or networks (``10.0.0.0/8``, ``images.internal``) that input-image
     URLs may reach although they are loopback, private, link-local or metadata addresses."""

@@ -20,7 +20,7 @@ OK = {"model": "tiny-sd", "prompt": "a red cube", "num_inference_steps": 1}
 WITH_IMAGE = {**OK, "num_inference_steps": 2}
 """With an input image (strength 0.8 by default), 2 steps: one denoising step, so a request that
 runs once its image is good (1 step would be refused for that first)."""
-LIMIT = str(Image.MAX_IMAGE_PIXELS)
+LIMIT = "over the limit of 50000000 pixels (IMAGEHUB_MAX_INPUT_PIXELS)"
 BOMB = data_uri(png_declaring(20000, 20000))
 JUNK = "data:image/png;base64," + base64.b64encode(b"hello, not an image").decode()
 
@@ -84,6 +84,38 @@ def test_a_queued_bomb_by_url_fails_its_row_naming_the_size(api: httpx.Client,
     assert r.status_code == 200, r.text[:500]
     row = wait_for_status(api, r.json()["generations"][0]["generation_id"], {"failed", "succeeded"})
     assert row["status"] == "failed" and "400000000 pixels" in row["error_message"], row
+
+
+def _truncated_png() -> str:
+    """A PNG whose header is sound and whose pixel data stops halfway."""
+    import io
+
+    buffer = io.BytesIO()
+    Image.effect_noise((64, 64), 40).convert("RGB").save(buffer, format="PNG")
+    return data_uri(buffer.getvalue()[:len(buffer.getvalue()) // 2])
+
+
+@pytest.mark.parametrize("path", [G, Q])
+def test_an_image_past_the_input_pixel_limit_is_413_even_for_a_model_that_cannot_run(
+        api: httpx.Client, path: str) -> None:
+    """8000x8000 is under Pillow's own limit and over ``IMAGEHUB_MAX_INPUT_PIXELS`` (50 M): read
+    from the header, before the model's availability (nano-banana-2 has no provider key here)."""
+    big = data_uri(png_declaring(8000, 8000))
+    for model in ("tiny-sd", "nano-banana-2"):
+        _assert_error(api.post(path, json={**WITH_IMAGE, "model": model, "input_image": big}
+                               if model == "tiny-sd" else
+                               {"model": model, "prompt": "x", "input_image": big}),
+                      413, "payload_too_large", "8000x8000 (64000000 pixels)", LIMIT)
+
+
+def test_an_image_is_decoded_only_for_a_model_that_can_run(api: httpx.Client) -> None:
+    """A request for a model that cannot serve here is a 503 without its images decoded (a burst
+    of large ones would cost memory for nothing); for one that can, a truncated image is 400."""
+    truncated = _truncated_png()
+    _assert_error(api.post(G, json={"model": "nano-banana-2", "prompt": "x", "input_image": truncated}),
+                  503, "model_unavailable")
+    _assert_error(api.post(G, json={**WITH_IMAGE, "input_image": truncated}), 400, "invalid_params",
+                  f"input_image: {truncated[:40]!r}", "is not a readable image")
 
 
 def test_an_undecodable_image_names_the_value_not_an_object(api: httpx.Client) -> None:

@@ -64,3 +64,58 @@ def test_small_images_still_decode_to_rgb(kind: str) -> None:
     Image.new("RGB", (5, 3), (10, 200, 30)).save(buffer, format=kind)
     image = decode_data_uri("input_image", data_uri(buffer.getvalue(), kind.lower()))
     assert image.mode == "RGB" and image.size == (5, 3)
+
+
+def test_a_small_file_declaring_more_than_the_given_limit_is_413_naming_the_setting() -> None:
+    with pytest.raises(PayloadTooLarge) as raised:
+        decode_data_uri("input_image", data_uri(png_declaring(2000, 1000)), max_pixels=1_000_000)
+    assert raised.value.detail.endswith("is an image of 2000x1000 (2000000 pixels), over the limit "
+                                        "of 1000000 pixels (IMAGEHUB_MAX_INPUT_PIXELS)")
+
+
+def test_a_header_check_reads_format_and_size_and_decodes_nothing() -> None:
+    buffer = io.BytesIO()
+    Image.new("RGB", (64, 48), (200, 30, 30)).save(buffer, format="PNG")
+    truncated = data_uri(buffer.getvalue()[:-30])  # the pixel data cut short
+    image = decode_data_uri("input_image", truncated, load=False)
+    assert image.size == (64, 48) and image.format == "PNG"
+    with pytest.raises(InvalidParams, match="is not a readable image"):
+        decode_data_uri("input_image", truncated)
+
+
+def test_large_images_decode_two_at_a_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Six threads each decoding an image over ``LARGE_PIXELS``: at most two decode at once, so a
+    burst of large inputs cannot take six images' memory together."""
+    import threading
+    import time
+
+    from PIL import PngImagePlugin
+
+    from imagehub.storage.images import LARGE_PIXELS
+
+    buffer = io.BytesIO()
+    Image.new("L", (LARGE_PIXELS // 1000 + 1, 1000)).save(buffer, format="PNG")
+    data = buffer.getvalue()
+    inside, most, lock = 0, 0, threading.Lock()
+    load = PngImagePlugin.PngImageFile.load
+
+    def counted(self):  # type: ignore[no-untyped-def]
+        nonlocal inside, most
+        with lock:
+            inside += 1
+            most = max(most, inside)
+        time.sleep(0.05)
+        try:
+            return load(self)
+        finally:
+            with lock:
+                inside -= 1
+
+    monkeypatch.setattr(PngImagePlugin.PngImageFile, "load", counted)
+    threads = [threading.Thread(target=decode_image, args=("input_image", "'big'", data))
+               for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert most == 2

@@ -11,7 +11,7 @@ public internet); credentials in the URL. Redirects are followed by hand (at mos
 :data:`MAX_REDIRECTS`), each target checked like the first. The body must declare an image
 content type, stay under ``IMAGEHUB_FETCH_MAX_BYTES`` (413 otherwise), arrive, redirects and
 all, within ``IMAGEHUB_FETCH_TIMEOUT_SECONDS`` (one deadline for the whole exchange) and decode like a data URI
-(:func:`imagehub.storage.images.decode_image`: a 413 past Pillow's pixel limit).
+(:func:`imagehub.storage.images.decode_image`: a 413 past ``IMAGEHUB_MAX_INPUT_PIXELS``).
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from PIL import Image
 
 from imagehub.config import Settings
 from imagehub.errors import InvalidParams, PayloadTooLarge, quote
-from imagehub.storage.images import decode_data_uri, decode_image
+from imagehub.storage.images import MAX_INPUT_PIXELS, decode_data_uri, decode_image
 
 T = TypeVar("T")
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -68,6 +68,7 @@ class ImageFetcher:
 
     max_bytes: int = 20 * 1024 * 1024
     timeout: float = 15.0
+    max_pixels: int = MAX_INPUT_PIXELS
     allow: Iterable[str] = ()
     resolver: Resolver = resolve
     _hosts: set[str] = field(default_factory=set, init=False, repr=False)
@@ -85,7 +86,7 @@ class ImageFetcher:
     @classmethod
     def from_settings(cls, settings: Settings) -> ImageFetcher:
         return cls(max_bytes=settings.fetch_max_bytes, timeout=settings.fetch_timeout_seconds,
-                   allow=settings.fetch_allow.split(","))
+                   max_pixels=settings.max_input_pixels, allow=settings.fetch_allow.split(","))
 
     # ---- checks ---------------------------------------------------------------------------------
 
@@ -144,7 +145,7 @@ class ImageFetcher:
         The whole exchange (lookups, redirects, headers, body) ends within the timeout: a host
         that sends its headers a byte at a time does not hold a worker or a thread."""
         data, final = _run(self._fetch_within_timeout(field_name, url))
-        return decode_image(field_name, shown(final), data)
+        return decode_image(field_name, shown(final), data, self.max_pixels)
 
     async def _fetch_within_timeout(self, field_name: str, url: str) -> tuple[bytes, str]:
         current = url
@@ -305,16 +306,20 @@ _PLAIN_HTTP = ("is plain http://; only https:// URLs are fetched (IMAGEHUB_FETCH
                "http for the hosts it lists)")
 
 
-def check_image_ref(field_name: str, value: str, fetcher: ImageFetcher | None = None) -> None:
-    """Request-time check of one ``input_image`` entry: a readable data URI or an allowed URL."""
+def check_image_ref(field_name: str, value: str, fetcher: ImageFetcher | None = None, *,
+                    decode: bool = True) -> None:
+    """Request-time check of one ``input_image`` entry: an allowed URL, or a data URI that
+    decodes (``decode=False``: whose header shows an accepted format and size)."""
+    fetcher = fetcher or default_fetcher()
     if is_url(value):
-        (fetcher or default_fetcher()).check(field_name, value)
+        fetcher.check(field_name, value)
     else:
-        decode_data_uri(field_name, value)
+        decode_data_uri(field_name, value, fetcher.max_pixels, load=decode)
 
 
 def load_image(field_name: str, value: str, fetcher: ImageFetcher | None = None) -> Image.Image:
     """One ``input_image`` entry as an RGB image: decoded from a data URI or fetched."""
+    fetcher = fetcher or default_fetcher()
     if is_url(value):
-        return (fetcher or default_fetcher()).fetch(field_name, value)
-    return decode_data_uri(field_name, value)
+        return fetcher.fetch(field_name, value)
+    return decode_data_uri(field_name, value, fetcher.max_pixels)

@@ -15,7 +15,7 @@ from imagehub.catalog.sizes import nearest_ratio, output_size
 from imagehub.engines.base import ChecksParams, EngineRequest
 from imagehub.errors import Forbidden, InvalidParams, ModelUnavailable
 from imagehub.protocol import GENERIC_FIELDS_SCHEMA
-from imagehub.services.fetch import check_image_ref, load_image
+from imagehub.services.fetch import check_image_ref, is_url, load_image
 from imagehub.services.keys import Principal
 
 _GENERIC = Draft202012Validator(GENERIC_FIELDS_SCHEMA)
@@ -65,10 +65,14 @@ def parse(catalog: Catalog, principal: Principal, body: Any, *, count_field: str
     _refuse_other_count_field(generic, count_field)
     params = entry.schema.validate(params)
     namespace = _namespace(principal, generic.get("target_namespace"))
-    for uri in _as_list(params.get("input_image")):
-        check_image_ref("input_image", uri)  # refuse unreadable images and bad URLs now (400)
+    inputs = _as_list(params.get("input_image"))
+    for uri in inputs:  # bad URLs, formats and sizes now (400, 413): headers only, nothing decoded
+        check_image_ref("input_image", uri, decode=False)
     if not entry.available:  # a remote model without a provider: its fields are known, and 400
         raise ModelUnavailable(str(entry.unavailable_reason))  # for a bad one comes first
+    for uri in inputs:  # a model that will run: data URIs decode (a truncated one is 400 now)
+        if not is_url(uri):
+            check_image_ref("input_image", uri)
     resolved = entry.schema.with_defaults(params)
     if isinstance(entry.engine, ChecksParams):  # rules across fields, before anything is queued
         entry.engine.check_params(resolved)
