@@ -71,6 +71,14 @@ class Residency:
                 if victim is not None:
                     self._evict(victim)
                     continue
+                pinned = self._pinned(model)
+                if pinned + size > budget:  # waiting cannot help: pinned models never leave
+                    raise ModelUnavailable(
+                        f"{model.source} needs about {size / GIB:.2f} GiB and the pinned models on "
+                        f"{model.device} take {pinned / GIB:.2f} of the {budget / GIB:.2f} GiB "
+                        "model memory budget; raise IMAGEHUB_MODEL_MEMORY_BUDGET_GB or pin fewer "
+                        "(IMAGEHUB_PRELOAD_MODELS)"
+                    )
                 if not self._changed.wait(max(0.0, deadline - time.monotonic())):
                     raise ModelUnavailable(
                         f"{model.source} does not fit the model memory budget while the "
@@ -139,6 +147,10 @@ class Residency:
 
     def _used(self, device: str, besides: Resident | None = None) -> int:
         return sum(size for m, size in self._sizes.items() if m.device == device and m is not besides)
+
+    def _pinned(self, model: Resident) -> int:
+        return sum(size for m, size in self._sizes.items()
+                   if m.device == model.device and m.pinned and m is not model)
 
     def _victim(self, model: Resident) -> Resident | None:
         for other in self._sizes:  # least recently used first
