@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -260,6 +261,29 @@ def test_availability_names_missing_component_folders(tiny_model, tmp_path):
     assert DiffusersEngine(str(folder)).availability() == (
         f"{folder} lacks the component folders unet"
     )
+
+
+@pytest.mark.parametrize("damage, said", [
+    ("garbage", "diffusion_pytorch_model.safetensors is not a readable safetensors file"),
+    ("halved", "could not be loaded (OSError: Unable to load weights"),
+])
+@pytest.mark.parametrize("process", [False, True])
+def test_damaged_weights_make_the_model_unavailable_saying_why(tiny_model, tmp_path, damage, said,
+                                                                process):
+    """Weights cut short by a failed copy, or replaced by junk: a 503 naming the file (the load
+    raised struct.error or OSError, a 500), in the server's process or a model's own."""
+    folder = tmp_path / "model"
+    shutil.copytree(tiny_model("sd"), folder)
+    weights = folder / "unet" / "diffusion_pytorch_model.safetensors"
+    data = weights.read_bytes()
+    weights.write_bytes(b"garbage" if damage == "garbage" else data[:len(data) // 2])
+    engine = DiffusersEngine(str(folder), device="cpu", process=process)
+    try:
+        with pytest.raises(ModelUnavailable, match=re.escape(said)):
+            engine.load()
+        assert not engine.loaded
+    finally:
+        engine.unload()
 
 
 def test_availability_names_a_repo_missing_from_the_hf_cache(tmp_path):

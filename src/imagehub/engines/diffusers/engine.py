@@ -17,7 +17,7 @@ from imagehub.engines.diffusers.loading import Layout
 from imagehub.engines.diffusers.residency import RESIDENCY
 from imagehub.engines.process import EngineProcess, ImagePixels
 from imagehub.engines.thread import EngineThread
-from imagehub.errors import GenerationFailed, InvalidParams, ModelUnavailable
+from imagehub.errors import GenerationFailed, ImagehubError, InvalidParams, ModelUnavailable, clip
 
 if TYPE_CHECKING:
     from diffusers import DiffusionPipeline
@@ -295,12 +295,25 @@ class DiffusersEngine:
             dtype = loading.resolve_dtype(self._dtype, self.device)
             self._fingerprint = loading.fingerprint_folder(folder)
             RESIDENCY.make_room(self, loading.weights_bytes(folder, dtype))
-            pipe = loading.load_pipeline(folder, self.device, dtype)
+            pipe = self._load_pipeline(folder, dtype)
             self._applied = loading.apply_speed(pipe, self.speed, self.layout().family)
             self._pipe = pipe
             RESIDENCY.loaded(self, loading.loaded_bytes(pipe))
             self._warm_up()
             self._warn_of_unwarmed_calls()
+
+    def _load_pipeline(self, folder: Path, dtype: Any) -> Any:
+        """diffusers' pipeline from ``folder``; a file it cannot read (damaged or cut-short
+        weights, a config it refuses) or a device without room makes the model unavailable
+        (503, saying why), not an internal error."""
+        try:
+            return loading.load_pipeline(folder, self.device, dtype)
+        except ImagehubError:
+            raise
+        except Exception as exc:
+            log.warning("%s could not be loaded", self.source, exc_info=True)
+            raise ModelUnavailable(f"{self.source} could not be loaded "
+                                   f"({type(exc).__name__}: {clip(str(exc), 300)})") from exc
 
     def _image_to_image(self) -> Any:
         """diffusers' image-to-image pipeline over the loaded components (no second copy)."""

@@ -554,15 +554,30 @@ def weights_bytes(folder: Path, dtype: torch.dtype) -> int:
     total = 0
     for name in components(read_json(folder / "model_index.json")):
         for path in (folder / name).glob("*.safetensors"):
-            with path.open("rb") as f:
-                (length,) = struct.unpack("<Q", f.read(8))
-                header = json.loads(f.read(length))
-            for key, entry in header.items():
-                if key == "__metadata__":
-                    continue
-                numel = math.prod(entry["shape"])
-                stored = _SAFETENSORS_SIZES.get(entry["dtype"], 4)
-                total += numel * (item if entry["dtype"] in _FLOATS else stored)
+            try:
+                total += _safetensors_bytes(path, item)
+            except (OSError, ValueError, TypeError, KeyError, AttributeError,
+                    struct.error, MemoryError) as exc:
+                raise ModelUnavailable(f"{path} is not a readable safetensors file "
+                                       f"({type(exc).__name__}: {exc})") from exc
+    return total
+
+
+def _safetensors_bytes(path: Path, item: int) -> int:
+    import struct
+
+    total = 0
+    with path.open("rb") as f:
+        (length,) = struct.unpack("<Q", f.read(8))
+        if length > path.stat().st_size - 8:
+            raise ValueError(f"its header claims {length} bytes, more than the file holds")
+        header = json.loads(f.read(length))
+    for key, entry in header.items():
+        if key == "__metadata__":
+            continue
+        numel = math.prod(entry["shape"])
+        stored = _SAFETENSORS_SIZES.get(entry["dtype"], 4)
+        total += numel * (item if entry["dtype"] in _FLOATS else stored)
     return total
 
 
