@@ -43,6 +43,31 @@ def test_serve_says_in_one_line_what_is_wrong(tmp_path: Path, tiny_sd_dir: Path)
             assert word in errors[0], (word, errors[0])
 
 
+def test_a_preloaded_model_that_cannot_load_stops_serve_in_one_line(tmp_path: Path,
+                                                                   tiny_sd_dir: Path) -> None:
+    """The checks before start-up pass (the entry is sound on paper); the load itself fails, in
+    the app's start-up: damaged weights, or a budget the model cannot fit."""
+    import shutil
+
+    damaged = tmp_path / "damaged"
+    shutil.copytree(tiny_sd_dir, damaged)
+    (damaged / "unet" / "diffusion_pytorch_model.safetensors").write_bytes(b"garbage")
+    write_catalog(tmp_path / "data", damaged)
+    bad_weights = _serve(tmp_path / "data", IMAGEHUB_PRELOAD_MODELS="tiny-sd")
+    write_catalog(tmp_path / "data", tiny_sd_dir)
+    too_big = _serve(tmp_path / "data", IMAGEHUB_PRELOAD_MODELS="tiny-sd",
+                     IMAGEHUB_MODEL_MEMORY_BUDGET_GB="0.0001")
+    for done, words in ((bad_weights, ["IMAGEHUB_PRELOAD_MODELS: tiny-sd could not be loaded",
+                                       "not a readable safetensors file"]),
+                        (too_big, ["IMAGEHUB_PRELOAD_MODELS: tiny-sd could not be loaded",
+                                   "more than the whole model memory budget"])):
+        errors = [line for line in done.stderr.splitlines() if line.startswith("error: ")]
+        assert done.returncode == 1 and len(errors) == 1, done.stderr
+        assert "Traceback" not in done.stderr and "startup failed" not in done.stderr, done.stderr
+        for word in words:
+            assert word in errors[0], (word, errors[0])
+
+
 def test_a_broken_entry_is_listed_unavailable_and_answers_503(tmp_path: Path, tiny_sd_dir: Path) -> None:
     write_catalog(tmp_path, tiny_sd_dir)
     with open(tmp_path / "models.toml", "a") as catalog:

@@ -19,6 +19,7 @@ from imagehub.api.routes import (
 )
 from imagehub.catalog.catalog import Catalog
 from imagehub.config import Settings, load_settings
+from imagehub.errors import ConfigError
 from imagehub.services.hub import Hub
 
 log = logging.getLogger(__name__)
@@ -36,8 +37,14 @@ def create_app(settings: Settings | None = None, catalog: Catalog | None = None)
         anyio.to_thread.current_default_thread_limiter().total_tokens = settings.http_threads
         hub = Hub(settings, catalog)
         hub.deps.on_engine_call = metrics.engine_call
-        hub.start(run_workers=settings.run_workers, owner=f"the imagehub server at {settings.base_url}",
-                  relay_events=not settings.run_workers)
+        try:
+            hub.start(run_workers=settings.run_workers,
+                      owner=f"the imagehub server at {settings.base_url}",
+                      relay_events=not settings.run_workers)
+        except ConfigError as exc:  # a preloaded model that cannot load: `serve` says it in a line
+            app.state.startup_error = exc
+            hub.stop()
+            raise
         app.state.hub = hub
         try:
             yield

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import typer
 from rich.console import Console
@@ -45,8 +46,29 @@ def serve(host: str | None = typer.Option(None, help="Bind address (IMAGEHUB_HOS
     if settings.auth_enabled:
         console.print("API keys are required: run [bold]imagehub keys create[/bold] and send "
                       "'Authorization: Bearer <key>'.")
-    uvicorn.run(create_app(settings, catalog), host=settings.host, port=settings.port, log_level="warning",
-                timeout_keep_alive=settings.http_idle_timeout_seconds)
+    app = create_app(settings, catalog)
+    config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level="warning",
+                            timeout_keep_alive=settings.http_idle_timeout_seconds)
+    logging.getLogger("uvicorn.error").addFilter(_QuietStartupFailure(app))
+    try:
+        uvicorn.Server(config).run()
+    except SystemExit:  # uvicorn's exit when the start-up failed
+        error = getattr(app.state, "startup_error", None)
+        if error is not None:  # a preloaded model could not load: one line, as the checks above
+            fail(str(error), error)
+        raise
+
+
+class _QuietStartupFailure(logging.Filter):
+    """Drops uvicorn's report of a failed start-up (the traceback of the lifespan) when the
+    app's start-up failed for a reason ``serve`` prints as one line itself."""
+
+    def __init__(self, app: Any) -> None:
+        super().__init__()
+        self.app = app
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return getattr(self.app.state, "startup_error", None) is None
 
 
 def _key_service():  # type: ignore[no-untyped-def]

@@ -311,7 +311,7 @@ class DiffusersEngine:
         except ImagehubError:
             raise
         except Exception as exc:
-            log.warning("%s could not be loaded", self.source, exc_info=True)
+            log.warning("%s could not be loaded: %s: %s", self.source, type(exc).__name__, exc)
             raise ModelUnavailable(f"{self.source} could not be loaded "
                                    f"({type(exc).__name__}: {clip(str(exc), 300)})") from exc
 
