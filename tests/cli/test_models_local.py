@@ -59,7 +59,7 @@ def test_scan_finds_cached_and_folder_pipelines_and_add_puts_them_in_the_catalog
     rows = {line.split()[-4]: " ".join(line.split()) for line in scanned.stdout.splitlines()
             if "Pipeline" in line}
     assert rows["hf:imagehub-tests/Tiny-SD"] == \
-        "│ sd │ yes │ no │ hf:imagehub-tests/Tiny-SD │ StableDiffusionPipeline │"
+        "│ sd │ yes │ yes │ no │ hf:imagehub-tests/Tiny-SD │ StableDiffusionPipeline │"
     assert str(tiny_sd_dir.resolve()) in rows
 
     added = imagehub("models", "add", "hf:imagehub-tests/Tiny-SD", env=env)
@@ -95,6 +95,25 @@ def test_scan_lists_a_broken_folder_and_add_refuses_it(env: dict[str, str], tmp_
     added = imagehub("models", "add", str(broken), env=env)
     assert added.returncode == 1 and added.stderr.startswith(f"error: {broken}: cannot read "), \
         added.stderr
+    assert (tmp_path / "hub" / "models.toml").read_text() == "# my models, by hand\n"
+
+
+def test_a_folder_missing_a_component_is_listed_not_servable_and_add_refuses_it(
+        env: dict[str, str], tmp_path: Path, tiny_sd_dir: Path) -> None:
+    """A copy that lost its unet (an interrupted download): on paper a pipeline, yet the server
+    could not serve it."""
+    partial = tmp_path / "more" / "partial"
+    shutil.copytree(tiny_sd_dir, partial)
+    shutil.rmtree(partial / "unet")
+    scanned = imagehub("models", "scan", str(tmp_path / "more"), env=env)
+    assert scanned.returncode == 0, scanned.stderr
+    row = next(" ".join(line.split()) for line in scanned.stdout.splitlines() if "partial" in line)
+    assert row.startswith("│ sd │ yes │ no │ no │"), row
+    assert f"not servable: {partial}: {partial} lacks the component folders unet" in \
+        " ".join(scanned.stdout.split())
+    added = imagehub("models", "add", str(partial), env=env)
+    assert added.returncode == 1, added.stderr
+    assert added.stderr.startswith(f"error: {partial}: {partial} lacks the component folders unet")
     assert (tmp_path / "hub" / "models.toml").read_text() == "# my models, by hand\n"
 
 

@@ -22,7 +22,9 @@ from typing import Any
 
 from imagehub.catalog.cards import BUILTIN_CARDS
 from imagehub.catalog.catalog import _MODEL_ID, read_toml
-from imagehub.engines.diffusers.loading import HF_PREFIX, family_of, read_json, resolve_source
+from imagehub.engines.diffusers.loading import (
+    HF_PREFIX, family_of, read_json, read_layout, resolve_source,
+)
 from imagehub.errors import InvalidParams, ModelUnavailable
 
 _BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
@@ -38,6 +40,9 @@ class Found:
     pipeline: str
     family: str
     has_weights: bool
+    problem: str | None = None
+    """Why the server could not serve it (a component folder missing, a pipeline imagehub cannot
+    drive); None when it can."""
 
 
 def scan(cache_dir: str | Path | None = None, folders: list[Path] | None = None) -> list[Found]:
@@ -73,8 +78,10 @@ def _cached(cache_dir: str | Path | None) -> list[tuple[str, Path]]:
 
 
 def _found(source: str, folder: Path, *, strict: bool = False) -> Found:
-    """What ``folder`` holds. An unreadable ``model_index.json`` raises ModelUnavailable when
-    ``strict``; otherwise it is listed as such (a scan says what is there)."""
+    """What ``folder`` holds. A folder the server could not serve (``model_index.json``
+    unreadable, a component folder missing, a pipeline imagehub cannot drive) raises
+    ModelUnavailable when ``strict`` (``add``); otherwise it is listed with its problem (a scan
+    says what is there)."""
     try:
         pipeline = str(read_json(folder / "model_index.json").get("_class_name", "?"))
     except ModelUnavailable:
@@ -82,8 +89,15 @@ def _found(source: str, folder: Path, *, strict: bool = False) -> Found:
             raise
         pipeline = "? (model_index.json unreadable)"
     has_weights = any(next(folder.glob(f"*/{pattern}"), None) for pattern in _WEIGHTS)
+    try:
+        read_layout(folder)
+        problem = None if has_weights else "no weights in its component folders"
+    except ModelUnavailable as exc:
+        if strict:
+            raise
+        problem = exc.detail
     return Found(source=source, pipeline=pipeline, family=family_of(pipeline),
-                 has_weights=has_weights)
+                 has_weights=has_weights, problem=problem)
 
 
 def catalog_sources(catalog_path: Path) -> dict[str, str]:

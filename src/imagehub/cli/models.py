@@ -80,14 +80,19 @@ def scan(folders: list[Path] = typer.Argument(None, metavar="[FOLDER]...",
             fail(f"{exc.filename or 'scan'}: {exc.strerror or exc}")
         except ConfigError as exc:  # the catalog file is not TOML
             fail(str(exc))
-    table = Table("family", "weights", "in the catalog")
+    table = Table("family", "weights", "servable", "in the catalog")
     table.add_column("source", overflow="fold")  # whole, to copy: folded, never cut
     table.add_column("pipeline", overflow="fold")
     for item in found:
         table.add_row(item.family, "yes" if item.has_weights else "no",
+                      "no" if item.problem else "yes",
                       f"as {listed[item.source]}" if item.source in listed else "no",
                       item.source, item.pipeline)
     console.print(table)
+    for item in found:
+        if item.problem:
+            console.print(f"not servable: {item.source}: {item.problem}", markup=False,
+                          soft_wrap=True)
     console.print(f"{len(found)} found. Add one: imagehub models add SOURCE [--id ID] "
                   f"(writes {catalog})")
 
@@ -127,7 +132,8 @@ def add(source: str = typer.Argument(..., help="A diffusers folder, or hf:org/na
         entry = bind(card, settings)
     state = "available" if entry.available else f"unavailable: {entry.unavailable_reason}"
     console.print(f"added {model_id} ({found.pipeline}, {found.family}) to {catalog}: {state}. "
-                  "A running server on this file serves it from its next request for it.")
+                  "A running server on this file serves it from its next request for it.",
+                  markup=False)
 
 
 def _settings_check(catalog: Path, settings: Settings) -> Callable[[str, str], None]:
