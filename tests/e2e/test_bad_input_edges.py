@@ -194,3 +194,20 @@ def test_head_answers_like_get_on_a_file_and_the_models(api: httpx.Client) -> No
     _assert_head_like_get(api, r.json()["images"][0]["url"])
     _assert_head_like_get(api, "/api/ai/models")
     _assert_head_like_get(api, "/api/ai/models/tiny-sd")
+
+
+def test_a_list_of_one_image_is_taken_by_a_model_that_takes_one(api: httpx.Client) -> None:
+    """API.md types ``input_image`` "string or array of strings": a client written for a model
+    that takes several sends a list of one; two are refused, naming the count."""
+    import io
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (64, 64), (200, 30, 30)).save(buffer, format="PNG")
+    one = data_uri(buffer.getvalue())
+    r = api.post(EDIT, json={**WITH_IMAGE, "input_image": [one], "strength": 0.0,
+                             "response_format": "b64_json"})
+    assert r.status_code == 200, r.text[:500]
+    picture = Image.open(io.BytesIO(base64.b64decode(r.json()["images"][0]["b64_json"])))
+    assert picture.convert("RGB").getpixel((10, 10)) == (200, 30, 30)  # strength 0: the input
+    _assert_error(api.post(EDIT, json={**WITH_IMAGE, "input_image": [one, one]}), 400,
+                  "invalid_params", "input_image:", "is a list of 2; this model takes one")

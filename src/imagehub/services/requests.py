@@ -61,7 +61,7 @@ def parse(catalog: Catalog, principal: Principal, body: Any, *, count_field: str
     schema_names = set(entry.schema.properties)
     generic = whole_numbers({k: body[k] for k in body if k in _GENERIC_NAMES and k not in schema_names},
                             GENERIC_FIELDS_SCHEMA["properties"])
-    params = {k: v for k, v in body.items() if k not in generic}
+    params = _one_image_unlisted(entry, {k: v for k, v in body.items() if k not in generic})
     _refuse_other_count_field(generic, count_field)
     params = entry.schema.validate(params)
     namespace = _namespace(principal, generic.get("target_namespace"))
@@ -126,6 +126,17 @@ def _namespace(principal: Principal, target: str | None) -> str:
         raise Forbidden(f"target_namespace: {target!r} is not a namespace this key belongs to "
                         f"({list(principal.namespaces)})")
     return target
+
+
+def _one_image_unlisted(entry: ModelEntry, params: dict[str, Any]) -> dict[str, Any]:
+    """``input_image: [x]`` as ``x`` for a model that takes one image: API.md types the field
+    "string or array of strings", and a client written for a model that takes several (as
+    nano-banana-2 does) sends a list of one. Two or more are still refused, naming the count."""
+    value = params.get("input_image")
+    if entry.schema.properties.get("input_image", {}).get("type") == "string" \
+            and isinstance(value, list) and len(value) == 1:
+        return {**params, "input_image": value[0]}
+    return params
 
 
 def seeded(resolved: Mapping[str, Any], index: int) -> dict[str, Any]:
