@@ -22,6 +22,7 @@ import asyncio
 import email.utils
 import json
 import random
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -102,7 +103,9 @@ class ProviderHTTP:
         """HTTP requests sent (retries and polls included), recorded on the row."""
 
     def scrub(self, text: str) -> str:
-        return text.replace(self._secret, "***") if self._secret else text
+        """``text`` without the key: whole, in any case, or any run of 8 or more of its
+        characters (a provider quoting it cut short or upper-cased)."""
+        return scrub_secret(text, self._secret)
 
     def error(self, message: str) -> UpstreamError:
         return UpstreamError(self.scrub(f"{self.provider}: {message}"))
@@ -130,6 +133,30 @@ class ProviderHTTP:
                 raise self.error(_gave_up(problem, retry + 1, after, self.policy))
             await asyncio.sleep(wait)
             retry += 1
+
+
+_SECRET_MIN = 8
+
+
+def scrub_secret(text: str, secret: str) -> str:
+    """``text`` with every token that is ``secret`` or a piece of it of at least 8 characters
+    (letters, digits, ``-``, ``_``, case ignored) shown as ``***``."""
+    if len(secret) < _SECRET_MIN:
+        return text.replace(secret, "***") if secret else text
+    folded = secret.casefold()
+
+    def secret(match: re.Match[str]) -> str:
+        return "***" if match.group(0).casefold() in folded else match.group(0)
+
+    def masked(match: re.Match[str]) -> str:  # the token whole, else its alphanumeric runs
+        token = secret(match)
+        return token if token == "***" else _PIECES.sub(secret, token)
+
+    return _TOKENS.sub(masked, text)
+
+
+_TOKENS = re.compile(r"[A-Za-z0-9_\-]{8,}")
+_PIECES = re.compile(r"[A-Za-z0-9]{8,}")
 
 
 def _describe_transport(exc: httpx.TransportError) -> str:
