@@ -147,3 +147,52 @@ def test_openai_route_names_a_bad_model(api: httpx.Client, model: Any, words: li
     body = {"prompt": "x", "size": "512x512"} | ({} if model is ... else {"model": model})
     detail = _assert_invalid(api.post("/api/ai/images/generations", json=body), *words)
     assert "size" not in detail
+
+
+# ---- 5. input images are kept once, in storage --------------------------------------------------
+
+def _png_uri(colour: tuple[int, int, int]) -> str:
+    import base64
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (64, 64), colour).save(buffer, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+def test_an_input_image_is_stored_once_not_in_every_row(server: ServerProcess,
+                                                         api: httpx.Client) -> None:
+    """Four generations of one image: the image is one file; the rows hold a reference and the
+    URI's short form; each row still runs from it (strength 0 gives the input back) and echoes
+    the short form as before."""
+    import base64
+    import hashlib
+    import io
+
+    from PIL import Image
+
+    red = _png_uri((200, 30, 30))
+    body = {**OK, "input_image": red, "strength": 0.0, "num_inference_steps": 2,
+            "num_generations": 4}
+    ids = _ids(_enqueue(api, body, key := f"image-{uuid.uuid4()}"))
+    digest = hashlib.sha256(base64.b64decode(red.split(",", 1)[1])).hexdigest()
+    assert (server.data_dir / "files" / "inputs" / digest).read_bytes() == \
+        base64.b64decode(red.split(",", 1)[1])
+    for generation_id in ids:
+        stored = server.stored_row(generation_id)
+        assert stored["resolved"]["input_image"] == f"imagehub-input:{digest}"
+        assert stored["params"]["input_image"] == \
+            f"data:image/png;base64,...({len(red)} chars)#sha256={digest}"
+        row = wait_for_status(api, generation_id, {"succeeded", "failed"})
+        assert row["status"] == "succeeded", row
+        assert row["input_image"] == f"data:image/png;base64,...({len(red)} chars)"
+        picture = Image.open(io.BytesIO(httpx.get(row["images"][0]["url"]).content))
+        assert picture.convert("RGB").getpixel((5, 5)) == (200, 30, 30)
+    # a retry is the same request; another image of the same length is not
+    assert _ids(_enqueue(api, body, key)) == ids
+    blue = _png_uri((30, 30, 200))
+    assert len(blue) == len(red)
+    _assert_invalid(_enqueue(api, {**body, "input_image": blue}, key), "different request",
+                    "input_image")

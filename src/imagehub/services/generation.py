@@ -12,6 +12,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Self
 
 from imagehub.catalog.catalog import Catalog, ModelEntry
@@ -53,7 +54,7 @@ from imagehub.protocol import (
     ImageOut,
     QueueList,
 )
-from imagehub.services import provenance
+from imagehub.services import inputs, provenance
 from imagehub.services.keys import Principal
 from imagehub.services.requests import ParsedRequest, engine_request, parse, seeded
 from imagehub.storage.base import Storage
@@ -111,7 +112,8 @@ class GenerationService:
     def generate(self, principal: Principal, body: Any, *, edit: bool = False) -> GenerateResponse:
         """Run now and block until the images exist (``/images/generate`` and ``/images/edit``)."""
         # 1. validate everything before running anything
-        request = parse(self.deps.catalog, principal, body, count_field="n", require_image=edit)
+        request = inputs.keep(self.deps.storage, parse(self.deps.catalog, principal, body,
+                                                       count_field="n", require_image=edit))
         engine = request.entry.ready_engine()
         record = self._record(principal, request, seeded(request.resolved, 0), "sync", request.count)
         # 2. run in one of the shared engine slots
@@ -138,7 +140,7 @@ class GenerationService:
 
     def _run_sync(self, engine: Engine, record: GenerationRecord) -> EngineResult:
         """The engine's result for a sync call: through the batcher when the pool has one."""
-        request = engine_request(record.resolved, record.num_images)
+        request = self._engine_request(record)
         workers = self.deps.workers
         assert workers is not None, "the worker pool is not running"
         if not workers.batching:
@@ -166,7 +168,8 @@ class GenerationService:
     # ---- queue ----------------------------------------------------------------------------------
 
     def enqueue(self, principal: Principal, body: Any, idempotency_key: str | None = None) -> EnqueueResponse:
-        request = parse(self.deps.catalog, principal, body, count_field="num_generations")
+        request = inputs.keep(self.deps.storage, parse(self.deps.catalog, principal, body,
+                                                       count_field="num_generations"))
         self._check_available(request.entry)
         records = [self._record(principal, request, seeded(request.resolved, i), "queue", 1,
                                 idempotency_key) for i in range(request.count)]
@@ -251,8 +254,7 @@ class GenerationService:
         try:
             engine = self.deps.catalog.get(record.model_name).ready_engine()
             outcome: EngineResult | Exception = self._generate(
-                engine, record, engine_request(record.resolved, record.num_images),
-                self._progress(record))
+                engine, record, self._engine_request(record), self._progress(record))
         except Exception as exc:  # noqa: BLE001 - an outcome per request
             outcome = exc
         self._conclude(record, outcome, self._store(record.id, outcome)
@@ -327,12 +329,16 @@ class GenerationService:
         for row in records:
             self._started(row)
             try:
-                requests.append(engine_request(row.resolved, row.num_images))
+                requests.append(self._engine_request(row))
             except Exception as exc:  # noqa: BLE001 - an outcome per request
                 self._conclude(row, exc, [])
                 continue
             rows.append(row)
         return rows, requests
+
+    def _engine_request(self, record: GenerationRecord) -> EngineRequest:
+        return engine_request(record.resolved, record.num_images,
+                              partial(inputs.load, self.deps.storage))
 
     def _engine_lock(self, model: str) -> threading.Lock:
         """One batch of a model at the engine at a time (until its denoising is done, see
@@ -622,9 +628,10 @@ _ABSENT = _Absent()
 
 
 def _echo(value: Any) -> Any:
-    """A carried param as rows echo it: data URIs are shortened, everything else verbatim."""
+    """A carried param as rows echo it: input images as data URIs shortened
+    (``services.inputs.echo``), everything else verbatim."""
     if isinstance(value, list):
         return [_echo(v) for v in value]
-    if isinstance(value, str) and value.startswith("data:") and len(value) > 64:
-        return f"{value[:value.find(',') + 1]}...({len(value)} chars)"
+    if isinstance(value, str) and value.startswith("data:"):
+        return inputs.echo(value)
     return value

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import secrets
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from jsonschema import Draft202012Validator
+from PIL import Image
 
 from imagehub.catalog.catalog import Catalog, ModelEntry
 from imagehub.catalog.schema import describe, json_kind, whole_numbers
@@ -152,9 +153,11 @@ def seeded(resolved: Mapping[str, Any], index: int) -> dict[str, Any]:
     return out
 
 
-def engine_request(resolved: Mapping[str, Any], num_images: int) -> EngineRequest:
-    """The engine's view of a stored, resolved generation."""
-    images = [load_image("input_image", uri) for uri in _as_list(resolved.get("input_image"))]
+def engine_request(resolved: Mapping[str, Any], num_images: int,
+                   load: Callable[[str, str], Image.Image] = load_image) -> EngineRequest:
+    """The engine's view of a stored, resolved generation; ``load`` reads each input image
+    (``services.inputs.load`` for a row's stored ones)."""
+    images = [load("input_image", uri) for uri in _as_list(resolved.get("input_image"))]
     ratio = resolved.get("aspect_ratio", "1:1")
     if ratio == "auto" and images:
         ratio = nearest_ratio(*images[0].size)
