@@ -55,6 +55,9 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=20 * 1024 * 1024, ge=1)
     rate_limit_per_minute: int = Field(default=0, ge=0)
     """Requests per key per minute; 0 turns the limiter off."""
+    max_queued_per_namespace: int = Field(default=10_000, ge=0)
+    """Generations one namespace may have queued or processing at once; an enqueue past it is a
+    429 (a runaway script cannot fill the queue for everyone). 0: no limit."""
     default_model: str = "imagehub-tiny"
 
     # images

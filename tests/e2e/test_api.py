@@ -353,3 +353,32 @@ def test_a_write_waiting_for_a_locked_database_stalls_no_other_request(
     assert answers["health"].status_code == 200 and answers["models"].status_code == 200
     assert waiting_while_answered  # both answered while the enqueue still waited for the lock
     assert answers["enqueue"].status_code == 200, answers["enqueue"].text
+
+
+def test_a_namespace_past_its_queue_limit_is_429_and_a_retry_of_an_earlier_request_is_not(
+        tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """``MAX_QUEUED_PER_NAMESPACE`` counts queued and processing rows (no workers here: they stay
+    queued); a request that would pass it queues nothing."""
+    server = ServerProcess(tmp_path / "data", {"IMAGEHUB_MAX_QUEUED_PER_NAMESPACE": "3",
+                                               "IMAGEHUB_RUN_WORKERS": "false"}).start()
+    body = {"model": "imagehub-tiny", "prompt": "a red circle"}
+    try:
+        with server.client() as api:
+            first = api.post("/api/ai/queue", json={**body, "num_generations": 2},
+                             headers={"Idempotency-Key": "first"})
+            assert first.status_code == 200, first.text
+            full = api.post("/api/ai/queue", json={**body, "num_generations": 2})
+            assert full.status_code == 429 and full.headers["retry-after"] == "5"
+            assert full.json()["error"]["detail"] == (
+                "namespace 'default' has 2 generations queued or processing; 2 more would pass "
+                "the limit of 3 (IMAGEHUB_MAX_QUEUED_PER_NAMESPACE)")
+            assert api.get("/api/ai/queue").json()["count"] == 2
+            assert api.post("/api/ai/queue", json=body).status_code == 200
+            again = api.post("/api/ai/queue", json={**body, "num_generations": 2},
+                             headers={"Idempotency-Key": "first"})
+            assert again.status_code == 200 and again.json() == first.json()
+            assert api.post("/api/ai/queue", json=body).status_code == 429
+            api.delete(f"/api/ai/queue/{first.json()['generations'][0]['generation_id']}")
+            assert api.post("/api/ai/queue", json=body).status_code == 200  # room again
+    finally:
+        server.stop()

@@ -34,6 +34,7 @@ from imagehub.errors import (
     InvalidState,
     ModelUnavailable,
     NotFound,
+    RateLimited,
     UpstreamError,
     clip,
     quote,
@@ -87,6 +88,9 @@ class Services:
     cancels included."""
     on_engine_call: EngineCallHook | None = None
     """Told of every engine call: for metrics (``api.metrics.Metrics.engine_call``)."""
+    max_queued: int = 0
+    """Generations a namespace may have queued or processing (``Settings.max_queued_per_namespace``;
+    0: no limit)."""
 
 
 EngineCallHook = Callable[[str, int, float, list["EngineResult | Exception"]], None]
@@ -176,6 +180,8 @@ class GenerationService:
         if idempotency_key:
             with self._idempotency_lock:  # the look-up and the insert as one, in this process
                 earlier = self._earlier(request, idempotency_key)
+                if earlier is None:
+                    self._check_room(request)
                 if earlier is None and not self.deps.queue.add_under_key(
                         request.namespace, idempotency_key, records):
                     earlier = self._earlier(request, idempotency_key)  # another process's, just now
@@ -185,11 +191,26 @@ class GenerationService:
             if earlier is not None:
                 return earlier
         else:
+            self._check_room(request)
             self.deps.queue.add(records)
         if self.deps.workers:
             self.deps.workers.wake()
         return EnqueueResponse(generations=[
             EnqueuedGeneration(generation_id=r.id, status=S.QUEUED) for r in records])
+
+    def _check_room(self, request: ParsedRequest) -> None:
+        """RateLimited when the namespace's queued and processing generations and this request's
+        would pass ``max_queued`` (a soft cap: enqueues at the same instant may pass it by
+        their own counts)."""
+        limit = self.deps.max_queued
+        if not limit:
+            return
+        active = self.deps.queue.count(RowFilter(namespaces=[request.namespace],
+                                                 statuses=[S.QUEUED.value, S.PROCESSING.value]))
+        if active + request.count > limit:
+            raise RateLimited(f"namespace {quote(request.namespace)} has {active} generations "
+                              f"queued or processing; {request.count} more would pass the limit "
+                              f"of {limit} (IMAGEHUB_MAX_QUEUED_PER_NAMESPACE)", retry_after=5)
 
     def _earlier(self, request: ParsedRequest, key: str) -> EnqueueResponse | None:
         """The rows an earlier request queued under ``key``, if any (InvalidParams if it was

@@ -49,6 +49,7 @@ class Hub:
         self.deps.batch_policy = BatchPolicy(settings.max_batch_size, settings.batch_wait_ms)
         self.deps.encode_workers = settings.encode_workers
         self.deps.engine_handoff = settings.engine_handoff
+        self.deps.max_queued = settings.max_queued_per_namespace
         self.generations = GenerationService(self.deps)
         batcher = Batcher(self.queue, self.deps.batch_policy, self.generations.batch_capacity)
         self.deps.batcher = batcher
