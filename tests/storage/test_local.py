@@ -35,3 +35,16 @@ def test_a_root_reached_through_a_symlink_works(tmp_path):
 
     assert (tmp_path / "real" / "gen-2" / "0.png").read_bytes() == b"data"
     assert storage.get("gen-2/0.png") == b"data"
+
+
+def test_writers_of_one_key_at_once_all_succeed_and_leave_no_temp_files(tmp_path):
+    """Requests carrying the same input image store it under one name at the same time: each
+    write has its own temp file, so no rename finds another's gone."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    storage = LocalStorage(tmp_path)
+    data = b"x" * 200_000
+    with ThreadPoolExecutor(16) as pool:
+        list(pool.map(lambda _: storage.put("inputs/same", data, "image/png"), range(200)))
+    assert storage.get("inputs/same") == data
+    assert [p.name for p in (tmp_path / "inputs").iterdir()] == ["same"]

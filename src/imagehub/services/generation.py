@@ -172,9 +172,9 @@ class GenerationService:
     # ---- queue ----------------------------------------------------------------------------------
 
     def enqueue(self, principal: Principal, body: Any, idempotency_key: str | None = None) -> EnqueueResponse:
-        request = inputs.keep(self.deps.storage, parse(self.deps.catalog, principal, body,
-                                                       count_field="num_generations"))
+        request = parse(self.deps.catalog, principal, body, count_field="num_generations")
         self._check_available(request.entry)
+        request = inputs.keep(self.deps.storage, request)
         records = [self._record(principal, request, seeded(request.resolved, i), "queue", 1,
                                 idempotency_key) for i in range(request.count)]
         if idempotency_key:

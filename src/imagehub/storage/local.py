@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import uuid
 from pathlib import Path
 
 
@@ -25,8 +26,8 @@ class LocalStorage:
     def put(self, key: str, data: bytes, content_type: str) -> None:
         path = self._path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        tmp.write_bytes(data)
+        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")  # one per writer: two
+        tmp.write_bytes(data)                                          # may put one key at once
         os.replace(tmp, path)
 
     def get(self, key: str) -> bytes | None:
