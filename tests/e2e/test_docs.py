@@ -69,3 +69,16 @@ def test_every_setting_is_in_the_deployment_or_gpu_serving_tables() -> None:
     rows = "\n".join(line for line in tables.splitlines() if line.startswith("| `"))
     missing = [name.upper() for name in Settings.model_fields if f"`{name.upper()}`" not in rows]
     assert not missing, f"settings in no table of deployment.md or gpu-serving.md: {missing}"
+
+
+def test_with_a_public_url_the_links_use_it_whatever_the_host_header(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    server = ServerProcess(tmp_path / "data",
+                           {"IMAGEHUB_PUBLIC_URL": "https://images.example.com/"}).start()
+    try:
+        for path in ("/llms.txt", "/docs/models/imagehub-tiny.md"):
+            page = httpx.get(f"{server.url}{path}", headers={"Host": "evil.example"})
+            links = re.findall(r"(https?://[^/\s)]+)", page.text)
+            assert page.status_code == 200 and links, page.text[:300]
+            assert set(links) == {"https://images.example.com"}, (path, set(links))
+    finally:
+        server.stop()

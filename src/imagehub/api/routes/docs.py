@@ -30,7 +30,7 @@ def _static_pages() -> dict[str, str]:
 
 @router.get("/llms.txt", response_class=PlainTextResponse)
 def llms_txt(request: Request, h: Hub = Depends(hub)) -> PlainTextResponse:
-    base = str(request.base_url).rstrip("/")
+    base = _base_url(request, h)
     lines = ["# imagehub", "",
              "> A self-hosted image-generation hub behind the Oxen.ai inference API.", "", "## Docs", ""]
     lines += [f"- [{title}]({base}/docs/{slug}.md)" for slug, title in _static_pages().items()]
@@ -42,8 +42,14 @@ def llms_txt(request: Request, h: Hub = Depends(hub)) -> PlainTextResponse:
 
 @router.get("/docs/models/{model_id}.md", response_class=PlainTextResponse)
 def model_page(model_id: str, request: Request, h: Hub = Depends(hub)) -> PlainTextResponse:
-    return PlainTextResponse(render_model_page(h.deps.catalog.get(model_id),
-                                               str(request.base_url).rstrip("/")), media_type=MARKDOWN)
+    return PlainTextResponse(render_model_page(h.deps.catalog.get(model_id), _base_url(request, h)),
+                             media_type=MARKDOWN)
+
+
+def _base_url(request: Request, h: Hub) -> str:
+    """``IMAGEHUB_PUBLIC_URL`` where set (as image links use it: a ``Host`` header then changes
+    no link); else the URL the request came to."""
+    return (h.settings.public_url or str(request.base_url)).rstrip("/")
 
 
 @router.get("/docs/{slug}.md", response_class=PlainTextResponse)
