@@ -154,7 +154,8 @@ class ImageFetcher:
                 async with httpx.AsyncClient(timeout=self.timeout, follow_redirects=False,
                                              trust_env=False) as client:
                     for _ in range(MAX_REDIRECTS + 1):
-                        target = await asyncio.to_thread(self.check, field_name, current)
+                        target = await asyncio.get_running_loop().run_in_executor(
+                            _LOOKUPS, self.check, field_name, current)
                         data, location = await self._get(client, field_name, target)
                         if location is None:
                             return data, current
@@ -215,6 +216,12 @@ class ImageFetcher:
     def _too_large(self, field_name: str, url: str) -> PayloadTooLarge:
         return PayloadTooLarge(f"{field_name}: {url[:120]!r} is larger than the limit of "
                                f"{self.max_bytes} bytes (IMAGEHUB_FETCH_MAX_BYTES)")
+
+
+_LOOKUPS = ThreadPoolExecutor(8, thread_name_prefix="imagehub-lookup")
+"""DNS look-ups of fetches, outside each fetch's event loop: a look-up that outlives its fetch's
+deadline (a slow name server) is left to end here, and the fetch answers at its deadline
+(``asyncio.run`` would wait for the loop's own executor)."""
 
 
 def _run(coroutine: Coroutine[Any, Any, T]) -> T:

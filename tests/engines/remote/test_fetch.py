@@ -173,3 +173,16 @@ def test_redirect_loops_stop(image_host) -> None:  # type: ignore[no-untyped-def
     image_host.redirect_to = "/redirect"
     with pytest.raises(InvalidParams, match="redirects more than 3 times"):
         ImageFetcher(allow=["127.0.0.1"]).fetch("input_image", f"{image_host.url}/redirect")
+
+
+def test_a_slow_name_lookup_ends_at_the_deadline_too() -> None:
+    import time
+
+    def slow(host: str, port: int) -> list:  # type: ignore[type-arg]
+        time.sleep(3)
+        return [PUBLIC]
+
+    started = time.monotonic()
+    with pytest.raises(InvalidParams, match="was not fetched within 0.5 s"):
+        ImageFetcher(timeout=0.5, resolver=slow).fetch("input_image", "https://slow.example/a.png")
+    assert time.monotonic() - started < 2
