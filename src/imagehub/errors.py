@@ -9,7 +9,7 @@
     ├── NotFound                      404 resource_not_found unknown generation or model id
     ├── InvalidState                  409 invalid_state      cancelling a generation that ended
     ├── PayloadTooLarge               413 payload_too_large  body or input image over the limit
-    ├── RateLimited                   429 rate_limited       per-key limit; carries retry_after
+    ├── RateLimited                   429 rate_limited       a key's rate, a namespace's queue; retry_after
     ├── UpstreamError                 502 upstream           a remote provider failed
     ├── ModelUnavailable              503 model_unavailable  known model, not servable here
     └── Busy                          503 busy               the database stayed locked; retry_after

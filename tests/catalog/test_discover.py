@@ -43,3 +43,24 @@ def test_values_are_written_as_toml_reads_them_back(value: object) -> None:
 
 def test_nan_is_written_as_toml_nan() -> None:
     assert math.isnan(tomllib.loads(f"v = {_value(math.nan)}")["v"])
+
+
+def test_a_config_value_of_the_wrong_kind_is_listed_not_servable_and_refused_by_add(
+        tiny_sd_dir, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """One bad config in the Hugging Face cache must not stop a scan of everything else."""
+    import json
+    import shutil
+
+    from imagehub.catalog.discover import add, scan
+    from imagehub.errors import ModelUnavailable
+
+    folder = tmp_path / "models" / "odd"
+    shutil.copytree(tiny_sd_dir, folder)
+    config = json.loads((folder / "unet" / "config.json").read_text())
+    (folder / "unet" / "config.json").write_text(json.dumps({**config, "sample_size": "sixty-four"}))
+    [found] = scan(cache_dir=tmp_path / "no-cache", folders=[tmp_path / "models"])
+    assert found.problem == (f"{folder}: a config file holds a value imagehub cannot read "
+                             "(ValueError: invalid literal for int() with base 10: 'sixty-four')")
+    with pytest.raises(ModelUnavailable, match="a config file holds a value imagehub cannot read"):
+        add(tmp_path / "models.toml", str(folder))
+    assert not (tmp_path / "models.toml").exists()

@@ -123,6 +123,13 @@ def test_openai_sdk_edit_errors_name_the_field(oai: openai.OpenAI, api: httpx.Cl
     assert twice.status_code == 400
     assert twice.json()["error"]["detail"].startswith(
         "prompt: sent more than once ('a red cube', then 'a cat')"), twice.text
+    from image_bombs import png_declaring
+
+    big = api.post("/api/ai/images/edits", data={"model": "tiny-sd", "prompt": "x"},
+                   files={"image": ("big.png", png_declaring(8000, 8000), "image/png")})
+    assert big.status_code == 413 and big.json()["error"]["detail"].endswith(
+        "is an image of 8000x8000 (64000000 pixels), over the limit of 50000000 pixels "
+        "(IMAGEHUB_MAX_INPUT_PIXELS)"), big.text
     as_json = api.post("/api/ai/images/edits", json={"model": "tiny-sd", "prompt": "x"})
     assert as_json.status_code == 400 and "multipart/form-data" in as_json.json()["error"]["detail"]
     with pytest.raises(openai.NotFoundError):

@@ -38,3 +38,15 @@ def test_rows_echo_the_short_form_whether_stored_or_inline() -> None:
     assert inputs.echo(uri) == short  # a row from before: kept inline
     assert inputs.echo(f"{short}#sha256={'0' * 64}") == short
     assert inputs.echo("https://example.com/a.png") == "https://example.com/a.png"
+
+
+def test_a_row_from_before_compares_as_a_new_request_keeps_it() -> None:
+    """An ``Idempotency-Key`` retry of a request queued before images were stored: the old row's
+    inline URI, in the kept form, equals the retry's."""
+    import hashlib
+
+    data = _png((1, 2, 3))
+    uri = "data:image/png;base64," + base64.b64encode(data).decode()
+    kept = f"data:image/png;base64,...({len(uri)} chars)#sha256={hashlib.sha256(data).hexdigest()}"
+    assert inputs.comparable(uri) == kept == inputs.comparable(kept)
+    assert inputs.comparable([uri, "https://example.com/a.png"]) == [kept, "https://example.com/a.png"]

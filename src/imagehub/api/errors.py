@@ -35,8 +35,8 @@ def install(app: FastAPI) -> None:
         if not _is_lock_timeout(exc):
             raise exc  # a real fault: the request-id middleware logs it and answers 500
         return _error(Busy("the database stayed locked by another process's write for the busy "
-                           "timeout (IMAGEHUB_DB_BUSY_TIMEOUT_SECONDS); nothing was written, send "
-                           "the request again"))
+                           "timeout (IMAGEHUB_DB_BUSY_TIMEOUT_SECONDS); the request was not "
+                           "recorded, send it again"))
 
     @app.exception_handler(RequestValidationError)
     async def _params(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -52,11 +52,17 @@ def serve(host: str | None = typer.Option(None, help="Bind address (IMAGEHUB_HOS
     logging.getLogger("uvicorn.error").addFilter(_QuietStartupFailure(app))
     try:
         uvicorn.Server(config).run()
-    except SystemExit:  # uvicorn's exit when the start-up failed
-        error = getattr(app.state, "startup_error", None)
-        if error is not None:  # a preloaded model could not load: one line, as the checks above
-            fail(str(error), error)
+    except SystemExit:  # uvicorn's exit when the start-up failed (older ones return instead)
+        _fail_if_start_up_failed(app)
         raise
+    _fail_if_start_up_failed(app)
+
+
+def _fail_if_start_up_failed(app: Any) -> None:
+    """A preloaded model could not load in the app's start-up: one line, as the checks before."""
+    error = getattr(app.state, "startup_error", None)
+    if error is not None:
+        fail(str(error), error)
 
 
 class _QuietStartupFailure(logging.Filter):

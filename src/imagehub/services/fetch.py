@@ -19,8 +19,9 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
+import threading
 from collections.abc import Callable, Coroutine, Iterable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 from urllib.parse import SplitResult, urljoin, urlsplit
@@ -143,7 +144,7 @@ class ImageFetcher:
     def fetch(self, field_name: str, url: str) -> Image.Image:
         """The image at ``url`` as RGB; InvalidParams (400) or PayloadTooLarge (413) otherwise.
         The whole exchange (lookups, redirects, headers, body) ends within the timeout: a host
-        that sends its headers a byte at a time does not hold a worker or a thread."""
+        that sends its headers a byte at a time holds the caller no longer than that."""
         data, final = _run(self._fetch_within_timeout(field_name, url))
         return decode_image(field_name, shown(final), data, self.max_pixels)
 
@@ -154,8 +155,7 @@ class ImageFetcher:
                 async with httpx.AsyncClient(timeout=self.timeout, follow_redirects=False,
                                              trust_env=False) as client:
                     for _ in range(MAX_REDIRECTS + 1):
-                        target = await asyncio.get_running_loop().run_in_executor(
-                            _LOOKUPS, self.check, field_name, current)
+                        target = await _off_the_loop(self.check, field_name, current)
                         data, location = await self._get(client, field_name, target)
                         if location is None:
                             return data, current
@@ -218,10 +218,20 @@ class ImageFetcher:
                                f"{self.max_bytes} bytes (IMAGEHUB_FETCH_MAX_BYTES)")
 
 
-_LOOKUPS = ThreadPoolExecutor(8, thread_name_prefix="imagehub-lookup")
-"""DNS look-ups of fetches, outside each fetch's event loop: a look-up that outlives its fetch's
-deadline (a slow name server) is left to end here, and the fetch answers at its deadline
-(``asyncio.run`` would wait for the loop's own executor)."""
+async def _off_the_loop(function: Callable[..., T], *args: Any) -> T:
+    """``function(*args)`` (a DNS look-up) on a daemon thread of its own: one that outlives its
+    fetch's deadline (a slow name server) is left to end there, holding no pool another fetch
+    needs, and ``asyncio.run`` does not wait for it as it would for the loop's executor."""
+    future: Future[T] = Future()
+
+    def call() -> None:
+        try:
+            future.set_result(function(*args))
+        except BaseException as exc:  # noqa: BLE001 - handed to the awaiting fetch
+            future.set_exception(exc)
+
+    threading.Thread(target=call, name="imagehub-lookup", daemon=True).start()
+    return await asyncio.wrap_future(future)
 
 
 def _run(coroutine: Coroutine[Any, Any, T]) -> T:

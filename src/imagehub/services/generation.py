@@ -634,7 +634,9 @@ def _request_identity(earlier: list[GenerationRecord],
     pairs = {"model": (first.model_name, request.entry.id),
              "num_generations": (len(earlier), request.count)}
     for name in sorted(first.params.keys() | request.params.keys()):
-        pairs[name] = (first.params.get(name, _ABSENT), request.params.get(name, _ABSENT))
+        then = first.params.get(name, _ABSENT)
+        pairs[name] = (inputs.comparable(then) if name == "input_image" else then,
+                       request.params.get(name, _ABSENT))
     if request.resolved.get("seed") is not None:
         pairs["seed"] = (first.resolved.get("seed"), request.resolved["seed"])
     return pairs

@@ -28,6 +28,7 @@ from imagehub.catalog.schema import json_kind
 from imagehub.catalog.sizes import RESOLUTION_BASES, ratio_value
 from imagehub.errors import InvalidParams, quote
 from imagehub.protocol import GENERIC_FIELDS_SCHEMA, OpenAIImage, OpenAIImagesResponse
+from imagehub.services.fetch import default_fetcher
 from imagehub.services.generation import GenerationService
 from imagehub.services.keys import Principal
 from imagehub.services.requests import check_model
@@ -154,7 +155,8 @@ def _input_images(form: FormBody) -> list[str]:
 
 
 def _data_uri(upload: Upload) -> str:
-    kind = image_type("image", f"{upload.filename!r} ({len(upload.data)} bytes)", upload.data)
+    kind = image_type("image", f"{upload.filename!r} ({len(upload.data)} bytes)", upload.data,
+                      default_fetcher().max_pixels)
     return f"data:{kind};base64,{base64.b64encode(upload.data).decode()}"
 
 

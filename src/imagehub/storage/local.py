@@ -27,8 +27,12 @@ class LocalStorage:
         path = self._path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")  # one per writer: two
-        tmp.write_bytes(data)                                          # may put one key at once
-        os.replace(tmp, path)
+        try:                                                           # may put one key at once
+            tmp.write_bytes(data)
+            os.replace(tmp, path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
 
     def get(self, key: str) -> bytes | None:
         try:

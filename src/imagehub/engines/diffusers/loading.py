@@ -245,7 +245,16 @@ def pipeline_class(index: dict[str, Any], folder: Path) -> type:
 
 
 def read_layout(folder: Path) -> Layout:
-    """Everything the engine needs before loading, from ``folder``'s JSON files alone."""
+    """Everything the engine needs before loading, from ``folder``'s JSON files alone;
+    ModelUnavailable naming what is wrong (a config value of the wrong kind included)."""
+    try:
+        return _read_layout(folder)
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        raise ModelUnavailable(f"{folder}: a config file holds a value imagehub cannot read "
+                               f"({type(exc).__name__}: {exc})") from exc
+
+
+def _read_layout(folder: Path) -> Layout:
     index = read_json(folder / "model_index.json")
     cls = pipeline_class(index, folder)
     parts = components(index)

@@ -22,7 +22,6 @@ import asyncio
 import email.utils
 import json
 import random
-import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -139,24 +138,22 @@ _SECRET_MIN = 8
 
 
 def scrub_secret(text: str, secret: str) -> str:
-    """``text`` with every token that is ``secret`` or a piece of it of at least 8 characters
-    (letters, digits, ``-``, ``_``, case ignored) shown as ``***``."""
+    """``text`` with the secret, and any piece of it of at least 8 characters, shown as ``***``
+    wherever it stands (glued to other text, URL-encoded around it, in any case)."""
+    if not secret:
+        return text
     if len(secret) < _SECRET_MIN:
-        return text.replace(secret, "***") if secret else text
-    folded = secret.casefold()
-
-    def secret(match: re.Match[str]) -> str:
-        return "***" if match.group(0).casefold() in folded else match.group(0)
-
-    def masked(match: re.Match[str]) -> str:  # the token whole, else its alphanumeric runs
-        token = secret(match)
-        return token if token == "***" else _PIECES.sub(secret, token)
-
-    return _TOKENS.sub(masked, text)
-
-
-_TOKENS = re.compile(r"[A-Za-z0-9_\-]{8,}")
-_PIECES = re.compile(r"[A-Za-z0-9]{8,}")
+        return text.replace(secret, "***")
+    folded = "".join(c.lower() if len(c.lower()) == 1 else c for c in text)  # same length
+    key = secret.lower()
+    hidden = [False] * len(text)
+    for start in range(len(key) - _SECRET_MIN + 1):
+        piece, at = key[start:start + _SECRET_MIN], folded.find(key[start:start + _SECRET_MIN])
+        while at != -1:
+            hidden[at:at + _SECRET_MIN] = [True] * _SECRET_MIN
+            at = folded.find(piece, at + 1)
+    return "".join("***" if hide else char for char, hide, before in
+                   zip(text, hidden, [False, *hidden]) if not (hide and before))
 
 
 def _describe_transport(exc: httpx.TransportError) -> str:
