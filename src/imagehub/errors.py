@@ -12,6 +12,7 @@
     ├── RateLimited                   429 rate_limited       a key's rate, a namespace's queue; retry_after
     ├── UpstreamError                 502 upstream           a remote provider failed
     ├── ModelUnavailable              503 model_unavailable  known model, not servable here
+    │   └── ModelFilesUnreadable                             its files are there but damaged
     └── Busy                          503 busy               the database stayed locked; retry_after
 
     GenerationCancelled   raised by a step callback inside an engine; never reaches HTTP
@@ -99,6 +100,11 @@ class UpstreamError(ImagehubError):
 
 class ModelUnavailable(ImagehubError):
     status, type, title = 503, "model_unavailable", "Model unavailable"
+
+
+class ModelFilesUnreadable(ModelUnavailable):
+    """A local model's files are there but cannot be read (damaged, cut short): loading again
+    before they change would fail the same way."""
 
 
 class Busy(ImagehubError):

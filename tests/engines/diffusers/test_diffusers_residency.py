@@ -3,10 +3,10 @@ that never block a resident model, and no memory kept across many switches."""
 
 from __future__ import annotations
 
-import time
-
 import gc
+import shutil
 import threading
+import time
 import weakref
 from pathlib import Path
 
@@ -161,3 +161,27 @@ def test_fifty_switches_leak_no_memory(residency, three_models):
     print(f"RSS growth over 50 switches: {growth / 2**20:.1f} MiB "
           f"(model {size(three_models[0]) / 2**20:.1f} MiB)")
     assert growth < 10 * size(three_models[0])  # a kept pipeline per switch would be 50x
+
+
+def test_a_damaged_model_fails_at_once_after_its_first_try_until_its_files_change(
+        residency, three_models, tmp_path):
+    """Its first load made room (evicting a model), then found the weights cut short; asking again
+    must not evict the model loaded since, and mended files load."""
+    residency.budget_bytes = int(1.5 * size(three_models[0]))  # room for one
+    damaged = tmp_path / "damaged"
+    shutil.copytree(three_models[1], damaged)
+    weights = damaged / "unet" / "diffusion_pytorch_model.safetensors"
+    whole = weights.read_bytes()
+    weights.write_bytes(whole[:len(whole) // 2])
+    a, b = DiffusersEngine(str(three_models[0]), device="cpu"), DiffusersEngine(str(damaged), device="cpu")
+    with pytest.raises(ModelUnavailable, match="could not be loaded"):
+        render(b)
+    render(a)
+    evictions = residency.evictions
+    with pytest.raises(ModelUnavailable, match="could not be loaded") as again:
+        render(b)
+    assert type(again.value).__name__ == "ModelFilesUnreadable"
+    assert a.loaded and residency.evictions == evictions  # nothing evicted for it this time
+    weights.write_bytes(whole)
+    render(b)
+    assert b.loaded and not a.loaded

@@ -6,6 +6,8 @@ import gc
 import logging
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -17,7 +19,14 @@ from imagehub.engines.diffusers.loading import Layout
 from imagehub.engines.diffusers.residency import RESIDENCY
 from imagehub.engines.process import EngineProcess, ImagePixels
 from imagehub.engines.thread import EngineThread
-from imagehub.errors import GenerationFailed, ImagehubError, InvalidParams, ModelUnavailable, clip
+from imagehub.errors import (
+    GenerationFailed,
+    ImagehubError,
+    InvalidParams,
+    ModelFilesUnreadable,
+    ModelUnavailable,
+    clip,
+)
 
 if TYPE_CHECKING:
     from diffusers import DiffusionPipeline
@@ -103,6 +112,7 @@ class DiffusersEngine:
         self._layout: Layout | None = None
         self._pipe: DiffusionPipeline | None = None
         self._fingerprint: str | None = None
+        self._damaged: tuple[str, str] | None = None  # (fingerprint, why) of files that failed
         self._img2img: tuple[Any, Any] | None = None  # (the pipeline it shares, the img2img one)
         self.max_images: int | None = None
         """Images per pipeline call that fit the device, once a bigger call ran out of memory."""
@@ -253,20 +263,29 @@ class DiffusersEngine:
             # this process a CUDA context of its own): bf16 and fp16 are both 2 bytes
             dtype = (torch.float16 if self._dtype is None and self.device != "cpu"
                      else loading.resolve_dtype(self._dtype, self.device))
-            RESIDENCY.make_room(self, loading.weights_bytes(folder, dtype))
-            child = EngineProcess(f"imagehub-engine:{Path(self.source).name or self.source}",
-                                  f"{__name__}:DiffusersEngine", (self.source,), self._child_options(),
-                                  torch_threads=torch.get_num_threads())
-            try:
-                size, self._applied, self._fingerprint = child.call("load_in_this_process")
-            except GenerationFailed as exc:  # the process died loading it: not servable now (503)
-                child.stop()
-                raise ModelUnavailable(f"{self.source} could not be loaded: {exc}") from exc
-            except BaseException:
-                child.stop()
-                raise
+            with self._failing_fast_while_damaged(folder):
+                RESIDENCY.make_room(self, loading.weights_bytes(folder, dtype))
+                child, size = self._child_loaded()
             self._child = child
             RESIDENCY.loaded(self, size)
+
+    def _child_loaded(self) -> tuple[EngineProcess, int]:
+        """A child process with this model loaded in it (``load_in_this_process``), and the
+        bytes it took."""
+        import torch
+
+        child = EngineProcess(f"imagehub-engine:{Path(self.source).name or self.source}",
+                              f"{__name__}:DiffusersEngine", (self.source,), self._child_options(),
+                              torch_threads=torch.get_num_threads())
+        try:
+            size, self._applied, self._fingerprint = child.call("load_in_this_process")
+        except GenerationFailed as exc:  # the process died loading it: not servable now (503)
+            child.stop()
+            raise ModelUnavailable(f"{self.source} could not be loaded: {exc}") from exc
+        except BaseException:
+            child.stop()
+            raise
+        return child, size
 
     def _child_options(self) -> dict[str, Any]:
         """This engine's options for its copy in the child (which runs in-process there); the
@@ -294,8 +313,9 @@ class DiffusersEngine:
             )
             dtype = loading.resolve_dtype(self._dtype, self.device)
             self._fingerprint = loading.fingerprint_folder(folder)
-            RESIDENCY.make_room(self, loading.weights_bytes(folder, dtype))
-            pipe = self._load_pipeline(folder, dtype)
+            with self._failing_fast_while_damaged(folder):
+                RESIDENCY.make_room(self, loading.weights_bytes(folder, dtype))
+                pipe = self._load_pipeline(folder, dtype)
             self._applied = loading.apply_speed(pipe, self.speed, self.layout().family)
             self._pipe = pipe
             RESIDENCY.loaded(self, loading.loaded_bytes(pipe))
@@ -312,8 +332,25 @@ class DiffusersEngine:
             raise
         except Exception as exc:
             log.warning("%s could not be loaded: %s: %s", self.source, type(exc).__name__, exc)
-            raise ModelUnavailable(f"{self.source} could not be loaded "
-                                   f"({type(exc).__name__}: {clip(str(exc), 300)})") from exc
+            unavailable = ModelUnavailable if "out of memory" in str(exc).lower() \
+                else ModelFilesUnreadable  # memory may free up; damaged files stay damaged
+            raise unavailable(f"{self.source} could not be loaded "
+                              f"({type(exc).__name__}: {clip(str(exc), 300)})") from exc
+
+    @contextmanager
+    def _failing_fast_while_damaged(self, folder: Path) -> Iterator[None]:
+        """A model whose files could not be read fails again at once until they change (their
+        fingerprint): each request for it would otherwise evict loaded models to make room, then
+        fail to load the same files."""
+        fingerprint = loading.fingerprint_folder(folder)
+        if self._damaged is not None and self._damaged[0] == fingerprint:
+            raise ModelFilesUnreadable(self._damaged[1])
+        try:
+            yield
+        except ModelFilesUnreadable as exc:
+            self._damaged = (fingerprint, exc.detail)
+            raise
+        self._damaged = None
 
     def _image_to_image(self) -> Any:
         """diffusers' image-to-image pipeline over the loaded components (no second copy)."""

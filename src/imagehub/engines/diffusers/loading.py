@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from imagehub.errors import ModelUnavailable
+from imagehub.errors import ModelFilesUnreadable, ModelUnavailable
 
 if TYPE_CHECKING:
     import torch
@@ -567,8 +567,8 @@ def weights_bytes(folder: Path, dtype: torch.dtype) -> int:
                 total += _safetensors_bytes(path, item)
             except (OSError, ValueError, TypeError, KeyError, AttributeError,
                     struct.error, MemoryError) as exc:
-                raise ModelUnavailable(f"{path} is not a readable safetensors file "
-                                       f"({type(exc).__name__}: {exc})") from exc
+                raise ModelFilesUnreadable(f"{path} is not a readable safetensors file "
+                                           f"({type(exc).__name__}: {exc})") from exc
     return total
 
 
