@@ -100,3 +100,56 @@ def test_families_without_image_to_image_neither_list_nor_take_an_input_image(fa
 def test_too_few_denoising_steps_are_refused_by_name(tiny_engine):
     with pytest.raises(InvalidParams, match=r"strength x num_inference_steps .* not 0.5 x 1"):
         tiny_engine("sd").generate(request(source_image(), 0.5, steps=1), no_progress)
+
+
+def _saved_as(folder, target, changes):  # type: ignore[no-untyped-def]
+    """A copy of ``folder`` whose model_index.json has ``changes``."""
+    import json
+    import shutil
+
+    shutil.copytree(folder, target)
+    index = json.loads((target / "model_index.json").read_text())
+    (target / "model_index.json").write_text(json.dumps({**index, **changes}))
+    return target
+
+
+def test_a_checkpoint_saved_as_an_image_to_image_pipeline_serves_both_ways(tiny_model, tmp_path):
+    """``StableDiffusionImg2ImgPipeline.save_pretrained`` writes the text-to-image components
+    under another class name: loaded as the text-to-image pipeline, it draws from text and
+    edits an image."""
+    from imagehub.engines.diffusers import DiffusersEngine
+
+    folder = _saved_as(tiny_model("sd"), tmp_path / "img2img",
+                       {"_class_name": "StableDiffusionImg2ImgPipeline"})
+    engine = DiffusersEngine(str(folder), device="cpu")
+    assert engine.availability() is None and engine.layout().family == "sd"
+    assert {"input_image", "strength"} <= set(engine.schema_properties())
+    from_text = engine.generate(request(None, None), no_progress)
+    edited = engine.generate(request(source_image(), 0.0), no_progress)
+    assert isinstance(from_text, EngineResult) and from_text.images[0].size == (256, 256)
+    assert np.abs(array(edited) - np.asarray(source_image()).astype(np.int16)).max() <= TOLERANCE
+    engine.unload()
+
+
+@pytest.mark.parametrize("changes", [{"text_encoder": [None, None], "tokenizer": [None, None]},
+                                     {"requires_aesthetics_score": True}])
+def test_an_sdxl_refiner_is_unavailable_saying_so(tiny_model, tmp_path, changes):
+    from imagehub.engines.diffusers import DiffusersEngine
+
+    folder = _saved_as(tiny_model("sdxl"), tmp_path / "refiner",
+                       {"_class_name": "StableDiffusionXLImg2ImgPipeline", **changes})
+    reason = DiffusersEngine(str(folder), device="cpu").availability()
+    assert reason == (f"{folder} is an SDXL refiner (no first text encoder, or "
+                      "requires_aesthetics_score): it only refines images, and is not served; "
+                      "serve the SDXL base model")
+
+
+def test_an_sdxl_base_saved_as_image_to_image_serves(tiny_model, tmp_path):
+    from imagehub.engines.diffusers import DiffusersEngine
+
+    folder = _saved_as(tiny_model("sdxl"), tmp_path / "sdxl-img2img",
+                       {"_class_name": "StableDiffusionXLImg2ImgPipeline"})
+    engine = DiffusersEngine(str(folder), device="cpu")
+    edited = engine.generate(request(source_image(), 0.0), no_progress)
+    assert np.abs(array(edited) - np.asarray(source_image()).astype(np.int16)).max() <= TOLERANCE
+    engine.unload()

@@ -59,6 +59,12 @@ _FAMILIES = {
     "FluxPipeline": "flux",
     "FluxKontextPipeline": "flux",  # an edit pipeline: Flux with the input image in context
 }
+_TEXT_TO_IMAGE_OF = {
+    "StableDiffusionImg2ImgPipeline": "StableDiffusionPipeline",
+    "StableDiffusionXLImg2ImgPipeline": "StableDiffusionXLPipeline",
+}
+"""A checkpoint saved as an image-to-image pipeline holds the same components as its text-to-image
+one: it is loaded as that (and edits through image-to-image, as every SD/SDXL model does)."""
 _SAMPLE = 1 << 20  # bytes read from each end of a weight file for the fingerprint
 _REQUIRED_CALL_PARAMS = ("prompt", "height", "width", "generator", "callback_on_step_end")
 
@@ -110,7 +116,7 @@ class Layout:
 
 def family_of(pipeline_class: str) -> str:
     """``sd``, ``sdxl``, ``sd3``, ``flux``, or ``other`` for a pipeline class's name."""
-    return _FAMILIES.get(pipeline_class, "other")
+    return _FAMILIES.get(_TEXT_TO_IMAGE_OF.get(pipeline_class, pipeline_class), "other")
 
 
 def parse_hf_source(source: str) -> tuple[str, str | None]:
@@ -235,7 +241,7 @@ def pipeline_class(index: dict[str, Any], folder: Path) -> type:
         raise ModelUnavailable(
             "the diffusers engine needs torch and diffusers: pip install 'imagehub[diffusers]'"
         ) from exc
-    cls = getattr(diffusers, name, None)
+    cls = getattr(diffusers, _TEXT_TO_IMAGE_OF.get(name, name), None)
     if not isinstance(cls, type):
         raise ModelUnavailable(
             f"pipeline class {name} (from {folder}/model_index.json) is not in diffusers "
@@ -261,6 +267,10 @@ def _read_layout(folder: Path) -> Layout:
     missing = sorted(name for name in parts if not (folder / name).is_dir())
     if missing:
         raise ModelUnavailable(f"{folder} lacks the component folders {', '.join(missing)}")
+    if _is_refiner(index, parts):
+        raise ModelUnavailable(f"{folder} is an SDXL refiner (no first text encoder, or "
+                               "requires_aesthetics_score): it only refines images, and is not "
+                               "served; serve the SDXL base model")
     call_params = dict(inspect.signature(cls.__call__).parameters)
     absent = [p for p in _REQUIRED_CALL_PARAMS if p not in call_params]
     if absent:
@@ -290,6 +300,13 @@ def _read_layout(folder: Path) -> Layout:
         max_side=int(max_embed) * patch * scale if max_embed else None,
         guidance_embeds=bool(denoiser.get("guidance_embeds")) if family == "flux" else None,
     )
+
+
+def _is_refiner(index: dict[str, Any], parts: dict[str, tuple[str, str]]) -> bool:
+    """An SDXL refiner: saved as image-to-image, without the first text encoder, or conditioned
+    on an aesthetic score (time ids the text-to-image pipeline does not make)."""
+    return index.get("_class_name") == "StableDiffusionXLImg2ImgPipeline" and (
+        "text_encoder" not in parts or bool(index.get("requires_aesthetics_score")))
 
 
 def _component_config(folder: Path, name: str) -> dict[str, Any]:
@@ -378,10 +395,8 @@ def resolve_dtype(name: str | None, device: str) -> torch.dtype:
 
 def load_pipeline(folder: Path, device: str, dtype: torch.dtype) -> DiffusionPipeline:
     """Load the pipeline in ``folder`` (local files only), on ``device`` in ``dtype``, quiet."""
-    from diffusers import DiffusionPipeline
-
-    pipe = DiffusionPipeline.from_pretrained(str(folder), local_files_only=True,
-                                             **{_dtype_kwarg(): dtype})
+    cls = pipeline_class(read_json(folder / "model_index.json"), folder)  # text-to-image
+    pipe = cls.from_pretrained(str(folder), local_files_only=True, **{_dtype_kwarg(): dtype})
     pipe.to(device)
     pipe.set_progress_bar_config(disable=True)
     return pin_execution_device(pipe)
