@@ -187,11 +187,13 @@ def test_ctrl_c_inside_the_in_process_enqueue_waits_until_its_ids_are_back() -> 
 
     before = signal.getsignal(signal.SIGINT)
     steps = []
-    with pytest.raises(KeyboardInterrupt), deferred_interrupt():
+    with pytest.raises(KeyboardInterrupt) as raised, deferred_interrupt() as made:
         os.kill(os.getpid(), signal.SIGINT)
         time.sleep(0.05)  # the handler has run by now; the block goes on
         steps.append("ids returned")
+        made.append(["id-1", "id-2"])
     assert steps == ["ids returned"]
+    assert raised.value.made == ["id-1", "id-2"]  # the interrupt carries them: a return would be lost
     assert signal.getsignal(signal.SIGINT) is before
 
 

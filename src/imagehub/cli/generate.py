@@ -90,7 +90,8 @@ def generate(
             ids = target.enqueue(model, prompt, num_generations=n,
                                  idempotency_key=idempotency_key, **params)
             failed = _follow(target, ids, ended, out, max_downtime)
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as exc:  # during the enqueue, its ids come with it
+            ids = ids or list(getattr(exc, "made", None) or [])
             _interrupted(target, [i for i in ids if i not in ended])
     if failed:
         raise typer.Exit(1)

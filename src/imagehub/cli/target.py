@@ -98,9 +98,10 @@ class LocalHub:
                 idempotency_key: str | None = None, **params: Any) -> list[str]:
         body = {"model": model, "prompt": prompt, "num_generations": num_generations,
                 **{k: v for k, v in params.items() if v is not None}}
-        with deferred_interrupt():  # rows committed but their ids lost would stay queued here
+        with deferred_interrupt() as made:  # rows committed, their ids lost: queued for good
             answer = self.hub.generations.enqueue(self.principal, body, idempotency_key)
-            return [g.generation_id for g in answer.generations]
+            made.append([g.generation_id for g in answer.generations])
+        return made[0]
 
     def get(self, generation_id: str) -> dict[str, Any]:
         return self.hub.generations.get(self.principal, generation_id).model_dump()
@@ -173,22 +174,33 @@ def open_target(url: str | None, api_key: str | None, *, run_workers: bool = Fal
 TARGET_ERRORS = (APIError, ImagehubError, httpx.HTTPError, StreamError)
 
 
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C held back by :func:`deferred_interrupt`, carrying what the block made (``made``):
+    raised where a return would have handed it back, so the caller still gets it."""
+
+    def __init__(self, made: Any = None) -> None:
+        super().__init__()
+        self.made = made
+
+
 @contextmanager
-def deferred_interrupt() -> Iterator[None]:
-    """Ctrl-C held back until the block ends, then raised as KeyboardInterrupt: for short local
-    work whose result must not be lost halfway (rows committed, their ids not yet handed back).
-    Outside the main thread, where Python takes no signal handler, the block runs as it is."""
+def deferred_interrupt() -> Iterator[list[Any]]:
+    """Ctrl-C held back until the block ends, then raised as :class:`Interrupted` with what the
+    block appended to the list it is given: for short local work whose result must not be lost
+    halfway (rows committed, their ids not yet handed back). Outside the main thread, where
+    Python takes no signal handler, the block runs as it is."""
+    made: list[Any] = []
     if threading.current_thread() is not threading.main_thread():
-        yield
+        yield made
         return
     caught: list[int] = []
     previous = signal.signal(signal.SIGINT, lambda signum, _frame: caught.append(signum))
     try:
-        yield
+        yield made
     finally:
         signal.signal(signal.SIGINT, previous)
     if caught:
-        raise KeyboardInterrupt
+        raise Interrupted(made[0] if made else None)
 
 
 @contextmanager
