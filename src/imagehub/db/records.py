@@ -53,6 +53,7 @@ class GenerationRecord(Base):
         Index("ix_generations_namespace_enqueued", "namespace", "enqueued_at"),
         Index("ix_generations_idempotency", "namespace", "idempotency_key"),
         Index("ix_generations_completed", "completed_at"),
+        Index("ix_generations_namespace_status", "namespace", "status"),
     )
 
 

@@ -328,6 +328,14 @@ class SqlQueue:
         with self._sessions() as session:
             return session.scalar(self._filtered(select(func.count(GenerationRecord.id)), where)) or 0
 
+    def active(self, namespace: str) -> int:
+        """The namespace's queued and processing rows, counted from an index alone."""
+        query = select(func.count()).select_from(GenerationRecord).where(
+            GenerationRecord.namespace == namespace,
+            GenerationRecord.status.in_([S.QUEUED.value, S.PROCESSING.value]))
+        with self._sessions() as session:
+            return session.scalar(query) or 0
+
     def depth(self) -> dict[str, int]:
         """Rows per active status (for /readyz and metrics)."""
         with self._sessions() as session:

@@ -106,6 +106,9 @@ class GenerationService:
         self._idempotency_lock = threading.Lock()
         """Enqueues with an Idempotency-Key, one at a time in this process (they run in the thread
         pool); between processes, the key's row (``add_under_key``) lets one in."""
+        self._active: dict[str, tuple[float, int]] = {}
+        """Per namespace: when its active rows were last counted, and that count plus what this
+        process queued since (``_check_room``)."""
 
     @property
     def batch_policy(self) -> BatchPolicy:
@@ -200,17 +203,21 @@ class GenerationService:
 
     def _check_room(self, request: ParsedRequest) -> None:
         """RateLimited when the namespace's queued and processing generations and this request's
-        would pass ``max_queued`` (a soft cap: enqueues at the same instant may pass it by
-        their own counts)."""
-        limit = self.deps.max_queued
+        would pass ``max_queued``. A soft cap: the rows are counted at most once a second per
+        namespace (and whenever the count so far, plus what this process queued since, nears
+        the limit); another process's enqueues in between may pass it by their own counts."""
+        limit, namespace = self.deps.max_queued, request.namespace
         if not limit:
             return
-        active = self.deps.queue.count(RowFilter(namespaces=[request.namespace],
-                                                 statuses=[S.QUEUED.value, S.PROCESSING.value]))
+        now = time.monotonic()
+        counted_at, active = self._active.get(namespace, (-math.inf, 0))
+        if now - counted_at > 1.0 or active + request.count > limit:
+            counted_at, active = now, self.deps.queue.active(namespace)
         if active + request.count > limit:
-            raise RateLimited(f"namespace {quote(request.namespace)} has {active} generations "
+            raise RateLimited(f"namespace {quote(namespace)} has {active} generations "
                               f"queued or processing; {request.count} more would pass the limit "
                               f"of {limit} (IMAGEHUB_MAX_QUEUED_PER_NAMESPACE)", retry_after=5)
+        self._active[namespace] = (counted_at, active + request.count)
 
     def _earlier(self, request: ParsedRequest, key: str) -> EnqueueResponse | None:
         """The rows an earlier request queued under ``key``, if any (InvalidParams if it was
