@@ -20,8 +20,8 @@ import asyncio
 import ipaddress
 import socket
 import threading
-from collections.abc import Callable, Coroutine, Iterable
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable, Iterable
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 from urllib.parse import SplitResult, urljoin, urlsplit
@@ -145,7 +145,7 @@ class ImageFetcher:
         """The image at ``url`` as RGB; InvalidParams (400) or PayloadTooLarge (413) otherwise.
         The whole exchange (lookups, redirects, headers, body) ends within the timeout: a host
         that sends its headers a byte at a time holds the caller no longer than that."""
-        data, final = _run(self._fetch_within_timeout(field_name, url))
+        data, final = asyncio.run(self._fetch_within_timeout(field_name, url))  # callers: threads
         return decode_image(field_name, shown(final), data, self.max_pixels)
 
     async def _fetch_within_timeout(self, field_name: str, url: str) -> tuple[bytes, str]:
@@ -232,17 +232,6 @@ async def _off_the_loop(function: Callable[..., T], *args: Any) -> T:
 
     threading.Thread(target=call, name="imagehub-lookup", daemon=True).start()
     return await asyncio.wrap_future(future)
-
-
-def _run(coroutine: Coroutine[Any, Any, T]) -> T:
-    """Run ``coroutine`` to its end from synchronous code: on this thread's own new event loop,
-    or, where a loop already runs on this thread, on a thread of its own."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(coroutine)
-    with ThreadPoolExecutor(1) as pool:
-        return pool.submit(asyncio.run, coroutine).result()
 
 
 def shown(url: str) -> str:

@@ -24,7 +24,7 @@ from PIL import Image
 
 from imagehub.errors import GenerationFailed
 from imagehub.services.fetch import default_fetcher, load_image
-from imagehub.services.requests import ParsedRequest
+from imagehub.services.requests import ParsedRequest, as_list
 from imagehub.storage.base import Storage
 from imagehub.storage.images import decode_image
 
@@ -37,7 +37,7 @@ def keep(storage: Storage, request: ParsedRequest) -> ParsedRequest:
     images = request.resolved.get("input_image")
     if images is None:
         return request
-    stored = {uri: _store(storage, uri) for uri in _as_list(images) if uri.startswith("data:")}
+    stored = {uri: _store(storage, uri) for uri in as_list(images) if uri.startswith("data:")}
     if not stored:
         return request
     params = {**request.params, "input_image": _mapped(request.params["input_image"],
@@ -101,6 +101,3 @@ def _mapped(value: Any, change: Any) -> Any:
         return change(value) if value.startswith("data:") else value
     return [change(v) if v.startswith("data:") else v for v in value]
 
-
-def _as_list(value: Any) -> list[str]:
-    return [value] if isinstance(value, str) else list(value)

@@ -66,7 +66,7 @@ def parse(catalog: Catalog, principal: Principal, body: Any, *, count_field: str
     _refuse_other_count_field(generic, count_field)
     params = entry.schema.validate(params)
     namespace = _namespace(principal, generic.get("target_namespace"))
-    inputs = _as_list(params.get("input_image"))
+    inputs = as_list(params.get("input_image"))
     for uri in inputs:  # bad URLs, formats and sizes now (400, 413): headers only, nothing decoded
         check_image_ref("input_image", uri, decode=False)
     if not entry.available:  # a remote model without a provider: its fields are known, and 400
@@ -97,7 +97,7 @@ def _require_image(params: dict[str, Any]) -> None:
     """An edit needs at least one image: refuse a missing ``input_image`` and an empty list."""
     if "input_image" not in params:
         raise InvalidParams("input_image: required field is missing (the image to edit)")
-    if not _as_list(params["input_image"]):
+    if not as_list(params["input_image"]):
         raise InvalidParams(f"input_image: {params['input_image']!r} holds no image; "
                             "an edit needs at least one")
 
@@ -157,7 +157,7 @@ def engine_request(resolved: Mapping[str, Any], num_images: int,
                    load: Callable[[str, str], Image.Image] = load_image) -> EngineRequest:
     """The engine's view of a stored, resolved generation; ``load`` reads each input image
     (``services.inputs.load`` for a row's stored ones)."""
-    images = [load("input_image", uri) for uri in _as_list(resolved.get("input_image"))]
+    images = [load("input_image", uri) for uri in as_list(resolved.get("input_image"))]
     ratio = resolved.get("aspect_ratio", "1:1")
     if ratio == "auto" and images:
         ratio = nearest_ratio(*images[0].size)
@@ -170,7 +170,8 @@ def engine_request(resolved: Mapping[str, Any], num_images: int,
     )
 
 
-def _as_list(value: Any) -> list[str]:
+def as_list(value: Any) -> list[str]:
+    """An ``input_image`` value (one string or several) as a list."""
     if value is None:
         return []
     return [value] if isinstance(value, str) else list(value)

@@ -7,6 +7,7 @@ import binascii
 import io
 import re
 import threading
+from contextlib import nullcontext
 
 from PIL import Image
 
@@ -60,9 +61,7 @@ def decode_image(field: str, shown: str, data: bytes, max_pixels: int | None = N
     decompression bomb)."""
     image = _read(field, shown, data, max_pixels)
     width, height = image.size
-    if width * height <= LARGE_PIXELS:
-        return _load(field, shown, image).convert("RGB")
-    with _LARGE_DECODES:
+    with _LARGE_DECODES if width * height > LARGE_PIXELS else nullcontext():
         return _load(field, shown, image).convert("RGB")
 
 
@@ -119,8 +118,6 @@ def _bomb_size(exc: Image.DecompressionBombError) -> str:
 
 
 def _too_many_pixels(field: str, shown: str, size: str, max_pixels: int | None) -> PayloadTooLarge:
-    if max_pixels:
-        return PayloadTooLarge(f"{field}: {shown} is an image of {size}, over the limit of "
-                               f"{max_pixels} pixels (IMAGEHUB_MAX_INPUT_PIXELS)")
+    setting = " (IMAGEHUB_MAX_INPUT_PIXELS)" if max_pixels else ""
     return PayloadTooLarge(f"{field}: {shown} is an image of {size}, over the limit of "
-                           f"{Image.MAX_IMAGE_PIXELS} pixels")
+                           f"{max_pixels or Image.MAX_IMAGE_PIXELS} pixels{setting}")

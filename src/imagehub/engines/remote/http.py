@@ -25,6 +25,8 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from itertools import groupby
+from operator import itemgetter
 from typing import Any
 
 import httpx
@@ -148,12 +150,13 @@ def scrub_secret(text: str, secret: str) -> str:
     key = secret.lower()
     hidden = [False] * len(text)
     for start in range(len(key) - _SECRET_MIN + 1):
-        piece, at = key[start:start + _SECRET_MIN], folded.find(key[start:start + _SECRET_MIN])
+        piece = key[start:start + _SECRET_MIN]
+        at = folded.find(piece)
         while at != -1:
             hidden[at:at + _SECRET_MIN] = [True] * _SECRET_MIN
             at = folded.find(piece, at + 1)
-    return "".join("***" if hide else char for char, hide, before in
-                   zip(text, hidden, [False, *hidden]) if not (hide and before))
+    runs = groupby(zip(text, hidden), key=itemgetter(1))  # each hidden run becomes one "***"
+    return "".join("***" if hide else "".join(char for char, _ in run) for hide, run in runs)
 
 
 def _describe_transport(exc: httpx.TransportError) -> str:
