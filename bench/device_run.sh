@@ -5,6 +5,7 @@
 #                run(command="bash bench/device_run.sh speed", carry=[".whl"], timeout_s=540)
 #                run(command="bash bench/device_run.sh breakdown", carry=[".whl"], timeout_s=300)
 #                run(command="BREAKDOWN_TIMEOUT_S=150 BENCH_TIMEOUT_S=380 bash bench/device_run.sh all", carry=[".whl"], timeout_s=570)
+#                run(command="BENCH_TIMEOUT_S=470 bash bench/device_run.sh replicas", carry=[".whl"], timeout_s=520)
 #                run(command="bash bench/device_run.sh sdxl", carry=[".whl"], timeout_s=540)
 #                run(command="bash bench/device_run.sh flux", carry=[".whl"], timeout_s=590)
 #
@@ -14,6 +15,9 @@
 #   (1/8/16/32: a call of 17 runs 32), the same with buckets 4 apart, that with
 #   ENGINE_HANDOFF=true, then eager, if the deadline allows. The table's "pad %" is the share of
 #   the batch slots the model ran that were padding.
+# `replicas`: the compiled card served by 2 copies of the model (`replicas = 2`, each in a process
+#   of its own on the one GPU, 4 workers), one copy (as `throughput`), 3 copies at max batch 24,
+#   and 2 copies again (the same run twice: is it steady?); no py-spy.
 # `breakdown`: bench/engine_breakdown.py: where one compiled call of 32 goes (each pipeline
 #   phase synchronised, the GPU's busy share under torch.profiler; the trace to $OUT).
 # `all`: `breakdown`, then `throughput` (about 450 s on an H100; the timeouts above fit 570 s).
@@ -39,6 +43,9 @@ if compgen -G ".whl/*.whl" > /dev/null; then
     --target /tmp/site .whl/*.whl
 fi
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
+# fail at once, not after the plain baselines, if a package the server needs is missing
+python3 -c "import imagehub.api.app, imagehub.engines.diffusers.engine, diffusers, uvicorn, \
+sqlalchemy, alembic, sse_starlette, multipart, jsonschema, pydantic_settings, fastapi"
 if [ "${1:-throughput}" = speed ]; then
   exec timeout "${BENCH_TIMEOUT_S:-480}" python3 bench/speed_options.py --batch 16 --runs 10
 fi
@@ -69,6 +76,16 @@ if [ "${1:-throughput}" = sdxl ]; then  # not exec: the EXIT trap packs the prof
     --seconds "${BENCH_SECONDS:-20}" --runs 5 --batches 4,8,16 --max-batch 16 \
     --deadline-s "${BENCH_DEADLINE_S:-300}" --out "$out" --py-spy "${OUT:-/tmp}/profiles" \
     --served '{}' "{$compiled, \"warmup_batches\": [1, 8, 16]}"
+  exit
+fi
+if [ "${1:-throughput}" = replicas ]; then
+  two="{$compiled, \"warmup_batches\": [1, 8, 16, 32], \"replicas\": 2, \"worker_concurrency\": 4}"
+  timeout "${BENCH_TIMEOUT_S:-470}" python3 bench/gpu_throughput.py \
+    --seconds "${BENCH_SECONDS:-10}" --runs 25 --batches 32,64 --max-batch 32 \
+    --deadline-s "${BENCH_DEADLINE_S:-370}" --out "$out" \
+    --served "$two" "{$compiled, \"warmup_batches\": [1, 8, 16, 32]}" \
+      "{$compiled, \"warmup_batches\": [1, 8, 16, 24], \"replicas\": 3, \"worker_concurrency\": 5, \"max_batch\": 24}" \
+      "$two"
   exit
 fi
 if [ "${1:-throughput}" = flux ]; then

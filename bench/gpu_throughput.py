@@ -270,15 +270,17 @@ def bench_served(work: Workload, device: str, args: argparse.Namespace, root: Pa
     options = dict(options)
     max_batch = int(options.pop("max_batch", max_batch))  # server settings, not card options
     handoff = options.pop("handoff", None)
+    workers = int(options.pop("worker_concurrency", args.worker_concurrency))
     data_dir = Path(tempfile.mkdtemp(prefix="hub-", dir=root))
     write_bench_catalog(data_dir, work, device, options)
     label = ", ".join([f"max batch {max_batch}"]
-                      + ([f"handoff={handoff}"] if handoff is not None else []) + [
+                      + ([f"handoff={handoff}"] if handoff is not None else [])
+                      + ([f"{workers} workers"] if workers != args.worker_concurrency else []) + [
         f"{k}={Path(v).name if k == 'tiny_vae' else v}" for k, v in options.items()
         if k not in ("warmup_batches", "batch_buckets")] + _buckets_label(options))
     env = {"IMAGEHUB_MAX_BATCH_SIZE": str(max_batch),
            "IMAGEHUB_BATCH_WAIT_MS": str(args.batch_wait_ms),
-           "IMAGEHUB_WORKER_CONCURRENCY": str(args.worker_concurrency),
+           "IMAGEHUB_WORKER_CONCURRENCY": str(workers),
            "IMAGEHUB_ENCODE_WORKERS": str(args.encode_workers),
            "IMAGEHUB_RATE_LIMIT_PER_MINUTE": "0",
            "IMAGEHUB_PRELOAD_MODELS": "bench"}  # loaded and warmed up before the server answers
@@ -574,7 +576,8 @@ def main() -> None:
     parser.add_argument("--served", nargs="*", default=["{}"],
                         help='served configurations: engine options of the card, one JSON object '
                              'each, e.g. \'{}\' \'{"channels_last": true, "fuse_qkv": true}\'; '
-                             '"max_batch" in one overrides --max-batch for it and "handoff" sets '
+                             '"max_batch" in one overrides --max-batch for it, '
+                             '"worker_concurrency" --worker-concurrency, and "handoff" sets '
                              'the server\'s ENGINE_HANDOFF; "tiny_vae": "TAESD" is a random-weight '
                              'TAESD')
     parser.add_argument("--deadline-s", type=float, default=None,

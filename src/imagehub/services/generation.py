@@ -101,7 +101,7 @@ class GenerationService:
     def __init__(self, deps: Services) -> None:
         self.deps = deps
         self._encoder: ThreadPoolExecutor | None = None
-        self._engine_locks: dict[str, threading.Lock] = {}
+        self._engine_locks: dict[tuple[str, int], threading.Semaphore] = {}
         self._locks_lock = threading.Lock()
         self._idempotency_lock = threading.Lock()
         """Enqueues with an Idempotency-Key, one at a time in this process (they run in the thread
@@ -311,7 +311,7 @@ class GenerationService:
             outcomes: list[EngineResult | Exception] = [exc] * (len(requests) + len(batch.calls))
         else:
             # 2. one engine call, in a slot, topped up with what came while it waited
-            with slot(), _EngineTurn(self._engine_lock(batch.model)) as turn:
+            with slot(), _EngineTurn(self._engine_lock(batch.model, engine)) as turn:
                 if self.deps.batcher is not None:
                     added = self.deps.batcher.top_up(batch)
                     more_rows, more_requests = self._prepared(added.rows)
@@ -368,12 +368,13 @@ class GenerationService:
         return engine_request(record.resolved, record.num_images,
                               partial(inputs.load, self.deps.storage))
 
-    def _engine_lock(self, model: str) -> threading.Lock:
-        """One batch of a model at the engine at a time (until its denoising is done, see
-        :class:`_EngineTurn`): the next one waits here, topping up with the work that arrives
-        meanwhile, instead of running half empty."""
+    def _engine_lock(self, model: str, engine: Engine) -> threading.Semaphore:
+        """One batch of a model at the engine at a time, or one per copy of a model with
+        ``replicas`` (until its denoising is done, see :class:`_EngineTurn`): the next one waits
+        here, topping up with the work that arrives meanwhile, instead of running half empty."""
+        turns = max(1, int(getattr(engine, "replicas", 1)))
         with self._locks_lock:
-            return self._engine_locks.setdefault(model, threading.Lock())
+            return self._engine_locks.setdefault((model, turns), threading.Semaphore(turns))
 
     def _started(self, record: GenerationRecord) -> None:
         self.deps.bus.publish(record.namespace, EventName.STARTED, self._event(record, S.PROCESSING))
@@ -569,7 +570,7 @@ class _EngineTurn:
     packs, sends and receives them (with calls one after another, a compiled SD-Turbo batch of 32
     kept an H100 busy only 32-36% of the time at 29b1a5d)."""
 
-    def __init__(self, lock: threading.Lock) -> None:
+    def __init__(self, lock: threading.Semaphore) -> None:
         self._lock = lock
         self._held = False
         self._guard = threading.Lock()

@@ -37,8 +37,8 @@ def child_engine(tiny_model: Callable[..., Path]) -> Iterator[DiffusersEngine]:
 
 
 def child_pid(engine: DiffusersEngine) -> int:
-    assert engine._child is not None and engine._child.pid is not None
-    return engine._child.pid
+    assert engine._children and engine._children[0].pid is not None
+    return engine._children[0].pid
 
 
 def test_a_child_process_renders_the_same_pixels_as_the_thread(child_engine, tiny_engine):

@@ -7,6 +7,7 @@ import logging
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -84,6 +85,7 @@ class DiffusersEngine:
         batch_buckets: list[int] | tuple[int, ...] = (),
         pinned: bool = False,
         process: bool | str = "auto",
+        replicas: int = 1,
     ) -> None:
         self.source = source
         self.allow_downloads = allow_downloads
@@ -105,7 +107,17 @@ class DiffusersEngine:
         self.process = process
         """Run the pipeline in a child process of its own (``engines.process``); ``auto``: on an
         accelerator (cuda, mps), where its kernel launches must not wait for the server's GIL."""
-        self._child: EngineProcess | None = None
+        if isinstance(replicas, bool) or not isinstance(replicas, int) or replicas < 1:
+            raise ValueError(f"replicas must be a whole number of at least 1, not {replicas!r}")
+        if replicas > 1 and process is False:
+            raise ValueError(f"replicas = {replicas} needs a process per copy: process = true "
+                             "or \"auto\", not false")
+        self.replicas = replicas
+        """Copies of the model, each in a process of its own, each taking a call at once: while
+        one copy's host runs its share of a call (the pipeline's Python, launches, copies), the
+        device runs another copy's. Each copy holds the weights and a CUDA context of its own."""
+        self._children: list[EngineProcess] = []
+        self._in_flight: dict[int, int] = {}  # calls at each copy, by its index in _children
         self._applied: list[str] = []
         self.pinned = pinned
         """A pinned model is never unloaded to make room (``IMAGEHUB_PRELOAD_MODELS`` pins)."""
@@ -235,7 +247,10 @@ class DiffusersEngine:
 
     @property
     def separate_process(self) -> bool:
-        """Whether the pipeline runs in a child process (see ``process``)."""
+        """Whether the pipeline runs in a child process (see ``process``; always with
+        ``replicas``)."""
+        if self.replicas > 1:
+            return True
         if self.process == "auto":
             return self.device.split(":")[0] in ("cuda", "mps")
         return bool(self.process)
@@ -253,7 +268,7 @@ class DiffusersEngine:
 
     def _load_in_child(self) -> None:
         with self._load_lock:
-            if self._child is not None:
+            if self._children:
                 return
             import torch
 
@@ -264,28 +279,34 @@ class DiffusersEngine:
             dtype = (torch.float16 if self._dtype is None and self.device != "cpu"
                      else loading.resolve_dtype(self._dtype, self.device))
             with self._failing_fast_while_damaged(folder):
-                RESIDENCY.make_room(self, loading.weights_bytes(folder, dtype))
-                child, size = self._child_loaded()
-            self._child = child
+                RESIDENCY.make_room(self, loading.weights_bytes(folder, dtype) * self.replicas)
+                children, size = self._children_loaded()
+            self._children = children
+            self._in_flight = dict.fromkeys(range(len(children)), 0)
             RESIDENCY.loaded(self, size)
 
-    def _child_loaded(self) -> tuple[EngineProcess, int]:
-        """A child process with this model loaded in it (``load_in_this_process``), and the
-        bytes it took."""
+    def _children_loaded(self) -> tuple[list[EngineProcess], int]:
+        """``replicas`` child processes with this model loaded in each (``load_in_this_process``;
+        they load and warm up at once), and the bytes they took."""
         import torch
 
-        child = EngineProcess(f"imagehub-engine:{Path(self.source).name or self.source}",
-                              f"{__name__}:DiffusersEngine", (self.source,), self._child_options(),
-                              torch_threads=torch.get_num_threads())
+        name = f"imagehub-engine:{Path(self.source).name or self.source}"
+        threads = max(1, torch.get_num_threads() // self.replicas)
+        children = [EngineProcess(name if self.replicas == 1 else f"{name}#{n}",
+                                  f"{__name__}:DiffusersEngine", (self.source,),
+                                  self._child_options(), torch_threads=threads)
+                    for n in range(self.replicas)]
         try:
-            size, self._applied, self._fingerprint = child.call("load_in_this_process")
-        except GenerationFailed as exc:  # the process died loading it: not servable now (503)
-            child.stop()
+            with ThreadPoolExecutor(len(children)) as pool:
+                loaded = list(pool.map(lambda child: child.call("load_in_this_process"), children))
+        except GenerationFailed as exc:  # a process died loading it: not servable now (503)
+            _stop_all(children)
             raise ModelUnavailable(f"{self.source} could not be loaded: {exc}") from exc
         except BaseException:
-            child.stop()
+            _stop_all(children)
             raise
-        return child, size
+        _, self._applied, self._fingerprint = loaded[0]
+        return children, sum(size for size, _, _ in loaded)
 
     def _child_options(self) -> dict[str, Any]:
         """This engine's options for its copy in the child (which runs in-process there); the
@@ -366,23 +387,23 @@ class DiffusersEngine:
 
     @property
     def loaded(self) -> bool:
-        return self._pipe is not None or self._child is not None
+        return self._pipe is not None or bool(self._children)
 
     def unload(self) -> None:
         """Drop the pipeline and give its memory back (the next request loads it again); a
         child process ends, and its memory goes back to the OS and the device whole."""
         with self._run_lock:
             self._pipe = self._img2img = None
-            child, self._child = self._child, None
+            children, self._children = self._children, []
         RESIDENCY.unloaded(self)
-        if child is not None:
-            child.stop()
+        if children:
+            _stop_all(children)
         else:
             _free_device_memory(self.device)
 
     def close(self) -> None:
         """At shutdown: end the child process, if any."""
-        if self._child is not None:
+        if self._children:
             self.unload()
 
     def _warm_up(self) -> None:
@@ -443,21 +464,28 @@ class DiffusersEngine:
         self, requests: list[EngineRequest], on_steps: list[StepCallback]
     ) -> list[EngineResult | _Pixels | Exception]:
         self.load()
-        child = self._child
-        assert child is not None
+        with self._run_lock:
+            children = self._children
+            index = min(self._in_flight, key=self._in_flight.__getitem__)  # the least busy copy
+            self._in_flight[index] += 1
+        child = children[index]
         try:
             return child.call("generate_pixels", requests, on_steps=on_steps)
         except GenerationFailed:
             if child.alive:
                 raise
             with self._run_lock:  # it died (killed, out of host memory): load again next time
-                reset = self._child is child  # once, by the first of the calls it was running
+                reset = self._children is children  # once, by the first call that saw it
                 if reset:
-                    self._child = None
+                    self._children = []
             if reset:
                 RESIDENCY.unloaded(self)
-                child.stop()  # its pipe closed
+                _stop_all(children)  # its pipe closed; the other copies end once their calls do
             raise
+        finally:
+            with self._run_lock:
+                if self._children is children:
+                    self._in_flight[index] -= 1
 
     def _finished(self, outcome: EngineResult | _Pixels | Exception) -> EngineResult | Exception:
         """A request's 8-bit pixels as its result: PIL images, scaled to the asked size. Done on
@@ -777,6 +805,11 @@ class _BatchSteps:
                 on_step(step, total)
             except Exception as exc:  # noqa: BLE001 - cancelled, or progress not saved
                 self.cancelled[n] = exc
+
+
+def _stop_all(children: list[EngineProcess]) -> None:
+    for child in children:
+        child.stop()
 
 
 def _out_of_memory(exc: BaseException) -> bool:
