@@ -54,7 +54,8 @@ class Hub:
         batcher = Batcher(self.queue, self.deps.batch_policy, self.generations.batch_capacity)
         self.deps.batcher = batcher
         self.workers = WorkerPool(self.queue, self.generations.run_job,
-                                  settings.worker_concurrency, settings.worker_poll_seconds,
+                                  worker_slots(settings, self.deps.catalog),
+                                  settings.worker_poll_seconds,
                                   batcher=batcher, batch_handler=self.generations.run_batch)
         self.deps.workers = self.workers
         self._worker_lock: _WorkerLocks | None = None
@@ -126,6 +127,18 @@ class Hub:
         self.db.dispose()
         if self._worker_lock is not None:
             self._worker_lock.release()
+
+
+def worker_slots(settings: Settings, catalog: Catalog) -> int:
+    """``WORKER_CONCURRENCY``, or two workers per copy of the model with the most ``replicas``
+    where that is more: each copy needs a batch at it and the next one being collected, else the
+    copies take turns (on an H200, 4 workers served 2 copies)."""
+    copies = max((getattr(entry.engine, "replicas", 1) for entry in catalog.all()), default=1)
+    if copies > 1 and 2 * copies > settings.worker_concurrency:
+        log.info("%d workers for a model with replicas = %d (IMAGEHUB_WORKER_CONCURRENCY is %d)",
+                 2 * copies, copies, settings.worker_concurrency)
+        return 2 * copies
+    return settings.worker_concurrency
 
 
 def check_config(settings: Settings) -> Catalog:
