@@ -79,3 +79,14 @@ def test_by_default_a_gpu_model_takes_one_call_at_a_time(tiny_sd_dir) -> None:
     on_gpu = DiffusersEngine(str(tiny_sd_dir), device="cuda:0")  # built, not loaded: no GPU needed
 
     assert hands_off_early(on_gpu, Settings().engine_handoff) is False
+
+
+def test_copies_run_a_batch_each_at_once_and_never_hand_off_early(tiny_sd_dir) -> None:
+    """With ``replicas`` each copy has a turn of its own; a turn given back at the last step
+    would send the next batch to a copy still busy, so the hand-off is off for copies."""
+    from imagehub.engines.diffusers import DiffusersEngine
+    from imagehub.services.generation import _copies, hands_off_early
+
+    two = DiffusersEngine(str(tiny_sd_dir), device="cuda:0", replicas=2)  # built, not loaded
+
+    assert _copies(two) == 2 and hands_off_early(two, True) is False

@@ -101,7 +101,7 @@ class GenerationService:
     def __init__(self, deps: Services) -> None:
         self.deps = deps
         self._encoder: ThreadPoolExecutor | None = None
-        self._engine_locks: dict[tuple[str, int], threading.Semaphore] = {}
+        self._engine_locks: dict[str, threading.Semaphore] = {}
         self._locks_lock = threading.Lock()
         self._idempotency_lock = threading.Lock()
         """Enqueues with an Idempotency-Key, one at a time in this process (they run in the thread
@@ -372,9 +372,10 @@ class GenerationService:
         """One batch of a model at the engine at a time, or one per copy of a model with
         ``replicas`` (until its denoising is done, see :class:`_EngineTurn`): the next one waits
         here, topping up with the work that arrives meanwhile, instead of running half empty."""
-        turns = max(1, int(getattr(engine, "replicas", 1)))
         with self._locks_lock:
-            return self._engine_locks.setdefault((model, turns), threading.Semaphore(turns))
+            if model not in self._engine_locks:  # a card's replicas are read once, at start
+                self._engine_locks[model] = threading.Semaphore(_copies(engine))
+            return self._engine_locks[model]
 
     def _started(self, record: GenerationRecord) -> None:
         self.deps.bus.publish(record.namespace, EventName.STARTED, self._event(record, S.PROCESSING))
@@ -554,12 +555,19 @@ class _BatchProgress:
 
 def hands_off_early(engine: Engine, setting: bool | str) -> bool:
     """Whether ``engine``'s next batch goes to it at a batch's last step (``ENGINE_HANDOFF``):
-    only for one batched call, and with ``auto`` only on a device other than the host's CPU."""
-    if not isinstance(engine, BatchingEngine):
+    only for one batched call of one copy, and with ``auto`` only on a device other than the
+    host's CPU. With ``replicas`` the copies already overlap one batch's host work with another's
+    device work, and a turn given back early would send the next batch to a copy still busy."""
+    if not isinstance(engine, BatchingEngine) or _copies(engine) > 1:
         return False  # requests one by one: the turn lasts until the last one is done
     if setting == "auto":
         return str(getattr(engine, "device", "cpu")).split(":")[0] != "cpu"
     return bool(setting)
+
+
+def _copies(engine: Engine) -> int:
+    """How many batches ``engine`` runs at once: its copies (``replicas``), else one."""
+    return max(1, int(getattr(engine, "replicas", 1)))
 
 
 class _EngineTurn:

@@ -74,6 +74,11 @@ class Hub:
             self._recover()
         self._load_models()
         if run_workers:
+            slots = worker_slots(self.settings, self.deps.catalog)
+            if slots > self.settings.worker_concurrency:
+                log.info("%d workers: two per copy of a model with replicas "
+                         "(IMAGEHUB_WORKER_CONCURRENCY is %d)", slots,
+                         self.settings.worker_concurrency)
             self.workers.start()
         elif relay_events:
             self.deps.events_from_rows = True
@@ -132,13 +137,10 @@ class Hub:
 def worker_slots(settings: Settings, catalog: Catalog) -> int:
     """``WORKER_CONCURRENCY``, or two workers per copy of the model with the most ``replicas``
     where that is more: each copy needs a batch at it and the next one being collected, else the
-    copies take turns (on an H200, 4 workers served 2 copies)."""
+    copies take turns (on an H200, 4 workers served 2 copies). Counted when the server starts:
+    a card added later takes the workers there are."""
     copies = max((getattr(entry.engine, "replicas", 1) for entry in catalog.all()), default=1)
-    if copies > 1 and 2 * copies > settings.worker_concurrency:
-        log.info("%d workers for a model with replicas = %d (IMAGEHUB_WORKER_CONCURRENCY is %d)",
-                 2 * copies, copies, settings.worker_concurrency)
-        return 2 * copies
-    return settings.worker_concurrency
+    return max(settings.worker_concurrency, 2 * copies if copies > 1 else 1)
 
 
 def check_config(settings: Settings) -> Catalog:

@@ -37,8 +37,8 @@ def child_engine(tiny_model: Callable[..., Path]) -> Iterator[DiffusersEngine]:
 
 
 def child_pid(engine: DiffusersEngine) -> int:
-    assert engine._children and engine._children[0].pid is not None
-    return engine._children[0].pid
+    assert engine._copies and engine._copies[0].process.pid is not None
+    return engine._copies[0].process.pid
 
 
 def test_a_child_process_renders_the_same_pixels_as_the_thread(child_engine, tiny_engine):

@@ -67,7 +67,7 @@ def test_models_in_their_own_processes_are_evicted_by_ending_the_process(residen
     a, b = (DiffusersEngine(str(folder), device="cpu", process=True) for folder in three_models[:2])
     try:
         render(a)
-        a_process = a._children[0]
+        a_process = a._copies[0].process
         assert a_process is not None and a_process.alive
 
         render(b)  # a is unloaded to make room: its process ends

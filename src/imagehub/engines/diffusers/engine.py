@@ -7,7 +7,7 @@ import logging
 import threading
 import time
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -116,8 +116,7 @@ class DiffusersEngine:
         """Copies of the model, each in a process of its own, each taking a call at once: while
         one copy's host runs its share of a call (the pipeline's Python, launches, copies), the
         device runs another copy's. Each copy holds the weights and a CUDA context of its own."""
-        self._children: list[EngineProcess] = []
-        self._in_flight: dict[int, int] = {}  # calls at each copy, by its index in _children
+        self._copies: list[_Copy] = []  # replaced whole, never changed in place
         self._applied: list[str] = []
         self.pinned = pinned
         """A pinned model is never unloaded to make room (``IMAGEHUB_PRELOAD_MODELS`` pins)."""
@@ -268,7 +267,7 @@ class DiffusersEngine:
 
     def _load_in_child(self) -> None:
         with self._load_lock:
-            if self._children:
+            if self._copies:
                 return
             import torch
 
@@ -280,33 +279,37 @@ class DiffusersEngine:
                      else loading.resolve_dtype(self._dtype, self.device))
             with self._failing_fast_while_damaged(folder):
                 RESIDENCY.make_room(self, loading.weights_bytes(folder, dtype) * self.replicas)
-                children, size = self._children_loaded()
-            self._children = children
-            self._in_flight = dict.fromkeys(range(len(children)), 0)
-            RESIDENCY.loaded(self, size)
+                copies = self._copies_loaded(self.replicas)
+            self._copies = copies  # one assignment: a caller sees every copy or none
+            RESIDENCY.loaded(self, sum(copy.size for copy in copies))
 
-    def _children_loaded(self) -> tuple[list[EngineProcess], int]:
-        """``replicas`` child processes with this model loaded in each (``load_in_this_process``;
-        they load and warm up at once), and the bytes they took."""
+    def _copies_loaded(self, count: int) -> list[_Copy]:
+        """``count`` child processes with this model loaded in each (``load_in_this_process``);
+        they load and warm up at once, and when one fails the others are ended at once."""
         import torch
 
         name = f"imagehub-engine:{Path(self.source).name or self.source}"
         threads = max(1, torch.get_num_threads() // self.replicas)
-        children = [EngineProcess(name if self.replicas == 1 else f"{name}#{n}",
-                                  f"{__name__}:DiffusersEngine", (self.source,),
-                                  self._child_options(), torch_threads=threads)
-                    for n in range(self.replicas)]
+        processes: list[EngineProcess] = []
         try:
-            with ThreadPoolExecutor(len(children)) as pool:
-                loaded = list(pool.map(lambda child: child.call("load_in_this_process"), children))
+            for _ in range(count):
+                processes.append(EngineProcess(name, f"{__name__}:DiffusersEngine", (self.source,),
+                                               self._child_options(), torch_threads=threads))
+            with ThreadPoolExecutor(count) as pool:
+                calls = [pool.submit(process.call, "load_in_this_process") for process in processes]
+                for call in as_completed(calls):
+                    if call.exception() is not None:
+                        _stop_all(processes, timeout=0)  # the others' loads end now
+                        call.result()
+                loaded = [call.result() for call in calls]
         except GenerationFailed as exc:  # a process died loading it: not servable now (503)
-            _stop_all(children)
+            _stop_all(processes)
             raise ModelUnavailable(f"{self.source} could not be loaded: {exc}") from exc
         except BaseException:
-            _stop_all(children)
+            _stop_all(processes)
             raise
         _, self._applied, self._fingerprint = loaded[0]
-        return children, sum(size for size, _, _ in loaded)
+        return [_Copy(process, size) for process, (size, _, _) in zip(processes, loaded, strict=True)]
 
     def _child_options(self) -> dict[str, Any]:
         """This engine's options for its copy in the child (which runs in-process there); the
@@ -387,23 +390,23 @@ class DiffusersEngine:
 
     @property
     def loaded(self) -> bool:
-        return self._pipe is not None or bool(self._children)
+        return self._pipe is not None or bool(self._copies)
 
     def unload(self) -> None:
         """Drop the pipeline and give its memory back (the next request loads it again); a
         child process ends, and its memory goes back to the OS and the device whole."""
         with self._run_lock:
             self._pipe = self._img2img = None
-            children, self._children = self._children, []
+            copies, self._copies = self._copies, []
         RESIDENCY.unloaded(self)
-        if children:
-            _stop_all(children)
+        if copies:
+            _stop_all([copy.process for copy in copies])
         else:
             _free_device_memory(self.device)
 
     def close(self) -> None:
         """At shutdown: end the child process, if any."""
-        if self._children:
+        if self._copies:
             self.unload()
 
     def _warm_up(self) -> None:
@@ -463,29 +466,64 @@ class DiffusersEngine:
     def _generate_in_child(
         self, requests: list[EngineRequest], on_steps: list[StepCallback]
     ) -> list[EngineResult | _Pixels | Exception]:
-        self.load()
-        with self._run_lock:
-            children = self._children
-            index = min(self._in_flight, key=self._in_flight.__getitem__)  # the least busy copy
-            self._in_flight[index] += 1
-        child = children[index]
+        copy = self._least_busy_copy()
         try:
-            return child.call("generate_pixels", requests, on_steps=on_steps)
+            return copy.process.call("generate_pixels", requests, on_steps=on_steps)
         except GenerationFailed:
-            if child.alive:
-                raise
-            with self._run_lock:  # it died (killed, out of host memory): load again next time
-                reset = self._children is children  # once, by the first call that saw it
-                if reset:
-                    self._children = []
-            if reset:
-                RESIDENCY.unloaded(self)
-                _stop_all(children)  # its pipe closed; the other copies end once their calls do
+            if not copy.process.alive:
+                self._drop(copy)
             raise
         finally:
             with self._run_lock:
-                if self._children is children:
-                    self._in_flight[index] -= 1
+                copy.calls -= 1
+
+    def _least_busy_copy(self) -> _Copy:
+        """The loaded copy with the fewest calls in flight (loading the model first if needed),
+        counted as one more."""
+        while True:
+            self.load()
+            with self._run_lock:
+                if self._copies:  # else the last copy died since: load again
+                    copy = min(self._copies, key=lambda c: c.calls)
+                    copy.calls += 1
+                    return copy
+
+    def _drop(self, copy: _Copy) -> None:
+        """A copy whose process died (killed, out of host memory): its calls fail; the other
+        copies serve on while a new one loads in its place; with none left, the next request
+        loads the model again."""
+        with self._run_lock:
+            if not any(c is copy for c in self._copies):
+                return  # another of its calls dropped it
+            survivors = self._copies = [c for c in self._copies if c is not copy]
+        copy.process.stop()  # its pipe closed
+        if not survivors:
+            RESIDENCY.unloaded(self)
+            return
+        RESIDENCY.loaded(self, sum(c.size for c in survivors))
+        log.warning("%s: a copy's process (pid %s) died; %d serving while another loads",
+                    self.source, copy.process.pid, len(survivors))
+        threading.Thread(target=self._replace_copy, args=(survivors,), daemon=True,
+                         name=f"imagehub-replace:{Path(self.source).name}").start()
+
+    def _replace_copy(self, survivors: list[_Copy]) -> None:
+        """A new copy beside ``survivors``, kept if they are still the model's copies when it is
+        ready (not if the model was unloaded, or lost another copy, meanwhile)."""
+        try:
+            [copy] = self._copies_loaded(1)
+        except Exception as exc:  # noqa: BLE001 - logged; the survivors serve on
+            log.warning("%s: a copy could not be loaded again (%s); %d serving", self.source,
+                        exc, len(survivors))
+            return
+        with self._run_lock:
+            kept = self._copies is survivors
+            if kept:
+                self._copies = [*survivors, copy]
+                size = sum(c.size for c in self._copies)
+        if kept:
+            RESIDENCY.loaded(self, size)
+        else:
+            copy.process.stop()
 
     def _finished(self, outcome: EngineResult | _Pixels | Exception) -> EngineResult | Exception:
         """A request's 8-bit pixels as its result: PIL images, scaled to the asked size. Done on
@@ -807,9 +845,22 @@ class _BatchSteps:
                 self.cancelled[n] = exc
 
 
-def _stop_all(children: list[EngineProcess]) -> None:
-    for child in children:
-        child.stop()
+@dataclass(eq=False)
+class _Copy:
+    """One copy of a model in its own process (``replicas``): the bytes it took, and its calls
+    in flight (under the engine's ``_run_lock``)."""
+
+    process: EngineProcess
+    size: int
+    calls: int = 0
+
+
+def _stop_all(processes: list[EngineProcess], timeout: float | None = None) -> None:
+    for process in processes:
+        if timeout is None:
+            process.stop()
+        else:
+            process.stop(timeout)
 
 
 def _out_of_memory(exc: BaseException) -> bool:

@@ -90,6 +90,7 @@ class Residency:
         with self._changed:
             self._sizes[model] = size
             self._sizes.move_to_end(model)
+            self._changed.notify_all()  # a copy of it may have gone: less may be used
 
     def unloaded(self, model: Resident) -> None:
         with self._changed:
