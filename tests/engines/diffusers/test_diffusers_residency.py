@@ -185,3 +185,13 @@ def test_a_damaged_model_fails_at_once_after_its_first_try_until_its_files_chang
     weights.write_bytes(whole)
     render(b)
     assert b.loaded and not a.loaded
+
+
+def test_a_budget_that_fits_one_copy_but_not_two_says_so(residency, three_models):
+    residency.budget_bytes = int(1.5 * size(three_models[0]))  # room for one copy
+    engine = DiffusersEngine(str(three_models[0]), device="cpu", replicas=2)
+
+    with pytest.raises(ModelUnavailable, match=r"needs about [0-9.]+ GiB \(2 copies\), more than "
+                                               r"the whole model memory budget"):
+        engine.load()
+    assert not engine.loaded

@@ -63,7 +63,7 @@ class Residency:
                 return
             if size > budget:
                 raise ModelUnavailable(
-                    f"{model.source} needs about {size / GIB:.2f} GiB, more than the whole "
+                    f"{model.source} {_needs(model, size)}, more than the whole "
                     f"model memory budget ({budget / GIB:.2f} GiB); raise IMAGEHUB_MODEL_MEMORY_BUDGET_GB"
                 )
             while self._used(model.device, besides=model) + size > budget:
@@ -74,7 +74,7 @@ class Residency:
                 pinned = self._pinned(model)
                 if pinned + size > budget:  # waiting cannot help: pinned models never leave
                     raise ModelUnavailable(
-                        f"{model.source} needs about {size / GIB:.2f} GiB and the pinned models on "
+                        f"{model.source} {_needs(model, size)} and the pinned models on "
                         f"{model.device} take {pinned / GIB:.2f} of the {budget / GIB:.2f} GiB "
                         "model memory budget; raise IMAGEHUB_MODEL_MEMORY_BUDGET_GB or pin fewer "
                         "(IMAGEHUB_PRELOAD_MODELS)"
@@ -165,6 +165,11 @@ class Residency:
         del self._sizes[victim]
         self.evictions += 1
         victim.unload()
+
+
+def _needs(model: Resident, size: int) -> str:
+    copies = getattr(model, "replicas", 1)
+    return f"needs about {size / GIB:.2f} GiB" + (f" ({copies} copies)" if copies > 1 else "")
 
 
 RESIDENCY = Residency()
