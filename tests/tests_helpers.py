@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -18,3 +19,12 @@ def wait_for_status(api: httpx.Client, generation_id: str, statuses: set[str],
             return row
         time.sleep(0.05)
     raise AssertionError(f"{generation_id} did not reach {statuses}: last {row}")
+
+
+def raised(fn: Callable[[], object]) -> BaseException | None:
+    """What ``fn()`` raised, or None (for a thread's outcome to assert on)."""
+    try:
+        fn()
+    except BaseException as exc:  # noqa: BLE001 - returned for the assertion
+        return exc
+    return None

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from tests_helpers import raised
 
 from imagehub.engines.base import EngineResult, no_progress
 from imagehub.engines.diffusers import DiffusersEngine
@@ -138,7 +139,7 @@ def test_a_killed_process_fails_the_call_with_its_exit_code_and_the_next_call_lo
 def test_a_process_that_dies_while_loading_makes_the_model_unavailable(tiny_model):
     engine = DiffusersEngine(str(tiny_model("sd")), device="cpu", process=True)
     before = set(child_pids(os.getpid(), b"spawn_main"))
-    loading = threading.Thread(target=lambda: outcome.append(_raised(engine.load)))
+    loading = threading.Thread(target=lambda: outcome.append(raised(engine.load)))
     outcome: list[BaseException | None] = []
     loading.start()
     deadline = time.monotonic() + 30
@@ -151,14 +152,6 @@ def test_a_process_that_dies_while_loading_makes_the_model_unavailable(tiny_mode
     assert isinstance(outcome[0], ModelUnavailable)
     assert "could not be loaded" in str(outcome[0]) and "exited with code -9" in str(outcome[0])
     assert not engine.loaded
-
-
-def _raised(fn: Callable[[], object]) -> BaseException | None:
-    try:
-        fn()
-    except BaseException as exc:  # noqa: BLE001 - returned for the assertion
-        return exc
-    return None
 
 
 def test_auto_keeps_a_cpu_model_in_process_and_bad_values_are_refused(tiny_model):

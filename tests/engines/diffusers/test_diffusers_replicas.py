@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from tests_helpers import raised
 
 from imagehub.config import Settings
 from imagehub.engines.base import EngineResult, no_progress
@@ -104,7 +105,7 @@ def test_one_copy_failing_to_load_ends_the_others(tiny_model):
     engine = DiffusersEngine(str(tiny_model("sd")), device="cpu", replicas=2)
     before = set(child_pids(os.getpid(), b"spawn_main"))
     outcome: list[BaseException | None] = []
-    loading = threading.Thread(target=lambda: outcome.append(_raised(engine.load)))
+    loading = threading.Thread(target=lambda: outcome.append(raised(engine.load)))
     loading.start()
     deadline = time.monotonic() + 30
     while len(new := set(child_pids(os.getpid(), b"spawn_main")) - before) < 2 \
@@ -117,14 +118,6 @@ def test_one_copy_failing_to_load_ends_the_others(tiny_model):
     assert isinstance(outcome[0], ModelUnavailable) and "exited with code -9" in str(outcome[0])
     assert not engine.loaded
     assert not set(child_pids(os.getpid(), b"spawn_main")) & new  # the other one ended too
-
-
-def _raised(fn: Callable[[], object]) -> BaseException | None:
-    try:
-        fn()
-    except BaseException as exc:  # noqa: BLE001 - returned for the assertion
-        return exc
-    return None
 
 
 def test_copies_are_counted_in_the_memory_budget_and_unloaded_together(tiny_model):
