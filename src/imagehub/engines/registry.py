@@ -33,7 +33,7 @@ def create_engine(backend: str, options: dict[str, Any], settings: Settings) -> 
         source = kwargs.pop("source")
         check_options(cls, kwargs)
         kwargs.setdefault("allow_downloads", settings.allow_hub_downloads)
-        if not _copies_asked(kwargs):  # a card asking for copies gets a process for each
+        if kwargs.get("replicas", 1) == 1:  # a card asking for copies gets a process for each
             kwargs.setdefault("process", settings.engine_process)
         kwargs.setdefault("max_batch_size", settings.max_batch_size)
         return cls(source, **kwargs)
@@ -41,11 +41,6 @@ def create_engine(backend: str, options: dict[str, Any], settings: Settings) -> 
         return cls(settings, **remote_options(backend, kwargs))
     check_options(cls, kwargs)
     return cls(**kwargs)
-
-
-def _copies_asked(options: dict[str, Any]) -> bool:
-    replicas = options.get("replicas", 1)
-    return isinstance(replicas, int) and not isinstance(replicas, bool) and replicas > 1
 
 
 def check_options(cls: type, options: dict[str, Any]) -> None:

@@ -53,8 +53,8 @@ class Hub:
         self.generations = GenerationService(self.deps)
         batcher = Batcher(self.queue, self.deps.batch_policy, self.generations.batch_capacity)
         self.deps.batcher = batcher
-        self.workers = WorkerPool(self.queue, self.generations.run_job,
-                                  worker_slots(settings, self.deps.catalog),
+        self._worker_slots = worker_slots(settings, self.deps.catalog)
+        self.workers = WorkerPool(self.queue, self.generations.run_job, self._worker_slots,
                                   settings.worker_poll_seconds,
                                   batcher=batcher, batch_handler=self.generations.run_batch)
         self.deps.workers = self.workers
@@ -74,10 +74,9 @@ class Hub:
             self._recover()
         self._load_models()
         if run_workers:
-            slots = worker_slots(self.settings, self.deps.catalog)
-            if slots > self.settings.worker_concurrency:
+            if self._worker_slots > self.settings.worker_concurrency:
                 log.info("%d workers: two per copy of a model with replicas "
-                         "(IMAGEHUB_WORKER_CONCURRENCY is %d)", slots,
+                         "(IMAGEHUB_WORKER_CONCURRENCY is %d)", self._worker_slots,
                          self.settings.worker_concurrency)
             self.workers.start()
         elif relay_events:

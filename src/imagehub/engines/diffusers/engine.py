@@ -18,7 +18,7 @@ from imagehub.engines.base import EngineRequest, EngineResult, StepCallback, no_
 from imagehub.engines.diffusers import loading
 from imagehub.engines.diffusers.loading import Layout
 from imagehub.engines.diffusers.residency import RESIDENCY
-from imagehub.engines.process import EngineProcess, ImagePixels
+from imagehub.engines.process import STOP_SECONDS, EngineProcess, ImagePixels
 from imagehub.engines.thread import EngineThread
 from imagehub.errors import (
     GenerationFailed,
@@ -855,12 +855,9 @@ class _Copy:
     calls: int = 0
 
 
-def _stop_all(processes: list[EngineProcess], timeout: float | None = None) -> None:
+def _stop_all(processes: list[EngineProcess], timeout: float = STOP_SECONDS) -> None:
     for process in processes:
-        if timeout is None:
-            process.stop()
-        else:
-            process.stop(timeout)
+        process.stop(timeout)
 
 
 def _out_of_memory(exc: BaseException) -> bool:
