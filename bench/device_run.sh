@@ -29,9 +29,9 @@
 # `isolation`: bench/engine_isolation.py on the GPU (the engine beside a busy Python thread).
 # `speed`: bench/speed_options.py, each card speed option against eager, engine only.
 #
-# Packages the device's Python lacks come from wheels carried in .whl/ (download them here with
-# `pip download --only-binary=:all: --python-version 3.12 -d .whl <package>` for the device's
-# Python); they are installed into /tmp/site, not over the device's own torch. The table is
+# Packages the device's Python lacks come from wheels carried in .whl/ (`bash
+# bench/device_wheels.sh` downloads them here, at .venv's versions, for the device's Python
+# 3.12); they are installed into /tmp/site, not over the device's own torch. The table is
 # printed as each configuration finishes, so a run cut short still reports what it measured;
 # the JSON rows go to $OUT/gpu_bench.json, and py-spy --gil profiles of each served load (server
 # and model process; py-spy's wheel carried in .whl/) with their summaries and the servers' logs
