@@ -15,9 +15,10 @@
 #   4 workers), one copy (is the gain the copies or the smaller batches?), two copies again (is it
 #   steady?), then one copy with ENGINE_HANDOFF=true, if the deadline allows. The table's
 #   "pad %" is the share of the batch slots the model ran that were padding.
-# `replicas`: the compiled card served by 2 copies of the model (`replicas = 2`, each in a process
-#   of its own on the one GPU, 4 workers), one copy (as `throughput`), 3 copies at max batch 24,
-#   and 2 copies again (the same run twice: is it steady?); no py-spy.
+# `replicas`: the H200 run of 2026-11-28 (then with 4 and 5 workers set by hand; the server now
+#   gives two per copy): the compiled card at max batch 32 served by 2 copies of the model
+#   (`replicas = 2`, each in a process of its own on the one GPU), one copy, 3 copies at max
+#   batch 24, and 2 copies again (is it steady?); no py-spy.
 # `breakdown`: bench/engine_breakdown.py: where one compiled call of 32 goes (each pipeline
 #   phase synchronised, the GPU's busy share under torch.profiler; the trace to $OUT).
 # `all`: `breakdown`, then `throughput` (about 450 s on an H100; the timeouts above fit 570 s).
@@ -78,12 +79,12 @@ if [ "${1:-throughput}" = sdxl ]; then  # not exec: the EXIT trap packs the prof
   exit
 fi
 if [ "${1:-throughput}" = replicas ]; then
-  two="{$compiled, \"warmup_batches\": [1, 8, 16, 32], \"replicas\": 2, \"worker_concurrency\": 4}"
+  two="{$compiled, \"warmup_batches\": [1, 8, 16, 32], \"replicas\": 2}"
   timeout "${BENCH_TIMEOUT_S:-470}" python3 bench/gpu_throughput.py \
     --seconds "${BENCH_SECONDS:-10}" --runs 25 --batches 32,64 --max-batch 32 \
     --deadline-s "${BENCH_DEADLINE_S:-370}" --out "$out" \
     --served "$two" "{$compiled, \"warmup_batches\": [1, 8, 16, 32]}" \
-      "{$compiled, \"warmup_batches\": [1, 8, 16, 24], \"replicas\": 3, \"worker_concurrency\": 5, \"max_batch\": 24}" \
+      "{$compiled, \"warmup_batches\": [1, 8, 16, 24], \"replicas\": 3, \"max_batch\": 24}" \
       "$two"
   exit
 fi
