@@ -616,7 +616,8 @@ def main() -> None:
                 print(f"served {options} failed: {type(exc).__name__}: {exc}", flush=True)
             # the table so far, so a run stopped by a time limit still reports what it measured
             print_table(f"{work.name} on {device_name(device)} (served: wait "
-                        f"{args.batch_wait_ms} ms, {args.worker_concurrency} workers)",
+                        f"{args.batch_wait_ms} ms, {args.worker_concurrency} workers, or two "
+                        "per copy with replicas)",
                         plain + served)
             results["workloads"][work.name] = [asdict(r) for r in plain + served]
             if args.out:
