@@ -204,8 +204,10 @@ def test_run_see_compare_and_copy_the_api_calls(tab: Tab, api: httpx.Client) -> 
     page.click("[data-tab=results]")
     page.check("input[name=mode][value=queue]")
     page.fill("[data-field=seed] input", "8")
-    page.click("#run")
-    page.wait_for_selector(".job[data-status=succeeded]")
+    with page.expect_response(lambda r: r.url.endswith("/api/ai/queue")) as sent:
+        page.click("#run")
+    queued_id = sent.value.json()["generations"][0]["generation_id"]
+    page.wait_for_selector(f".job[data-generation='{queued_id}'][data-status=succeeded]")
     page.wait_for_function("() => document.querySelectorAll('.result img').length === 2")
     # in queue mode the Python and JavaScript snippets enqueue and poll: the same again
     queued_python = json.loads(_run([sys.executable, "-c", tab.snippet("python")], tab.server.key))
@@ -251,6 +253,9 @@ def test_queue_progress_and_cancel(tab: Tab, api: httpx.Client) -> None:
         page.click("#run")
     ids = [g["generation_id"] for g in sent.value.json()["generations"]]
     assert len(ids) == 2
+    page.wait_for_selector(f".job[data-generation='{ids[1]}']")
+    shown = page.locator(".job").evaluate_all("els => els.map(e => e.dataset.generation)")
+    assert shown[:2] == ids  # in their order, on top
     first = page.locator(f".job[data-generation='{ids[0]}']")
     first.locator(".job-status").filter(has_text=re.compile(r"step \d+/40")).wait_for()
     assert 0 < float(first.locator("progress").evaluate("p => p.value")) < 1
@@ -321,7 +326,7 @@ def test_history_lists_past_generations_and_refills_the_form(tab: Tab, api: http
     row.wait_for()
     assert "succeeded" in row.inner_text() and "99" in row.inner_text()
     tab.shot("08-history")
-    row.locator("button").click()
+    row.locator("button", has_text="Open in form").click()
     assert page.locator("#model").input_value() == "tiny-sd"
     assert page.locator("[data-field=prompt] textarea").input_value() == "from the history"
     assert page.locator("[data-field=seed] input").input_value() == "99"
@@ -450,9 +455,18 @@ def test_curl_async_snippets_stop_when_the_enqueue_is_refused(tab: Tab) -> None:
     tab.pick("tiny-sd")
     page.fill("[data-field=prompt] textarea", "refused")
     for name in ("curl-async", "curl-sse"):
-        out = _run(["bash", "-c", tab.snippet(name)], "not-a-key")
-        assert out.startswith("Not enqueued: {") and "unknown API key" in out, out
-        assert "Status:" not in out
+        done = _refused(tab.snippet(name))
+        assert done.stdout.startswith("Not enqueued: {") and "unknown API key" in done.stdout, \
+            done.stdout
+        assert "Status:" not in done.stdout
+        assert done.returncode == 1  # a script can tell
+    done = _refused(tab.snippet("curl-sync"))
+    assert done.returncode == 22 and "unknown API key" in done.stdout, done  # --fail-with-body
+
+
+def _refused(snippet: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["bash", "-c", snippet], capture_output=True, text=True, timeout=120,
+                          check=False, env={**os.environ, "IMAGEHUB_API_KEY": "not-a-key"})
 
 
 def test_sync_generations_carry_their_own_seeds(tab: Tab) -> None:
@@ -468,7 +482,7 @@ def test_sync_generations_carry_their_own_seeds(tab: Tab) -> None:
     page.wait_for_selector(".result[data-index='1']")
     seeds = page.locator(".result").evaluate_all(
         "els => els.map(e => [Number(e.dataset.index), e.dataset.seed])")
-    assert sorted(seeds) == [[0, "40"], [1, "41"]]
+    assert seeds == [[0, "40"], [1, "41"]]  # in their order: image 0 first
     with page.expect_response(lambda r: r.url.endswith("/api/ai/images/generate")) as rerun:
         page.locator(".result[data-index='1'] button.rerun").click()
     body = json.loads(rerun.value.request.post_data or "{}")
@@ -490,8 +504,10 @@ def test_uploaded_inputs_rerun_and_reopen(browser: Browser, tab: Tab, api: httpx
     page.fill("[data-field=seed] input", "5")
     data_uri = _upload(tab, _png(tmp_path / "red.png", 16))
     page.check("input[name=mode][value=queue]")
-    page.click("#run")
-    page.wait_for_selector(".job[data-status=succeeded]")
+    with page.expect_response(lambda r: r.url.endswith("/api/ai/queue")) as sent:
+        page.click("#run")
+    queued_id = sent.value.json()["generations"][0]["generation_id"]
+    page.wait_for_selector(f".job[data-generation='{queued_id}'][data-status=succeeded]")
     page.wait_for_selector(".result")
     with page.expect_response(lambda r: r.url.endswith("/api/ai/queue")) as rerun:
         page.locator(".result button.rerun").click()
@@ -531,8 +547,11 @@ def test_queue_runs_by_polling_when_the_event_stream_is_down(tab: Tab) -> None:
     tab.pick("tiny-sd")
     page.fill("[data-field=prompt] textarea", "no stream")
     page.check("input[name=mode][value=queue]")
-    page.click("#run")
-    page.wait_for_selector(".job[data-status=succeeded]", timeout=30_000)
+    with page.expect_response(lambda r: r.url.endswith("/api/ai/queue")) as sent:
+        page.click("#run")
+    queued_id = sent.value.json()["generations"][0]["generation_id"]
+    page.wait_for_selector(f".job[data-generation='{queued_id}'][data-status=succeeded]",
+                           timeout=30_000)
     page.wait_for_selector(".result img")
     assert page.locator("#run").is_enabled()
     assert "followed by polling" in page.locator("#events-state").inner_text()
@@ -547,6 +566,9 @@ def test_a_refused_key_says_so_and_hides_the_models(tab: Tab) -> None:
     page.wait_for_selector("#key-state:text('key refused: unknown API key')")
     assert page.locator("#model option").count() == 1
     assert page.locator("#fields .field").count() == 0
+    # not kept: a reload does not send it again, and the field keeps it to be corrected
+    assert page.evaluate("sessionStorage.getItem('imagehub.apiKey')") is None
+    assert page.locator("#api-key").input_value() == "ih_wrong"
     page.fill("#api-key", f"  Bearer {tab.server.key} \n")
     page.click("#key-form button[type=submit]")
     page.wait_for_selector("#model option[value=tiny-sd]", state="attached")
@@ -782,3 +804,159 @@ def test_revoking_the_key_shows_in_the_header_with_no_action(tab: Tab) -> None:
     tab.server.cli("keys", "revoke", key[:10])
     page.wait_for_selector("#key-state:text('key refused: API key')", timeout=15_000)
     assert page.locator("#model option").count() == 1
+
+
+# ---- found by the second Workbench audit (2026-11-28) ---------------------------------------------
+
+def _queue_slow(api: httpx.Client, prompt: str, n: int = 1) -> list[str]:
+    answer = api.post("/api/ai/queue", json={"model": "tiny-sd-slow", "prompt": prompt,
+                                             "num_generations": n})
+    assert answer.status_code == 200, answer.text
+    return [g["generation_id"] for g in answer.json()["generations"]]
+
+
+def _job_polls(tab: Tab, generation_id: str) -> int:
+    return len([r for r in tab.requests if r.url.endswith(f"/api/ai/queue/{generation_id}")])
+
+
+def test_a_reload_follows_the_keys_open_jobs(tab: Tab, api: httpx.Client) -> None:
+    """Jobs queued before the page was (re)loaded, here or by a script, show as jobs: followed
+    to their end and cancellable."""
+    page = tab.open().page
+    ids = _queue_slow(api, "queued before the reload", 2)
+    page.reload()
+    for generation_id in ids:
+        page.wait_for_selector(f".job[data-generation='{generation_id}']")
+    shown = page.locator(".job").evaluate_all("els => els.map(e => e.dataset.generation)")
+    assert shown[:2] == ids
+    page.locator(f".job[data-generation='{ids[0]}'] button.cancel").click()
+    page.wait_for_selector(f".job[data-generation='{ids[0]}'][data-status=cancelled]")
+    assert wait_for_status(api, ids[0], {"cancelled"})["status"] == "cancelled"
+    api.delete(f"/api/ai/queue/{ids[1]}")
+    page.wait_for_selector(f".job[data-generation='{ids[1]}'][data-status=cancelled]")
+
+
+def test_forget_and_another_key_take_the_old_keys_jobs_and_results_away(
+        tab: Tab, api: httpx.Client) -> None:
+    page = tab.open().page
+    tab.pick("tiny-sd")
+    page.fill("[data-field=prompt] textarea", "made under the first key")
+    page.click("#run")
+    page.wait_for_selector(".result")
+    (generation_id,) = _queue_slow(api, "still running at Forget")
+    page.reload()  # the job shows (it was queued by a script)
+    page.wait_for_selector(f".job[data-generation='{generation_id}']")
+    page.click("#key-forget")
+    assert page.locator(".job").count() == 0 and page.locator(".result").count() == 0
+    polls = _job_polls(tab, generation_id)
+    page.wait_for_timeout(2500)  # the job polled each second while it was shown
+    assert _job_polls(tab, generation_id) == polls
+    # another key: the first key's page does not carry over either
+    tab.open()
+    page.wait_for_selector(f".job[data-generation='{generation_id}']")
+    other = tab.server.cli("keys", "create", "--name", "another-key").stdout.strip()
+    page.fill("#api-key", other)
+    page.click("#key-form button[type=submit]")
+    page.wait_for_selector("#key-state:text('key set for this tab')")
+    assert page.locator(".job").count() == 0
+    api.delete(f"/api/ai/queue/{generation_id}")
+
+
+def test_history_results_can_be_compared(tab: Tab, api: httpx.Client) -> None:
+    for seed in (61, 62):
+        made = api.post("/api/ai/images/generate",
+                        json={"model": "tiny-sd", "prompt": "compared from the history", "seed": seed})
+        assert made.status_code == 200, made.text
+    page = tab.open().page
+    page.click("[data-tab=history]")
+    rows = page.locator("#history tbody tr", has_text="compared from the history")
+    rows.first.wait_for()
+    for row in rows.all()[:2]:
+        row.locator("button.to-results").click()
+        assert row.locator("button.to-results").is_disabled()
+    page.click("[data-tab=results]")
+    assert sorted(page.locator(".result").evaluate_all("els => els.map(e => e.dataset.seed)")) == \
+        ["61", "62"]
+    for box in page.locator(".result input.select").all():
+        box.check()
+    page.click("#compare-selected")
+    assert page.locator(".compare-item").count() == 2
+    assert page.locator(".compare-item").first.locator("tr.diff th").all_inner_texts() == ["seed"]
+
+
+def test_a_refusal_naming_a_field_is_shown_at_the_field(tab: Tab) -> None:
+    page = tab.open().page
+    tab.pick("tiny-sd")
+    page.fill("[data-field=prompt] textarea", "an ftp image")
+    tab.open_advanced()
+    page.fill("[data-field=input_image] input[type=url]", "ftp://example.com/a.png")
+    with page.expect_response(lambda r: r.url.endswith("/api/ai/images/generate")) as sent:
+        page.click("#run")
+    assert sent.value.status == 400
+    field = page.locator("[data-field=input_image]")
+    assert "invalid" in (field.get_attribute("class") or "")
+    assert field.locator(".field-error").inner_text().startswith("input_image: ")
+    assert "ftp://example.com/a.png" in field.locator(".field-error").inner_text()
+    assert page.evaluate("document.activeElement.closest('[data-field]').dataset.field") == \
+        "input_image"
+
+
+def test_an_unreachable_server_is_said_in_words(tab: Tab) -> None:
+    page = tab.open().page
+    tab.pick("tiny-sd")
+    page.fill("[data-field=prompt] textarea", "no answer")
+    page.route("**/api/ai/images/generate", lambda route: route.abort())
+    page.click("#run")
+    page.wait_for_selector("#form-error:text('the server did not answer')")
+    assert "TypeError" not in page.locator("#form-error").inner_text()
+
+
+def test_the_api_tab_says_when_the_request_would_be_refused(tab: Tab) -> None:
+    page = tab.open().page
+    page.click("[data-tab=api]")
+    assert "no model is picked" in page.locator("#snippets-warning").inner_text()
+    page.click("[data-tab=results]")
+    tab.pick("tiny-sd")
+    page.fill("[data-field=prompt] textarea", "fine")
+    page.click("[data-tab=api]")
+    assert page.locator("#snippets-warning").inner_text() == ""
+    page.click("[data-tab=results]")
+    tab.open_advanced()
+    page.fill("[data-field=num_inference_steps] input", "500")
+    page.click("[data-tab=api]")
+    assert "num_inference_steps: must be ≤" in page.locator("#snippets-warning").inner_text()
+
+
+def test_finished_jobs_can_be_cleared_and_their_results_stay(tab: Tab) -> None:
+    page = tab.open().page
+    tab.pick("tiny-sd")
+    page.fill("[data-field=prompt] textarea", "a job to clear")
+    page.check("input[name=mode][value=queue]")
+    with page.expect_response(lambda r: r.url.endswith("/api/ai/queue")) as sent:
+        page.click("#run")
+    generation_id = sent.value.json()["generations"][0]["generation_id"]
+    page.wait_for_selector(f".job[data-generation='{generation_id}'][data-status=succeeded]")
+    page.wait_for_selector(f".result[data-generation='{generation_id}']")
+    page.click("#jobs-clear")
+    assert page.locator(f".job[data-generation='{generation_id}']").count() == 0
+    assert page.locator(f".result[data-generation='{generation_id}']").count() == 1
+
+
+def test_tabs_answer_the_arrow_keys_and_results_have_their_own_labels(tab: Tab) -> None:
+    page = tab.open().page
+    tab.pick("tiny-sd")
+    page.fill("[data-field=prompt] textarea", "two labels")
+    page.select_option("#count", "2")
+    page.click("#run")
+    page.wait_for_selector(".result[data-index='1']")
+    labels = page.locator(".result input.select").evaluate_all(
+        "els => els.map(e => e.getAttribute('aria-label'))")
+    assert len(set(labels)) == 2 and all("tiny-sd" in label for label in labels), labels
+    page.focus("[data-tab=results]")
+    page.keyboard.press("ArrowRight")
+    assert page.locator("[data-tab=compare]").get_attribute("aria-selected") == "true"
+    assert page.locator("#tab-compare").is_visible()
+    page.keyboard.press("End")
+    assert page.locator("#tab-api").is_visible()
+    page.keyboard.press("ArrowRight")  # round to the first
+    assert page.locator("#tab-results").is_visible()

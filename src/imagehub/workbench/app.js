@@ -67,7 +67,11 @@ function describe(error) {
   if (error instanceof ApiError && error.status === 401) {
     return `${error.detail} — enter an API key above (imagehub keys create).`;
   }
-  return error instanceof ApiError ? `${error.status} ${error.type}: ${error.detail}` : String(error);
+  if (error instanceof ApiError) return `${error.status} ${error.type}: ${error.detail}`;
+  if (error instanceof TypeError) {  // what fetch throws when no answer came
+    return "the server did not answer (is it running? is the network up?); try again";
+  }
+  return String(error);
 }
 
 /** The request bodies the form stands for, for both endpoints. */
@@ -100,14 +104,57 @@ async function loadModels() {
     select.value = current;
     pickModel(current);
   }
+  followOpenJobs();
+}
+
+/** The key's queued and processing generations (a reload, another tab, a script) shown as jobs
+ * of this page: followed, cancellable, their results added when they end. */
+async function followOpenJobs() {
+  let open;
+  try {
+    open = (await api("GET", "/api/ai/queue")).generations;  // newest first
+  } catch {
+    return;  // a refused key says so in the header
+  }
+  const fresh = open.filter((row) => !state.jobs.has(row.generation_id));
+  if (!fresh.length) return;
+  ensureStream();
+  // top down as runs show them: the newest request first, a request's generations in their order
+  // (rows enqueued in the same second are taken as one request)
+  const order = (row) => fresh.indexOf(row);
+  const shown = [...fresh].sort((a, b) => b.enqueued_at - a.enqueued_at || order(b) - order(a));
+  for (const row of shown.reverse()) {  // each goes on top: the last ends lowest
+    const job = addJob(row.generation_id, row.model_name, row.prompt);
+    if (row.status === "processing") job.setStatus("processing");
+    if (row.progress) job.progress.value = row.progress;
+  }
 }
 
 /** The key was refused: say so, and let no model of an earlier key stay usable. */
 function refuseKey(error) {
   $("#key-state").textContent = apiKey.get() ? `key refused: ${error.detail}`
     : "this server needs a key";
+  apiKey.set("");  // a reload does not try it again
   stopStream();
   clearModels();
+  dropKeyState();
+}
+
+/** What the page holds under a key goes with it (a new key, Forget, a refusal): its jobs stop
+ * being followed and its results, selection and history leave the page. */
+function dropKeyState() {
+  for (const job of state.jobs.values()) job.stopFollowing();
+  state.jobs.clear();
+  state.results = [];
+  state.selected.clear();
+  state.uploads.clear();
+  state.early.clear();
+  $("#jobs").replaceChildren();
+  $("#gallery").replaceChildren();
+  $("#history tbody").replaceChildren();
+  $("#history-page").textContent = "";
+  showSelection();
+  if (!$("#tab-compare").hidden) renderCompare();
 }
 
 /** No model usable until a key is entered (refused, forgotten). */
@@ -159,6 +206,7 @@ async function run(event) {
     else await runQueued(bodies().queue);
   } catch (error) {
     showError(describe(error));
+    if (error instanceof ApiError && error.status === 400 && state.form) state.form.flag(error.detail);
   } finally {
     button.disabled = false;
   }
@@ -174,11 +222,11 @@ async function runSync(body) {
       const row = await api("GET", `/api/ai/queue/${result.generation_id}`);
       seed = row.seed ?? seed;
     }
-    result.images.forEach((image, index) => addResult({
+    addResults(result.images.map((image, index) => ({
       generationId: result.generation_id || `sync-${Date.now()}`, index, url: image.url,
       width: image.width, height: image.height, model: result.model,
       params: modelParams(body, seedOf(seed, index)), mode: "sync",
-    }));
+    })));
   } finally {
     $("#run").textContent = "Run";
   }
@@ -187,14 +235,31 @@ async function runSync(body) {
 async function runQueued(body) {
   ensureStream();  // not awaited: jobs are polled while the stream is down
   const result = await api("POST", "/api/ai/queue", body);
-  for (const generation of result.generations) {
+  for (const generation of [...result.generations].reverse()) {  // the first ends on top
     rememberUploads(generation.generation_id, body);
-    const job = new Job(generation.generation_id, body.model, body.prompt);
-    state.jobs.set(job.id, job);
-    $("#jobs").prepend(job.element);
-    for (const [name, data] of state.early.get(job.id) || []) job.on(name, data);
-    state.early.delete(job.id);
+    addJob(generation.generation_id, body.model, body.prompt);
   }
+}
+
+/** A job card on top of the others, with the events that came before it. */
+function addJob(id, model, prompt) {
+  const job = new Job(id, model, prompt);
+  state.jobs.set(job.id, job);
+  $("#jobs").prepend(job.element);
+  for (const [name, data] of state.early.get(job.id) || []) job.on(name, data);
+  state.early.delete(job.id);
+  $("#jobs-clear").hidden = false;
+  return job;
+}
+
+/** Finished job cards leave (their results stay in the gallery). */
+function clearFinishedJobs() {
+  for (const [id, job] of state.jobs) {
+    if (!ENDED.has(job.status)) continue;
+    job.element.remove();
+    state.jobs.delete(id);
+  }
+  $("#jobs-clear").hidden = state.jobs.size === 0;
 }
 
 /** The seed of image `index` of a sync run: the server gives image i the seed + i. */
@@ -265,10 +330,11 @@ class Job {
     this.id = id;
     this.model = model;
     this.status = "queued";
-    this.progress = h("progress", { max: "1", value: "0" });
+    const name = `${model} job ${id.slice(0, 8)}`;
+    this.progress = h("progress", { max: "1", value: "0", "aria-label": `progress of ${name}` });
     this.label = h("span", { class: "job-status" }, "queued");
-    this.cancelButton = h("button", { type: "button", class: "cancel", onclick: () => this.cancel() },
-      "Cancel");
+    this.cancelButton = h("button", { type: "button", class: "cancel", onclick: () => this.cancel(),
+      "aria-label": `Cancel ${name}` }, "Cancel");
     this.element = h("div", { class: "job", "data-generation": id, "data-status": "queued" },
       h("div", { class: "job-head" }, h("code", {}, id.slice(0, 8)), " ", h("strong", {}, model),
         " · ", h("span", { class: "job-prompt" }, clipped(prompt, 120))),
@@ -282,9 +348,13 @@ class Job {
     this.element.dataset.status = status;
     this.label.textContent = text || status;
     if (ENDED.has(status)) {
-      clearInterval(this.poll);
+      this.stopFollowing();
       this.cancelButton.remove();
     }
+  }
+
+  stopFollowing() {
+    clearInterval(this.poll);
   }
 
   on(name, data) {
@@ -312,11 +382,7 @@ class Job {
     if (row.status !== "succeeded") return;
     const images = row.images || [{ url: row.result_url }];
     this.element.append(h("img", { src: images[0].url, alt: "", class: "thumb" }));
-    const { params } = withUploads(row.generation_id, rowParams(row));
-    images.forEach((image, index) => addResult({
-      generationId: row.generation_id, index, url: image.url, width: image.width,
-      height: image.height, model: row.model_name, params, mode: "queue",
-    }));
+    addResults(rowResults(row, "queue"));
   }
 
   async refresh() {
@@ -386,11 +452,29 @@ function onEvent(name, data) {
 
 // ---- results, compare -----------------------------------------------------------------------
 
+/** A run's results on top of the gallery, in their own order (image 0 first). */
+function addResults(results) {
+  for (const result of [...results].reverse()) addResult(result);
+}
+
+/** A succeeded row's images as results (a queued job's, or one picked from the history). */
+function rowResults(row, runMode) {
+  const images = row.images || [{ url: row.result_url }];
+  const { params } = withUploads(row.generation_id, rowParams(row));
+  return images.map((image, index) => ({
+    generationId: row.generation_id, index, url: image.url, width: image.width,
+    height: image.height, model: row.model_name, params, mode: runMode,
+  }));
+}
+
 function addResult(result) {
   result.key = `${result.generationId}/${result.index}`;
   if (state.results.some((r) => r.key === result.key)) return;
   state.results.unshift(result);
-  const checkbox = h("input", { type: "checkbox", class: "select", "aria-label": "select for compare" });
+  const name = `${result.model}, seed ${result.params.seed ?? "unknown"}, image ${result.index + 1} ` +
+    `of ${result.generationId.slice(0, 8)}`;
+  const checkbox = h("input", { type: "checkbox", class: "select",
+    "aria-label": `select ${name} for compare` });
   checkbox.addEventListener("change", () => toggleSelected(result.key, checkbox.checked));
   const size = result.width ? `${result.width}×${result.height}` : "";
   const figure = h("figure", { class: "result", "data-key": result.key,
@@ -414,11 +498,15 @@ function addResult(result) {
 function toggleSelected(key, on) {
   if (on) state.selected.add(key);
   else state.selected.delete(key);
+  showSelection();
+  if (!$("#tab-compare").hidden) renderCompare();
+}
+
+function showSelection() {
   const n = state.selected.size;
   $("#compare-selected").disabled = n < 2 || n > 4;
   $("#selection").textContent = n ? `${n} selected${n > 4 ? " (at most 4)" : ""}` :
     "Select 2–4 results to compare them side by side.";
-  if (!$("#tab-compare").hidden) renderCompare();
 }
 
 function renderCompare() {
@@ -476,7 +564,19 @@ function historyRow(row) {
     h("td", { class: "prompt" }, clipped(row.prompt, 200)),
     h("td", {}, row.status === "failed" ? `failed: ${row.error_message}` : row.status),
     h("td", {}, row.seed ?? ""),
-    h("td", {}, h("button", { type: "button", onclick: () => openInForm(row) }, "Open in form")));
+    h("td", { class: "actions" },
+      h("button", { type: "button", onclick: () => openInForm(row) }, "Open in form"),
+      row.status === "succeeded"
+        ? h("button", { type: "button", class: "to-results", onclick: (event) => toResults(row, event.target) },
+          "Add to results")
+        : ""));
+}
+
+/** A past generation's images into the gallery, where they can be compared and re-run. */
+function toResults(row, button) {
+  addResults(rowResults(row, mode()));  // a re-run goes as the form says
+  button.disabled = true;
+  button.textContent = "in results";
 }
 
 function openInForm(row) {
@@ -494,6 +594,9 @@ function renderSnippets() {
   const base = window.location.origin;
   const body = bodies();
   const current = document.querySelector("[data-snippet-tab][aria-selected=true]").dataset.snippetTab;
+  const problem = !state.model ? "no model is picked" : state.form.problem();
+  $("#snippets-warning").textContent = problem
+    ? `As the form stands, the server will refuse this request (${problem}).` : "";
   $("#snippets").replaceChildren(...Object.entries(SNIPPETS).map(([name, make]) => {
     const text = make(base, body, mode());
     const status = h("span", { class: "muted copy-status" });
@@ -517,6 +620,20 @@ function showTab(name) {
   if (name === "api") renderSnippets();
 }
 
+/** Left and right arrows (Home, End) move along a tab list, as in any tab widget. */
+function arrowKeys(list) {
+  list.addEventListener("keydown", (event) => {
+    const tabs = [...list.querySelectorAll("[role=tab]")];
+    const at = tabs.indexOf(document.activeElement);
+    const to = { ArrowRight: at + 1, ArrowLeft: at - 1, Home: 0, End: tabs.length - 1 }[event.key];
+    if (at < 0 || to === undefined) return;
+    event.preventDefault();
+    const tab = tabs[(to + tabs.length) % tabs.length];
+    tab.focus();
+    tab.click();
+  });
+}
+
 function bind() {
   for (const tab of document.querySelectorAll("[data-tab]")) {
     tab.addEventListener("click", () => showTab(tab.dataset.tab));
@@ -529,10 +646,12 @@ function bind() {
       renderSnippets();
     });
   }
+  document.querySelectorAll("[role=tablist]").forEach(arrowKeys);
   $("#key-form").addEventListener("submit", (event) => {
     event.preventDefault();
     const key = $("#api-key").value.trim().replace(/^Bearer\s+/i, "");  // a pasted header value
     $("#api-key").value = key;
+    if (key !== apiKey.get()) dropKeyState();
     apiKey.set(key);
     $("#key-state").textContent = "checking the key…";
     stopStream();
@@ -544,7 +663,9 @@ function bind() {
     $("#key-state").textContent = "key forgotten";
     stopStream();
     clearModels();
+    dropKeyState();
   });
+  $("#jobs-clear").addEventListener("click", clearFinishedJobs);
   $("#model").addEventListener("change", (event) => pickModel(event.target.value));
   $("#params").addEventListener("submit", run);
   $("#params").addEventListener("input", renderSnippets);

@@ -72,10 +72,13 @@ class Field {
     this.name = name;
     this.spec = browserSpec(spec);
     this.required = required;
-    this.error = h("div", { class: "field-error", role: "alert" });
+    // the form's own error line is the one alert; a field's error and hint describe its control
+    this.error = h("div", { class: "field-error", id: `field-${name}-error` });
     this.control = this._control();
     const { description } = this.spec;
-    const hint = description ? h("small", { class: "hint" }, description) : null;
+    const hint = description ? h("small", { class: "hint", id: `field-${name}-hint` }, description) : null;
+    (this.urlInput || this.control).setAttribute("aria-describedby",
+      [hint ? `field-${name}-hint` : "", `field-${name}-error`].filter(Boolean).join(" "));
     this.element = h("div", { class: "field", "data-field": name },
       h("label", { for: `field-${name}` }, name, required ? h("span", { class: "req" }, " *") : null),
       this.control, hint, this.error);
@@ -238,7 +241,32 @@ export class SchemaForm {
     const [field, message] = problems[0];
     const details = field.element.closest("details");
     if (details) details.open = true;
+    (field.urlInput || field.control).focus();
     return `${field.name}: ${message}`;
+  }
+
+  /** The first problem of the form as it stands, flagging nothing (the API tab's warning). */
+  problem() {
+    for (const field of this.fields) {
+      const message = checkValue(field.name, field.spec, field.get(), field.required);
+      if (message) return `${field.name}: ${message}`;
+    }
+    return null;
+  }
+
+  /** A server's refusal ("<field>: why") shown at the field it names, which gets the focus;
+   * false when it names none of this form's fields. */
+  flag(detail) {
+    const field = this.fields.find((f) => detail.startsWith(`${f.name}:`) || detail.startsWith(`${f.name}[`));
+    if (!field) return false;
+    field.error.textContent = detail;
+    field.element.classList.add("invalid");
+    const control = field.urlInput || field.control;
+    control.setAttribute("aria-invalid", "true");
+    const details = field.element.closest("details");
+    if (details) details.open = true;
+    control.focus();
+    return true;
   }
 
   /** Fill from a generation's params (unknown keys ignored). */

@@ -46,8 +46,14 @@ function curlPost(url, body) {
 }
 
 export function curlSync(base, body) {
-  return curlPost(`${base}/api/ai/images/generate`, body).join("\n");
+  const [first, ...rest] = curlPost(`${base}/api/ai/images/generate`, body);
+  // --fail-with-body: a refusal prints the server's answer and exits non-zero (22)
+  return [first.replace("curl -sS ", "curl -sS --fail-with-body "), ...rest].join("\n");
 }
+
+// The last line: the snippet's exit status is 1 when nothing was enqueued (a script can tell),
+// and pasted into a shell it closes nothing.
+const REFUSED_STATUS = '[ -n "$GEN_IDS" ]  # exit status: 0 enqueued, 1 refused';
 
 function curlEnqueue(base, body) {
   const [first, ...rest] = curlPost(`${base}/api/ai/queue`, body);
@@ -76,6 +82,7 @@ export function curlAsyncPoll(base, body) {
     "  done",
     `  printf '%s\\n' "$ROW" | jq .`,
     "done",
+    REFUSED_STATUS,
   ].join("\n");
 }
 
@@ -99,6 +106,7 @@ export function curlAsyncSse(base, body) {
     "}",
     "' | jq .",
     "fi",
+    REFUSED_STATUS,
   ].join("\n");
 }
 
