@@ -591,6 +591,7 @@ function openInForm(row) {
 // ---- the API tab ----------------------------------------------------------------------------
 
 function renderSnippets() {
+  if ($("#tab-api").hidden) return;  // made when the tab shows (a 3 MB upload made typing lag)
   const base = window.location.origin;
   const body = bodies();
   const current = document.querySelector("[data-snippet-tab][aria-selected=true]").dataset.snippetTab;
