@@ -150,6 +150,7 @@ function dropKeyState() {
   state.uploads.clear();
   state.early.clear();
   $("#jobs").replaceChildren();
+  $("#jobs-clear").hidden = true;
   $("#gallery").replaceChildren();
   $("#history tbody").replaceChildren();
   $("#history-page").textContent = "";
@@ -463,7 +464,9 @@ function rowResults(row, runMode) {
   const { params } = withUploads(row.generation_id, rowParams(row));
   return images.map((image, index) => ({
     generationId: row.generation_id, index, url: image.url, width: image.width,
-    height: image.height, model: row.model_name, params, mode: runMode,
+    height: image.height, model: row.model_name, mode: runMode,
+    // a sync row of n images: image i had the seed + i
+    params: index && params.seed !== undefined ? modelParams(params, seedOf(params.seed, index)) : params,
   }));
 }
 
