@@ -85,7 +85,7 @@ def test_connection_and_key_errors(remote: dict[str, str]) -> None:
     assert bad_key.returncode == 1 and bad_key.stderr.startswith("error: 401 unauthenticated:")
     nowhere = imagehub("models", env={**remote, "IMAGEHUB_URL": "http://127.0.0.1:9"})
     assert nowhere.returncode == 1
-    assert nowhere.stderr.startswith("error: cannot reach the server:")
+    assert nowhere.stderr.startswith("error: cannot reach the server at http://127.0.0.1:9:")
     assert len(nowhere.stderr.strip().splitlines()) == 1
 
 

@@ -98,26 +98,33 @@ def test_generate_and_watch_outlive_a_server_restart(
                 proc.kill()
     assert done[0] == 0, done[2]
     assert (tmp_path / f"{gen_id}.png").is_file()
+    # it ended while the server was down: its bar is full, not left at the last step seen
+    assert " 60/60 done" in next(line for line in done[2].splitlines() if line.startswith(gen_id[:8]))
     assert "succeeded" in shown.wait_for("succeeded")
 
 
 class Reader:
     """A process's stdout, read as it comes."""
 
-    def __init__(self, proc: subprocess.Popen[str]) -> None:
+    def __init__(self, proc: subprocess.Popen[str], stderr: bool = False) -> None:
         self.text = ""
         self.proc = proc
+        self.stream = proc.stderr if stderr else proc.stdout
         threading.Thread(target=self._read, daemon=True).start()
 
     def _read(self) -> None:
-        assert self.proc.stdout is not None
-        while chunk := self.proc.stdout.read(1):
+        assert self.stream is not None
+        while chunk := self.stream.read(1):
             self.text += chunk
 
     def wait_for(self, needle: str, timeout: float = 60) -> str:
         deadline = time.monotonic() + timeout
         while needle not in self.text:
-            assert time.monotonic() < deadline and self.proc.poll() in (None, 0), self.text
+            assert time.monotonic() < deadline, self.text
+            if self.proc.poll() is not None:  # ended: what it wrote is all there is
+                time.sleep(0.2)
+                assert needle in self.text, self.text
+                break
             time.sleep(0.05)
         return self.text
 
@@ -139,6 +146,46 @@ def test_generate_gives_up_after_max_downtime_naming_the_whole_ids(
     assert line.endswith(f"not saved, still on the server: {gen_id}")
     assert "Traceback" not in err
     wait_for_status(api, gen_id, {"cancelled"})
+
+
+def test_a_refused_key_mid_generate_names_the_generations_left(
+        server: ServerProcess, remote: dict[str, str], api: httpx.Client, tmp_path: Path) -> None:
+    key = server.cli("keys", "create", "--name", "revoked-mid-generate").stdout.strip()
+    generate = imagehub("generate", "key revoked", "-m", "tiny-sd-slow", "--steps", "150",
+                        "-o", str(tmp_path), env=remote | {"IMAGEHUB_API_KEY": key})
+    gen_id = processing_one(api, generate)
+    server.cli("keys", "revoke", key[:10])  # the server ends the key's stream; reopening is a 401
+    try:
+        code, _, err = finish(generate, timeout=60)
+    finally:
+        api.delete(f"/api/ai/queue/{gen_id}")
+    assert code == 1, err
+    (line,) = [line for line in err.splitlines() if line.startswith("error:")]
+    assert line.startswith("error: 401 unauthenticated: ") and "revoked" in line, line
+    assert line.endswith(f"not saved, still on the server: {gen_id}"), line
+    assert "Traceback" not in err
+
+
+def test_an_image_that_cannot_be_saved_is_named_and_the_others_are_saved(
+        server: ServerProcess, remote: dict[str, str], api: httpx.Client, tmp_path: Path) -> None:
+    """The output folder goes while the first of two generations runs: that one is named, not
+    saved; the folder is back before the second ends, which is saved."""
+    out = tmp_path / "out"
+    generate = imagehub("generate", "saved nowhere", "-m", "tiny-sd-slow", "--steps", "60",
+                        "-n", "2", "-o", str(out), env=remote)
+    said = Reader(generate, stderr=True)
+    first = processing_one(api, generate)
+    out.rmdir()
+    said.wait_for(f"{first}: succeeded, but not saved")  # the second has 60 steps to go
+    out.mkdir()
+    assert generate.wait(180) == 1, said.text
+    err = said.wait_for("error:")
+    assert f"cannot write {out / first}.png: No such file" in " ".join(err.split())
+    (saved,) = out.glob("*.png")  # the second's
+    assert saved.name != f"{first}.png"
+    (line,) = [line for line in err.splitlines() if line.startswith("error:")]
+    assert line == f"error: not saved, still on the server: {first}"
+    assert "Traceback" not in err
 
 
 # ---- Ctrl-C --------------------------------------------------------------------------------------

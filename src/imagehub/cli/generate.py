@@ -25,6 +25,7 @@ from imagehub.cli.target import (
 )
 from imagehub.client import (
     ENDED,
+    APIError,
     Event,
     GenerationCancelled,
     GenerationCompleted,
@@ -46,6 +47,9 @@ OPTION_FIELDS = {"aspect_ratio": "--aspect-ratio", "resolution": "--resolution",
                  "negative_prompt": "--negative-prompt", "num_inference_steps": "--steps",
                  "input_image": "-i/--image"}
 _REMOTE_REFS = ("https://", "http://", "data:")
+_LOST = (StreamError, APIError, ImagehubError, httpx.HTTPError)
+"""What ends following the generations (the stream gone, the key refused, the server away): the
+ones not saved are named, to be fetched later."""
 
 
 def generate(
@@ -162,11 +166,12 @@ def _follow(target: Target, ids: list[str], ended: set[str], out: Path,
                 bars.apply(event)
                 if not bars.pending:
                     break
-        except (StreamError, httpx.TransportError) as exc:
-            waiting = " ".join(bars.pending)
-            fail(f"{error_text(exc)}; not saved, still on the server: {waiting}", exc)
+        except _LOST as exc:
+            fail(f"{error_text(exc)}; not saved, still on the server: {bars.not_saved()}", exc)
         finally:
             events.close()  # type: ignore[attr-defined]
+    if bars.unsaved:
+        fail(f"not saved, still on the server: {bars.not_saved()}")
     return bars.failed
 
 
@@ -196,11 +201,17 @@ class _Bars:
         self.target, self.progress, self.out, self.ended = target, progress, out, ended
         self.tasks = {gid: progress.add_task(gid[:8], total=None, state="queued") for gid in ids}
         self.failed = 0
+        self.unsaved: list[str] = []  # succeeded, but their images could not be saved here
 
     @property
     def pending(self) -> list[str]:
         """The generations not ended yet, in the order they were queued."""
         return [gid for gid in self.tasks if gid not in self.ended]
+
+    def not_saved(self) -> str:
+        """The ids whose images this command did not save: those that succeeded but could not be
+        saved, and those not ended yet."""
+        return " ".join(gid for gid in self.tasks if gid in self.unsaved or gid not in self.ended)
 
     def apply(self, event: Event) -> None:
         if isinstance(event, StreamConnected):
@@ -231,14 +242,30 @@ class _Bars:
 
     def end(self, gid: str, status: str, error: str | None) -> None:
         self.ended.add(gid)
-        ok = status == "succeeded"
-        self.failed += 0 if ok else 1
-        self.progress.update(self.tasks[gid], state="done" if ok else status)
-        if ok:
-            for path in _save(self.target, gid, self.out):
-                self.progress.console.print(f"saved {path}")
-        else:
+        task = self.tasks[gid]
+        if status != "succeeded":
+            self.failed += 1
+            self.progress.update(task, state=status)
             self.progress.console.print(f"[red]{gid}: {escape(error or status)}[/red]")
+            return
+        try:
+            paths = _save(self.target, gid, self.out)
+        except (*_LOST, OSError) as exc:  # the others go on; this one is named at the end
+            self.unsaved.append(gid)
+            self.progress.update(task, state="not saved")
+            self.progress.console.print(f"[red]{gid}: succeeded, but not saved: "
+                                        f"{escape(_save_error(exc))}[/red]")
+            return
+        total = next(t.total for t in self.progress.tasks if t.id == task) or 1  # full bar
+        self.progress.update(task, state="done", total=total, completed=total)
+        for path in paths:
+            self.progress.console.print(f"saved {path}")
+
+
+def _save_error(exc: Exception) -> str:
+    if isinstance(exc, OSError):
+        return f"cannot write {exc.filename or 'the file'}: {exc.strerror or exc}"
+    return error_text(exc)
 
 
 def _save(target: Target, generation_id: str, out: Path) -> list[Path]:

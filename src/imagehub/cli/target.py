@@ -218,9 +218,20 @@ def error_text(exc: Exception) -> str:
         return f"{exc.status_code} {exc.type}: {exc.detail}"
     if isinstance(exc, ImagehubError):
         return f"{exc.status} {exc.type}: {exc.detail}"
+    if isinstance(exc, httpx.TimeoutException):
+        return f"no answer from the server{_at(exc)} in time: {exc}"
     if isinstance(exc, httpx.HTTPError):
-        return f"cannot reach the server: {exc}"
+        return f"cannot reach the server{_at(exc)}: {exc}"
     return f"event stream lost: {exc}"
+
+
+def _at(exc: httpx.HTTPError) -> str:
+    """" at <its URL>", where httpx knows the request."""
+    try:
+        url = exc.request.url
+    except RuntimeError:  # raised outside a request
+        return ""
+    return f" at {url.scheme}://{url.netloc.decode()}"
 
 
 def fail(message: str, exc: Exception | None = None, *, code: int = 1) -> NoReturn:
