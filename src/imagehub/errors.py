@@ -11,6 +11,7 @@
     ├── PayloadTooLarge               413 payload_too_large  body or input image over the limit
     ├── RateLimited                   429 rate_limited       a key's rate, a namespace's queue; retry_after
     ├── UpstreamError                 502 upstream           a remote provider failed
+    ├── ClientClosedRequest           499 client_closed_request  a sync call's client left first
     ├── ModelUnavailable              503 model_unavailable  known model, not servable here
     │   └── ModelFilesUnreadable                             its files are there but damaged
     └── Busy                          503 busy               the database stayed locked; retry_after
@@ -92,6 +93,14 @@ class RateLimited(ImagehubError):
     def __init__(self, detail: str, retry_after: int) -> None:
         super().__init__(detail)
         self.retry_after = retry_after
+
+
+class ClientClosedRequest(ImagehubError):
+    """A sync call's client closed its connection before the answer (a timeout, Ctrl-C): the
+    generation was cancelled at its next step. Nobody reads the answer; logs and metrics do
+    (499, as nginx counts such requests)."""
+
+    status, type, title = 499, "client_closed_request", "Client closed request"
 
 
 class UpstreamError(ImagehubError):

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import Request
@@ -36,6 +38,25 @@ async def principal(request: Request) -> Principal:
     if limiter is not None:
         limiter.check(caller.key_id or caller.namespace)
     return caller
+
+
+async def client_gone(request: Request) -> AsyncIterator[threading.Event]:
+    """An event set once the client closes its connection before its answer (a timeout, Ctrl-C,
+    an SDK giving up and retrying): a sync generation then stops at its next step rather than run
+    for nobody. Listed after the body's dependency: the watcher only reads what comes after the
+    body, which is the disconnect."""
+    gone = threading.Event()
+    watcher = asyncio.create_task(_until_disconnect(request, gone))
+    try:
+        yield gone
+    finally:
+        watcher.cancel()
+
+
+async def _until_disconnect(request: Request, gone: threading.Event) -> None:
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+    gone.set()
 
 
 MAX_BODY_DEPTH = 32

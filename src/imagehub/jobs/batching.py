@@ -62,6 +62,9 @@ class SyncCall:
     num_images: int = 1
     future: Future[Any] = field(default_factory=Future)
     taken: bool = False
+    gone: threading.Event = field(default_factory=threading.Event)
+    """Set when the caller's client has closed its connection: the call is withdrawn if it still
+    waits, or leaves its batch at the next step."""
 
 
 @dataclass
@@ -144,6 +147,14 @@ class Batcher:
         room = limit - batch.size
         if room > 0:
             batch.rows += self._queue.claim_batch(batch.model, batch.key, room, self._key_of)
+
+    def withdraw(self, call: SyncCall) -> bool:
+        """Take ``call`` back if no batch has taken it yet (its client went away)."""
+        with self._lock:
+            if call.taken:
+                return False
+            self._pending.remove(call)
+            return True
 
     def _take(self, call: SyncCall) -> None:
         call.taken = True

@@ -21,6 +21,7 @@ from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
 from imagehub.db.records import GenerationRecord
+from imagehub.errors import GenerationCancelled
 from imagehub.jobs.batching import Batch, Batcher, SyncCall
 from imagehub.jobs.queue import JobQueue
 
@@ -104,6 +105,8 @@ class WorkerPool:
         self._batcher.offer(call)
         self.wake()
         while not call.future.done():
+            if call.gone.is_set() and self._batcher.withdraw(call):
+                raise GenerationCancelled("the client closed the connection before the call ran")
             if self._running():
                 wait([call.future], timeout=self._poll)  # re-checked: the workers may stop
                 continue

@@ -23,9 +23,9 @@ from imagehub.engines.base import (
     EngineRequest,
     EngineResult,
     StepCallback,
-    no_progress,
 )
 from imagehub.errors import (
+    ClientClosedRequest,
     Forbidden,
     GenerationCancelled,
     GenerationFailed,
@@ -116,8 +116,11 @@ class GenerationService:
 
     # ---- sync -----------------------------------------------------------------------------------
 
-    def generate(self, principal: Principal, body: Any, *, edit: bool = False) -> GenerateResponse:
-        """Run now and block until the images exist (``/images/generate`` and ``/images/edit``)."""
+    def generate(self, principal: Principal, body: Any, *, edit: bool = False,
+                 gone: threading.Event | None = None) -> GenerateResponse:
+        """Run now and block until the images exist (``/images/generate`` and ``/images/edit``).
+        ``gone``, once set (the client closed its connection), cancels the call at its next step:
+        a cancelled row, and ClientClosedRequest."""
         # 1. validate everything before running anything
         request = inputs.keep(self.deps.storage, parse(self.deps.catalog, principal, body,
                                                        count_field="n", require_image=edit))
@@ -126,13 +129,16 @@ class GenerationService:
         # 2. run in one of the shared engine slots
         started = int(time.time())
         try:
-            result = self._run_sync(engine, record)
+            result = self._run_sync(engine, record, gone or threading.Event())
         except GenerationFailed as exc:
-            self._save_failed(record, started, str(exc))
+            self._save_ended(record, started, str(exc))
             raise UpstreamError(f"{request.entry.id}: {exc}") from exc
         except UpstreamError as exc:  # a remote provider failed: kept in the history too
-            self._save_failed(record, started, exc.detail)
+            self._save_ended(record, started, exc.detail)
             raise
+        except GenerationCancelled as exc:  # nobody waits for it: the history says why
+            self._save_ended(record, started, str(exc), S.CANCELLED)
+            raise ClientClosedRequest(str(exc)) from exc
         # 3. store, record, answer (each PNG is encoded once, for storage and for b64_json)
         pngs = [encode_png(image) for image in result.images]
         record.images = self._put(record.id, result, pngs)
@@ -145,15 +151,16 @@ class GenerationService:
             raise
         return self._sync_response(record, result, pngs, request.response_format)
 
-    def _run_sync(self, engine: Engine, record: GenerationRecord) -> EngineResult:
+    def _run_sync(self, engine: Engine, record: GenerationRecord, gone: threading.Event) -> EngineResult:
         """The engine's result for a sync call: through the batcher when the pool has one."""
         request = self._engine_request(record)
         workers = self.deps.workers
         assert workers is not None, "the worker pool is not running"
+        call = SyncCall(record.model_name, batch_key(record.resolved), request, record.num_images,
+                        gone=gone)
         if not workers.batching:
             with workers.slot():
-                return self._generate(engine, record, request, no_progress)
-        call = SyncCall(record.model_name, batch_key(record.resolved), request, record.num_images)
+                return self._generate(engine, record, request, _while_wanted(call))
         return workers.run_sync(call)
 
     def _sync_response(self, record: GenerationRecord, result: EngineResult, pngs: list[bytes],
@@ -167,8 +174,10 @@ class GenerationService:
                                 images=images, image_url=images[0].url if images else None,
                                 generation_id=record.id)
 
-    def _save_failed(self, record: GenerationRecord, started: int, message: str) -> None:
-        record.status, record.error_message = S.FAILED.value, message
+    def _save_ended(self, record: GenerationRecord, started: int, message: str,
+                    status: S = S.FAILED) -> None:
+        """A sync call that made no images, kept in the history with why."""
+        record.status, record.error_message = status.value, message
         record.started_at, record.completed_at = started, int(time.time())
         self.deps.queue.add([record])
 
@@ -318,7 +327,8 @@ class GenerationService:
                     rows, requests = rows + more_rows, requests + more_requests
                 calls = [call.request for call in batch.calls]
                 progress = _BatchProgress(self, rows)
-                on_steps = [progress.on_step(row) for row in rows] + [no_progress] * len(calls)
+                on_steps = [progress.on_step(row) for row in rows] + [
+                    _while_wanted(call) for call in batch.calls]
                 if hands_off_early(engine, self.deps.engine_handoff):
                     on_steps = turn.until_last_step(on_steps)
                 started = time.perf_counter()
@@ -674,3 +684,13 @@ def _echo(value: Any) -> Any:
     if isinstance(value, str) and value.startswith("data:"):
         return inputs.echo(value)
     return value
+
+
+def _while_wanted(call: SyncCall) -> StepCallback:
+    """A sync call's step callback: no progress to report, but once its client has gone the call
+    leaves its batch (the others run on)."""
+    def on_step(step: int, total: int) -> None:
+        if call.gone.is_set():
+            raise GenerationCancelled(f"the client closed the connection; cancelled at step {step} "
+                                      f"of {total}")
+    return on_step

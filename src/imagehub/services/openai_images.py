@@ -19,6 +19,7 @@ import base64
 import io
 import math
 import re
+import threading
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -64,12 +65,14 @@ class OpenAIImagesService:
     def __init__(self, generations: GenerationService) -> None:
         self.generations = generations
 
-    def generate(self, principal: Principal, body: Any) -> OpenAIImagesResponse:
+    def generate(self, principal: Principal, body: Any,
+                 gone: threading.Event | None = None) -> OpenAIImagesResponse:
         if not isinstance(body, dict):
             raise InvalidParams(f"body: expected a JSON object, got {json_kind(body)}")
-        return self._run(principal, body, edit=False)
+        return self._run(principal, body, edit=False, gone=gone)
 
-    def edit(self, principal: Principal, form: FormBody) -> OpenAIImagesResponse:
+    def edit(self, principal: Principal, form: FormBody,
+             gone: threading.Event | None = None) -> OpenAIImagesResponse:
         """``images.edit``: the form's fields, typed as the model reads them, and its image files
         as the model's ``input_image``."""
         model = check_model(form.fields)
@@ -77,7 +80,7 @@ class OpenAIImagesService:
         body = self._typed(model, {k: v for k, v in form.fields.items() if k != "image"})
         body["input_image"] = images[0] if len(images) == 1 else images
         try:
-            return self._run(principal, body, edit=True)
+            return self._run(principal, body, edit=True, gone=gone)
         except InvalidParams as exc:  # the client sent 'image': name that, not the hub's field
             if not exc.detail.startswith("input_image"):
                 raise
@@ -91,7 +94,8 @@ class OpenAIImagesService:
                  **self.generations.deps.catalog.get(model).schema.properties}
         return {name: _as_declared(value, specs.get(name, {})) for name, value in fields.items()}
 
-    def _run(self, principal: Principal, body: dict[str, Any], *, edit: bool) -> OpenAIImagesResponse:
+    def _run(self, principal: Principal, body: dict[str, Any], *, edit: bool,
+             gone: threading.Event | None) -> OpenAIImagesResponse:
         # 1. the model first (size is read against its fields), then split the OpenAI-only
         #    fields from the ones the hub knows
         model = check_model(body)
@@ -106,7 +110,7 @@ class OpenAIImagesService:
         if size is not None and size != "auto":
             hub_body.update(self._size_fields(hub_body, model, size))
         # 3. run, then answer in the OpenAI shape
-        result = self.generations.generate(principal, hub_body, edit=edit)
+        result = self.generations.generate(principal, hub_body, edit=edit, gone=gone)
         data = [OpenAIImage(url=image.url) if image.url is not None
                 else OpenAIImage(b64_json=_reencode(image.b64_json or "", output_format))
                 for image in result.images]

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from threading import Event
 from typing import Any
 
 from fastapi import APIRouter, Depends
 
-from imagehub.api.deps import hub, json_body, principal
+from imagehub.api.deps import client_gone, hub, json_body, principal
 from imagehub.protocol import GenerateResponse
 from imagehub.services.hub import Hub
 from imagehub.services.keys import Principal
@@ -27,12 +28,12 @@ _BODY = {"requestBody": {"required": True, "content": {"application/json": {"sch
 @router.post("/generate", response_model=GenerateResponse, response_model_exclude_none=True,
              openapi_extra=_BODY)
 def generate(caller: Principal = Depends(principal), body: Any = Depends(json_body),
-             h: Hub = Depends(hub)) -> GenerateResponse:
-    return h.generations.generate(caller, body)
+             h: Hub = Depends(hub), gone: Event = Depends(client_gone)) -> GenerateResponse:
+    return h.generations.generate(caller, body, gone=gone)
 
 
 @router.post("/edit", response_model=GenerateResponse, response_model_exclude_none=True,
              openapi_extra=_BODY)
 def edit(caller: Principal = Depends(principal), body: Any = Depends(json_body),
-         h: Hub = Depends(hub)) -> GenerateResponse:
-    return h.generations.generate(caller, body, edit=True)
+         h: Hub = Depends(hub), gone: Event = Depends(client_gone)) -> GenerateResponse:
+    return h.generations.generate(caller, body, edit=True, gone=gone)

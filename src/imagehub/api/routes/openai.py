@@ -3,11 +3,12 @@ section 7; ``/edits`` is OpenAI's ``images.edit``, multipart/form-data)."""
 
 from __future__ import annotations
 
+from threading import Event
 from typing import Any
 
 from fastapi import APIRouter, Depends
 
-from imagehub.api.deps import form_body, hub, json_body, principal
+from imagehub.api.deps import client_gone, form_body, hub, json_body, principal
 from imagehub.protocol import OpenAIImagesResponse
 from imagehub.services.hub import Hub
 from imagehub.services.keys import Principal
@@ -36,8 +37,8 @@ def _body(content_type: str, properties: dict[str, Any], description: str) -> di
                                  "The OpenAI Images shape; any other field of the model's "
                                  "request_schema (seed, negative_prompt, ...) passes through."))
 def generations(caller: Principal = Depends(principal), body: Any = Depends(json_body),
-                h: Hub = Depends(hub)) -> OpenAIImagesResponse:
-    return OpenAIImagesService(h.generations).generate(caller, body)
+                h: Hub = Depends(hub), gone: Event = Depends(client_gone)) -> OpenAIImagesResponse:
+    return OpenAIImagesService(h.generations).generate(caller, body, gone)
 
 
 @router.post("/edits", response_model=OpenAIImagesResponse, response_model_exclude_none=True,
@@ -48,5 +49,5 @@ def generations(caller: Principal = Depends(principal), body: Any = Depends(json
                  "OpenAI's images.edit shape; any other field of the model's request_schema "
                  "(seed, strength, ...) passes through, read as the type the schema gives it."))
 def edits(caller: Principal = Depends(principal), form: FormBody = Depends(form_body),
-          h: Hub = Depends(hub)) -> OpenAIImagesResponse:
-    return OpenAIImagesService(h.generations).edit(caller, form)
+          h: Hub = Depends(hub), gone: Event = Depends(client_gone)) -> OpenAIImagesResponse:
+    return OpenAIImagesService(h.generations).edit(caller, form, gone)
