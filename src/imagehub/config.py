@@ -25,6 +25,10 @@ def _default_data_dir() -> Path:
     return Path.home() / ".imagehub"
 
 
+def _default_cache_dir() -> Path:
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "imagehub"
+
+
 class Settings(BaseSettings):
     """imagehub's configuration, validated at start-up."""
 
@@ -32,6 +36,10 @@ class Settings(BaseSettings):
 
     # where things live
     data_dir: Path = Field(default_factory=_default_data_dir)
+    cache_dir: Path = Field(default_factory=_default_cache_dir)
+    """What is worth keeping between runs but can be made again: what each diffusers pipeline
+    class takes (reading it imports the pipeline, seconds at every start with a local model);
+    default ``$XDG_CACHE_HOME/imagehub`` (``~/.cache/imagehub``)."""
     database_url: str | None = None
     """SQLAlchemy URL; default ``sqlite:///<data_dir>/imagehub.db``."""
     db_busy_timeout_seconds: float = Field(default=30.0, gt=0, le=3600)

@@ -72,7 +72,9 @@ def scan(folders: list[Path] = typer.Argument(None, metavar="[FOLDER]...",
     for folder in folders or []:
         if not folder.is_dir():
             fail(f"{folder}: not a folder", code=2)
-    catalog = load_settings().resolved_catalog_path
+    settings = load_settings()
+    _keep_signatures(settings)
+    catalog = settings.resolved_catalog_path
     with one_line_errors():
         try:
             found, listed = find(folders=folders), catalog_sources(catalog)
@@ -116,6 +118,7 @@ def add(source: str = typer.Argument(..., help="A diffusers folder, or hf:org/na
     from imagehub.config import load_settings
 
     settings = load_settings()
+    _keep_signatures(settings)
     catalog = settings.resolved_catalog_path
     with one_line_errors():
         try:
@@ -166,3 +169,10 @@ def _values(spec: dict[str, Any]) -> str:
     if low is not None or high is not None:
         return f"{'' if low is None else low}..{'' if high is None else high}"
     return ""
+
+
+def _keep_signatures(settings: Settings) -> None:
+    """What pipeline classes take is read from the cache, as the server reads it."""
+    from imagehub.engines.diffusers import loading
+
+    loading.SIGNATURE_CACHE = settings.cache_dir

@@ -28,6 +28,9 @@ def create_engine(backend: str, options: dict[str, Any], settings: Settings) -> 
     cls = getattr(importlib.import_module(module_name), class_name)
     kwargs = dict(options)
     if backend == "diffusers":
+        from imagehub.engines.diffusers import loading
+
+        loading.SIGNATURE_CACHE = settings.cache_dir
         if "source" not in kwargs:
             raise ValueError("source: missing (a diffusers folder, or hf:<org>/<name>)")
         source = kwargs.pop("source")

@@ -698,7 +698,7 @@ class DiffusersEngine:
         size = (plan.request.width, plan.request.height)
         images = [_at_size(image, size) for image in images]
         info: dict[str, Any] = {
-            "pipeline": self.layout().pipeline_class.__name__,
+            "pipeline": self.layout().pipeline_name,
             "native_width": plan.width,
             "native_height": plan.height,
             "num_inference_steps": plan.steps,

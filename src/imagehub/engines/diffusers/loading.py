@@ -16,6 +16,8 @@ import inspect
 import json
 import logging
 import math
+import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -74,7 +76,9 @@ class Layout:
     """What a diffusers folder's JSON files say about the model, read without loading weights."""
 
     folder: Path
-    pipeline_class: type
+    pipeline_name: str
+    """The diffusers class the folder is loaded as (an image-to-image checkpoint's text-to-image
+    class)."""
     family: str
     """``sd``, ``sdxl``, ``sd3``, ``flux`` or ``other``."""
     call_params: dict[str, inspect.Parameter]
@@ -250,6 +254,84 @@ def pipeline_class(index: dict[str, Any], folder: Path) -> type:
     return cls
 
 
+log = logging.getLogger(__name__)
+
+SIGNATURE_CACHE: Path | None = None
+"""Where the parameters of pipeline classes' ``__call__`` are kept between processes, per diffusers
+version (``Settings.cache_dir``, set where settings are loaded: ``registry.create_engine``, the
+CLI's ``models`` commands); None: not kept. Reading them means importing the pipeline's module,
+torch and diffusers with it: 7-14 s on this project's 2-core CPU, at every server start with a
+local model card and every ``models add``, before any model is loaded."""
+
+
+def call_parameters(index: dict[str, Any], folder: Path) -> tuple[str, dict[str, inspect.Parameter]]:
+    """The class ``index`` names (as loaded: an image-to-image checkpoint's text-to-image one) and
+    the parameters of its ``__call__``: from the cache of this diffusers version where they are
+    kept, else from the class itself (then kept)."""
+    name = index.get("_class_name")
+    if isinstance(name, str):
+        name = _TEXT_TO_IMAGE_OF.get(name, name)
+        kept = _cached_signatures().get(name)
+        try:
+            if kept is not None:
+                return name, {p["name"]: _parameter(p) for p in kept}
+        except (KeyError, AttributeError, TypeError, ValueError):
+            pass  # a damaged entry: read from the class again
+    cls = pipeline_class(index, folder)
+    params = dict(inspect.signature(cls.__call__).parameters)
+    _keep_signature(cls.__name__, params)
+    return cls.__name__, params
+
+
+def _signature_file() -> Path | None:
+    if SIGNATURE_CACHE is None:
+        return None
+    try:
+        from importlib.metadata import version
+
+        return SIGNATURE_CACHE / f"diffusers-{version('diffusers')}-call-parameters.json"
+    except Exception:  # noqa: BLE001 - no diffusers installed: nothing to keep
+        return None
+
+
+def _cached_signatures() -> dict[str, list[dict[str, Any]]]:
+    path = _signature_file()
+    if path is None:
+        return {}
+    try:
+        kept = json.loads(path.read_text())
+    except (OSError, ValueError):  # not there yet, or damaged: read from the classes again
+        return {}
+    return kept if isinstance(kept, dict) else {}
+
+
+def _keep_signature(name: str, params: dict[str, inspect.Parameter]) -> None:
+    """Add ``name``'s parameters to the cache file (written whole, then renamed: a reader never
+    sees half of it). A default that is not plain JSON is kept as none."""
+    path = _signature_file()
+    if path is None:
+        return
+    entries = [{"name": p.name, "kind": p.kind.name}
+               | ({"default": p.default} if _plain(p.default) else {}) for p in params.values()]
+    kept = _cached_signatures() | {name: entries}
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".tmp") as out:
+            json.dump(kept, out)
+        os.replace(out.name, path)
+    except OSError as exc:  # a read-only home: read from the classes each time
+        log.debug("could not keep pipeline signatures in %s: %s", path, exc)
+
+
+def _plain(value: Any) -> bool:
+    return value is None or isinstance(value, (bool, int, float, str))
+
+
+def _parameter(entry: dict[str, Any]) -> inspect.Parameter:
+    return inspect.Parameter(entry["name"], getattr(inspect.Parameter, entry["kind"]),
+                             default=entry.get("default", inspect.Parameter.empty))
+
+
 def read_layout(folder: Path) -> Layout:
     """Everything the engine needs before loading, from ``folder``'s JSON files alone;
     ModelUnavailable naming what is wrong (a config value of the wrong kind included)."""
@@ -262,7 +344,7 @@ def read_layout(folder: Path) -> Layout:
 
 def _read_layout(folder: Path) -> Layout:
     index = read_json(folder / "model_index.json")
-    cls = pipeline_class(index, folder)
+    name, call_params = call_parameters(index, folder)
     parts = components(index)
     missing = sorted(name for name in parts if not (folder / name).is_dir())
     if missing:
@@ -271,11 +353,10 @@ def _read_layout(folder: Path) -> Layout:
         raise ModelUnavailable(f"{folder} is an SDXL refiner (no first text encoder, or "
                                "requires_aesthetics_score): it only refines images, and is not "
                                "served; serve the SDXL base model")
-    call_params = dict(inspect.signature(cls.__call__).parameters)
     absent = [p for p in _REQUIRED_CALL_PARAMS if p not in call_params]
     if absent:
         raise ModelUnavailable(
-            f"{cls.__name__} is not a text-to-image pipeline imagehub can drive "
+            f"{name} is not a text-to-image pipeline imagehub can drive "
             f"(its __call__ lacks {', '.join(absent)})"
         )
 
@@ -288,10 +369,10 @@ def _read_layout(folder: Path) -> Layout:
         sample = sample[0]
     patch = int(denoiser.get("patch_size") or 1)
     max_embed = denoiser.get("pos_embed_max_size")
-    family = family_of(cls.__name__)
+    family = family_of(name)
     return Layout(
         folder=folder,
-        pipeline_class=cls,
+        pipeline_name=name,
         family=family,
         call_params=call_params,
         vae_scale_factor=scale,
