@@ -47,6 +47,11 @@ CASES = [
     ("POST", Q, {**OK, "num_generations": "2"}, {}, 400, "invalid_params", ["num_generations", "'2'"]),
     ("POST", Q, {**OK, "aspect_ratio": "7:3"}, {}, 400, "invalid_params", ["aspect_ratio", "'7:3'"]),
     ("POST", Q, {**OK, "n": 2}, {}, 400, "invalid_params", ["n", "2"]),
+    # the other endpoint's count field is named as that, whatever its value
+    ("POST", Q, {**OK, "n": 5}, {}, 400, "invalid_params",
+     ["n: unknown field here (value 5); this endpoint takes 'num_generations'"]),
+    ("POST", G, {**OK, "num_generations": 9}, {}, 400, "invalid_params",
+     ["num_generations: unknown field here (value 9); this endpoint takes 'n'"]),
     ("POST", Q, {**OK, "model": "nope"}, {}, 404, "resource_not_found", ["Model not found: nope"]),
     ("POST", Q, {**OK, "target_namespace": "someone-else"}, {}, 403, "forbidden",
      ["target_namespace", "'someone-else'"]),

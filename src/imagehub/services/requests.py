@@ -103,15 +103,23 @@ def _require_image(params: dict[str, Any]) -> None:
 
 
 def _check_generic(body: dict[str, Any], count_field: str) -> str:
-    subset = {k: v for k, v in body.items() if k in _GENERIC_NAMES}
+    # the other endpoint's count field is not checked as a count here: unless the model takes a
+    # field of that name, it is refused as not this endpoint's ("n": 5 on the queue is not "at
+    # most 4" but "takes 'num_generations'")
+    other = _other_count_field(count_field)
+    subset = {k: v for k, v in body.items() if k in _GENERIC_NAMES and k != other}
     errors = sorted(_GENERIC.iter_errors(subset), key=lambda e: str(e.validator) != "required")
     if errors:
         raise InvalidParams(describe(errors[0]))
     return str(body["model"])
 
 
+def _other_count_field(count_field: str) -> str:
+    return "num_generations" if count_field == "n" else "n"
+
+
 def _refuse_other_count_field(generic: dict[str, Any], count_field: str) -> None:
-    other = "num_generations" if count_field == "n" else "n"
+    other = _other_count_field(count_field)
     if other in generic:
         raise InvalidParams(f"{other}: unknown field here (value {generic[other]!r}); "
                             f"this endpoint takes {count_field!r}")
