@@ -279,9 +279,19 @@ def test_keys_revoke_takes_the_listed_prefix_and_never_echoes_a_secret(server: S
         assert answer.status_code == 401
     unknown = "ih_" + "A" * 43
     missing = imagehub("keys", "revoke", unknown, env=env)
-    assert missing.returncode == 1 and missing.stderr == "error: unknown API key ih_AAAAAAA...\n"
+    assert missing.returncode == 1 and missing.stderr == "error: API key not found: ih_AAAAAAA...\n"
+    # by the secret as by the prefix: a second revoke says so, and succeeds
     again = imagehub("keys", "revoke", second, env=env)
-    assert again.returncode == 1 and second not in again.stderr + again.stdout
+    assert again.returncode == 0 and again.stdout == f"{second[:10]}... was revoked already\n"
+    assert second not in again.stderr + again.stdout
+
+
+def test_keys_create_refuses_an_empty_namespace(server: ServerProcess) -> None:
+    for namespace in ("", "  "):
+        done = imagehub("keys", "create", "--namespace", namespace, env=server.env)
+        assert done.returncode == 2 and done.stdout == "", done
+        assert done.stderr == f"error: --namespace: {namespace!r} is not a namespace (it must not " \
+                              "be empty)\n"
 
 
 def test_serve_refuses_ports_and_workers_out_of_range(tmp_path: Path) -> None:

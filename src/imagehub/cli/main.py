@@ -92,6 +92,8 @@ def keys_create(namespace: str = typer.Option("default", help="The key's namespa
                 name: str = typer.Option("", help="A label for the key."),
                 member_of: list[str] = typer.Option([], help="Other namespaces the key may use.")) -> None:
     """Make a key; it is printed once and stored hashed."""
+    if not namespace.strip():
+        fail(f"--namespace: {namespace!r} is not a namespace (it must not be empty)", code=2)
     created = _key_service().create(namespace=namespace, name=name, member_of=member_of)
     typer.echo(created.key)
     typer.echo(f"key {created.record.prefix}... for namespace '{namespace}' (shown once; "
@@ -117,8 +119,7 @@ def keys_revoke(key: str = typer.Argument(..., help="The key's id, its prefix as
     is_secret = given.startswith(KEY_PREFIX) and len(given) > PUBLIC_PREFIX_LENGTH
     service = _key_service()
     try:  # the messages of both name a key by its public prefix at most
-        key_id = service.authenticate(f"Bearer {given}").key_id if is_secret else given
-        newly = service.revoke(key_id or "")
+        newly = service.revoke(service.id_of(given) if is_secret else given)
     except ImagehubError as exc:
         fail(exc.detail, exc)
     shown = given[:PUBLIC_PREFIX_LENGTH] + "..." if given.startswith(KEY_PREFIX) else given

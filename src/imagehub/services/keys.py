@@ -95,6 +95,16 @@ class KeyService:
             revoked = connection.execute(_REVOKED, {"key_id": key_id}).scalar()
         return revoked is not None and not revoked
 
+    def id_of(self, key: str) -> str:
+        """The id of the key whose secret is ``key``, revoked or not (NotFound naming its public
+        prefix, never the secret)."""
+        with self._sessions() as session:
+            key_id = session.scalar(select(ApiKeyRecord.id)
+                                    .where(ApiKeyRecord.secret_hash == _digest(key)))
+        if key_id is None:
+            raise NotFound(f"API key not found: {key[:PUBLIC_PREFIX_LENGTH]}...")
+        return key_id
+
     def authenticate(self, authorization: str | None) -> Principal:
         """The principal of an ``Authorization: Bearer <key>`` header, or Unauthenticated."""
         if not authorization:
