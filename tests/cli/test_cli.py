@@ -4,6 +4,7 @@ server (IMAGEHUB_URL + IMAGEHUB_API_KEY), and in-process over a local data dir."
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -115,7 +116,8 @@ def test_queue_ls_watch_cancel(remote: dict[str, str], api: httpx.Client) -> Non
     ids = [g["generation_id"] for g in api.post(
         "/api/ai/queue", json={"model": "tiny-sd-slow", "prompt": "a long wait",
                                "num_generations": 2}).json()["generations"]]
-    watcher = subprocess.Popen([sys.executable, "-m", "imagehub", "queue", "watch", *ids],
+    watcher = subprocess.Popen([sys.executable, "-m", "imagehub", "queue", "watch",
+                                *(i[:8] for i in ids)],  # prefixes, as the tables show them
                                env=remote, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         wait_for_status(api, ids[0], {"processing"})
@@ -130,6 +132,10 @@ def test_queue_ls_watch_cancel(remote: dict[str, str], api: httpx.Client) -> Non
             watcher.kill()
     assert watcher.returncode == 0, err
     assert out.count("cancelled") >= 2 and all(i in out for i in ids)
+    # piped: a tab-separated line each time a generation changes, the last saying how it ended
+    lines = [line.split("\t") for line in out.splitlines()]
+    assert all(len(cells) == len(HEADERS) for cells in lines), out
+    assert {cells[0]: cells[2] for cells in lines} == {i: "cancelled" for i in ids}
     again = imagehub("queue", "cancel", ids[0], env=remote)
     assert again.returncode == 1 and again.stderr.startswith("error: 409 invalid_state:")
     assert imagehub("queue", "ls", env=remote).stdout.count(ids[0]) == 0
@@ -329,6 +335,22 @@ def test_queue_watch_of_an_ended_generation_prints_its_row(remote: dict[str, str
     assert done.returncode == 0, done.stderr
     assert row["generation_id"] in done.stdout and "succeeded" in done.stdout
     assert done.stdout.endswith("\n")
+
+
+def test_queue_watch_on_a_narrow_terminal_keeps_each_row_on_one_line(
+        remote: dict[str, str], api: httpx.Client) -> None:
+    (row,) = api.post("/api/ai/queue", json={"model": "tiny-sd-slow", "prompt": "long " * 40,
+                                             "num_inference_steps": 150}).json()["generations"]
+    api.delete(f"/api/ai/queue/{row['generation_id']}")
+    for columns, prompt in (("80", False), ("120", True)):
+        done = imagehub("queue", "watch", row["generation_id"], env=remote | {
+            "COLUMNS": columns, "TTY_COMPATIBLE": "1", "TTY_INTERACTIVE": "0"}, timeout=60)
+        assert done.returncode == 0, done.stderr
+        lines = re.sub(r"\x1b\[[0-9;]*m", "", done.stdout).splitlines()  # the bold of the header
+        assert max(len(line) for line in lines) <= int(columns), done.stdout
+        (shown,) = [line for line in lines if row["generation_id"] in line]  # one line
+        assert "cancelled" in shown  # the status whole
+        assert ("long long" in shown and "…" in shown) is prompt  # the prompt cut, or left out
 
 
 def test_queue_watch_fills_in_rows_it_learns_of_from_events(server: ServerProcess) -> None:

@@ -11,15 +11,16 @@ import httpx
 import typer
 from rich.console import Console
 from rich.live import Live
-from rich.table import Table
+from rich.table import Column, Table
 
-from imagehub.cli.tables import id_table, print_rows
+from imagehub.cli.tables import print_rows, tsv_line
 from imagehub.cli.target import (
     DOWNTIME_OPTION,
     KEY_OPTION,
     URL_OPTION,
     Target,
     error_text,
+    fail,
     one_line_errors,
     open_target,
 )
@@ -39,6 +40,10 @@ queue_app = typer.Typer(help="List, watch and cancel queued generations.", no_ar
 console = Console()
 STATUSES = ("queued", "processing", "succeeded", "failed", "cancelled")
 HEADERS = ("id", "model", "status", "progress", "prompt", "enqueued")
+_GIVES_WAY = {"model": 24, "prompt": 10_000}
+"""The live table's columns cut short ("…") to fit the terminal, and the most each takes; on a
+terminal too narrow for them at all, the prompt goes first, then the model. The others are
+shown whole."""
 ID_LENGTH = 36
 """A generation id is a UUID; a shorter one is taken as a prefix."""
 
@@ -100,13 +105,19 @@ def watch(generation_ids: list[str] = typer.Argument(None, metavar="[ID...]",
                                                           "(default: every active one, until Ctrl-C)."),
           max_downtime: float = DOWNTIME_OPTION,
           url: str | None = URL_OPTION, api_key: str | None = KEY_OPTION) -> None:
-    """A live table of generations, moved by the server's events."""
+    """A live table of generations, moved by the server's events; piped, a tab-separated line
+    each time a generation changes."""
     if not url:
         typer.echo("error: queue watch follows a server's events: set IMAGEHUB_URL (or --url)",
                    err=True)
         raise typer.Exit(1)
     with one_line_errors(), open_target(url, api_key) as target:
-        _Watch(target, list(generation_ids or [])).run(max_downtime)
+        active = functools.cache(target.list)
+        try:
+            wanted = [_resolve(given, active) for given in generation_ids or []]
+        except LookupError as exc:
+            fail(str(exc))
+        _Watch(target, wanted).run(max_downtime)
 
 
 class _Watch:
@@ -115,6 +126,7 @@ class _Watch:
     def __init__(self, target: Target, wanted: list[str]) -> None:
         self.target, self.wanted = target, wanted
         self.rows: dict[str, dict[str, Any]] = {}
+        self.errors_shown: set[str] = set()
         self.reload()
 
     @property
@@ -122,8 +134,12 @@ class _Watch:
         return bool(self.wanted) and all(self.rows[i]["status"] in ENDED for i in self.wanted)
 
     def run(self, max_downtime: float) -> None:
+        if not console.is_terminal:
+            self._run_piped(max_downtime)
+            return
         if self.done:
             console.print(self.table())
+            self._print_errors(console)
             return
         events = self.target.events(max_downtime=max_downtime)
         try:
@@ -131,10 +147,44 @@ class _Watch:
                 for event in events:
                     if self.apply(event):
                         live.update(self.table(), refresh=True)
+                        self._print_errors(live.console)
                     if self.done:
                         break
         finally:
             events.close()  # type: ignore[attr-defined]
+
+    def _run_piped(self, max_downtime: float) -> None:
+        """Not a terminal: each row as a tab-separated line, again whenever it changes."""
+        printed: dict[str, list[str]] = {}
+
+        def print_changes() -> None:
+            for gid, row in self.rows.items():
+                cells = _cells(row, errors=True)
+                if printed.get(gid) != cells:
+                    printed[gid] = cells
+                    console.file.write(tsv_line(cells))
+                    console.file.flush()
+
+        print_changes()
+        if self.done:
+            return
+        events = self.target.events(max_downtime=max_downtime)
+        try:
+            for event in events:
+                if self.apply(event):
+                    print_changes()
+                if self.done:
+                    break
+        finally:
+            events.close()  # type: ignore[attr-defined]
+
+    def _print_errors(self, out: Console) -> None:
+        """A failure's message once, above the table (in it, a row stays one line)."""
+        for gid, row in self.rows.items():
+            if row.get("error_message") and gid not in self.errors_shown:
+                self.errors_shown.add(gid)
+                out.print(f"{gid}: {row['status']}: {row['error_message']}", markup=False,
+                          highlight=False)
 
     def reload(self) -> None:
         """The rows as the server has them now (their events may be gone: a restart, an outage)."""
@@ -167,7 +217,14 @@ class _Watch:
             return {"generation_id": gid, "model_name": event.model, "status": "queued"}
 
     def table(self) -> Table:
-        return id_table(HEADERS, [_cells(row) for row in self.rows.values()])
+        """One line a row, whatever the width: the id whole, the others cut short ("…")."""
+        rows = [_cells(row, errors=False) for row in self.rows.values()]
+        widths = _fitted_widths(rows, console.width)
+        table = Table(*(Column(header, width=width, no_wrap=True, overflow="ellipsis")
+                        for header, width in zip(HEADERS, widths) if width))
+        for row in rows:
+            table.add_row(*(cell for cell, width in zip(row, widths) if width))
+        return table
 
 
 def _apply(row: dict[str, Any], event: Any) -> None:
@@ -182,10 +239,28 @@ def _apply(row: dict[str, Any], event: Any) -> None:
         row["status"] = "cancelled"
 
 
-def _cells(row: dict[str, Any]) -> list[str]:
+def _cells(row: dict[str, Any], errors: bool = True) -> list[str]:
+    """A row's cells; ``errors=False`` leaves a failure's message out of its status (the live
+    table prints it once, above)."""
     progress = row.get("progress")
-    status = row["status"] + (f": {row['error_message']}" if row.get("error_message") else "")
+    status = row["status"]
+    if errors and row.get("error_message"):
+        status += f": {row['error_message']}"
     enqueued = row.get("enqueued_at")
     return [row["generation_id"], row.get("model_name") or "", status,
             "" if progress is None else f"{progress:.0%}", row.get("prompt") or "",
             time.strftime("%H:%M:%S", time.localtime(enqueued)) if enqueued else ""]
+
+
+def _fitted_widths(rows: list[list[str]], width: int) -> list[int]:
+    """Each column's width in a table of ``width`` characters (0: left out)."""
+    widths = [max([len(header)] + [len(row[i]) for row in rows]) for i, header in enumerate(HEADERS)]
+    flexible = [i for i, header in enumerate(HEADERS) if header in _GIVES_WAY]
+    for i in flexible:
+        widths[i] = min(widths[i], _GIVES_WAY[HEADERS[i]])
+    for i in reversed(flexible):  # the prompt first
+        spare = width - (1 + sum(w + 3 for w in widths if w))
+        if spare >= 0:
+            break
+        widths[i] = max(widths[i] + spare, 0) if widths[i] + spare >= 6 else 0
+    return widths

@@ -39,7 +39,7 @@ def print_rows(console: Console, headers: Sequence[str], rows: Sequence[Sequence
         console.print(table)
         return
     for row in rows:  # past rich, which would turn the tabs into spaces
-        console.file.write("\t".join(_plain(cell) for cell in row) + "\n")
+        console.file.write(tsv_line(row))
 
 
 def _needed_width(table: Table) -> int:
@@ -48,6 +48,11 @@ def _needed_width(table: Table) -> int:
 
 
 _ONE_LINE = str.maketrans({"\t": " ", "\n": " ", "\r": " "})
+
+
+def tsv_line(cells: Sequence[str]) -> str:
+    """``cells`` as one tab-separated line (tabs and line breaks inside a cell made spaces)."""
+    return "\t".join(_plain(cell) for cell in cells) + "\n"
 
 
 def _plain(cell: str) -> str:
