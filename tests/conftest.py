@@ -3,6 +3,10 @@ subprocess on loopback (``imagehub.testing.ServerProcess``)."""
 
 from __future__ import annotations
 
+import atexit
+import os
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Iterator
 
@@ -12,6 +16,10 @@ import pytest
 from imagehub.testing import TINY_MODEL, ServerProcess, free_port, write_catalog
 
 __all__ = ["TINY_MODEL", "ServerProcess", "free_port", "write_catalog"]
+
+# The session's servers and CLI runs share one cache (what pipeline classes take), not the user's
+os.environ["IMAGEHUB_CACHE_DIR"] = tempfile.mkdtemp(prefix="imagehub-tests-cache-")
+atexit.register(shutil.rmtree, os.environ["IMAGEHUB_CACHE_DIR"], ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

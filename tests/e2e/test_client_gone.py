@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 import pytest
 from conftest import ServerProcess
+from tests_helpers import wait_for_status
 
 STEPS = 150
 
@@ -38,6 +39,9 @@ def _row(api: httpx.Client, prompt: str, timeout: float = 60) -> dict[str, Any]:
 
 def test_a_running_sync_call_stops_at_the_next_step_once_its_client_leaves(
         server: ServerProcess, api: httpx.Client) -> None:
+    warm = api.post("/api/ai/images/generate", json={"model": "tiny-sd-slow", "prompt": "loads it",
+                                                     "num_inference_steps": 1})
+    assert warm.status_code == 200, warm.text  # loaded: the next call starts at once
     _abandoned_call(server, "nobody waits for this", timeout=2)
     row = _row(api, "nobody waits for this")
     assert row["status"] == "cancelled" and row["error_message"] is None, row
@@ -58,6 +62,7 @@ def test_a_waiting_sync_call_is_withdrawn_once_its_client_leaves(
                                              "num_inference_steps": STEPS})
     generation_id = queued.json()["generations"][0]["generation_id"]
     try:
+        wait_for_status(api, generation_id, {"processing"})  # the worker is taken
         _abandoned_call(server, "left while waiting", timeout=1)
         row = _row(api, "left while waiting", timeout=10)  # not after the queued job's 150 steps
         assert row["status"] == "cancelled", row

@@ -460,8 +460,8 @@ def test_curl_async_snippets_stop_when_the_enqueue_is_refused(tab: Tab) -> None:
             done.stdout
         assert "Status:" not in done.stdout
         assert done.returncode == 1  # a script can tell
-    done = _refused(tab.snippet("curl-sync"))
-    assert done.returncode == 22 and "unknown API key" in done.stdout, done  # --fail-with-body
+    done = _refused(tab.snippet("curl-sync"))  # prints the refusal (any curl: no --fail-with-body)
+    assert json.loads(done.stdout)["error"]["type"] == "unauthenticated", done
 
 
 def _refused(snippet: str) -> subprocess.CompletedProcess[str]:
@@ -526,13 +526,15 @@ def test_uploaded_inputs_rerun_and_reopen(browser: Browser, tab: Tab, api: httpx
 
     # History in this tab: the upload comes back; in another tab: choose the file again
     page.click("[data-tab=history]")
-    page.locator(f"#history tbody tr[data-generation='{rerun_id}'] button").click()
+    page.locator(f"#history tbody tr[data-generation='{rerun_id}'] button",
+                 has_text="Open in form").click()
     assert page.locator("[data-field=input_image] .uploads img").get_attribute("src") == data_uri
     assert page.locator("#form-error").inner_text() == ""
     other = Tab(browser.new_context().new_page(), tab.server).open()
     try:
         other.page.click("[data-tab=history]")
-        other.page.locator(f"#history tbody tr[data-generation='{rerun_id}'] button").click()
+        other.page.locator(f"#history tbody tr[data-generation='{rerun_id}'] button",
+                           has_text="Open in form").click()
         assert "choose the file again" in other.page.locator("#form-error").inner_text()
         assert other.page.locator("[data-field=input_image] .uploads img").count() == 0
         assert other.page.locator("[data-field=input_image] input[type=url]").input_value() == ""
@@ -779,7 +781,8 @@ def test_reopening_a_run_whose_upload_is_gone_asks_once(browser: Browser, tab: T
     other = Tab(browser.new_context().new_page(), tab.server).open()
     try:
         other.page.click("[data-tab=history]")
-        other.page.locator(f"#history tbody tr[data-generation='{generation_id}'] button").click()
+        other.page.locator(f"#history tbody tr[data-generation='{generation_id}'] button",
+                           has_text="Open in form").click()
         other.page.click("#run")
         assert "choose it again, or press Run again" in other.page.locator("#form-error").inner_text()
         with other.page.expect_response(lambda r: r.url.endswith("/api/ai/images/generate")) as ran:
@@ -854,7 +857,8 @@ def test_forget_and_another_key_take_the_old_keys_jobs_and_results_away(
     # another key: the first key's page does not carry over either
     tab.open()
     page.wait_for_selector(f".job[data-generation='{generation_id}']")
-    other = tab.server.cli("keys", "create", "--name", "another-key").stdout.strip()
+    other = tab.server.cli("keys", "create", "--name", "another-key",  # not this namespace's jobs
+                           "--namespace", "another-namespace").stdout.strip()
     page.fill("#api-key", other)
     page.click("#key-form button[type=submit]")
     page.wait_for_selector("#key-state:text('key set for this tab')")
@@ -960,3 +964,17 @@ def test_tabs_answer_the_arrow_keys_and_results_have_their_own_labels(tab: Tab) 
     assert page.locator("#tab-api").is_visible()
     page.keyboard.press("ArrowRight")  # round to the first
     assert page.locator("#tab-results").is_visible()
+
+
+def test_a_run_that_ends_after_forget_stays_off_the_page(tab: Tab) -> None:
+    page = tab.open().page
+    tab.pick("tiny-sd-slow")
+    page.fill("[data-field=prompt] textarea", "ends after Forget")
+    with page.expect_response(lambda r: r.url.endswith("/api/ai/images/generate"),
+                              timeout=120_000) as sent:
+        page.click("#run")
+        page.click("#key-forget")
+    assert sent.value.status == 200
+    page.wait_for_function("() => !document.querySelector('#run').disabled")
+    assert page.locator(".result").count() == 0
+    assert page.locator("#key-state").inner_text() == "key forgotten"

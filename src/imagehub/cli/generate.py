@@ -90,13 +90,14 @@ def generate(
     with one_line_errors(), open_target(url, api_key, run_workers=True) as target:
         ids: list[str] = []
         ended: set[str] = set()  # filled as they end, so Ctrl-C at any point knows what is left
+        unsaved: list[str] = []  # ended (succeeded), but their images not saved here
         try:
             ids = target.enqueue(model, prompt, num_generations=n,
                                  idempotency_key=idempotency_key, **params)
-            failed = _follow(target, ids, ended, out, max_downtime)
+            failed = _follow(target, ids, ended, unsaved, out, max_downtime)
         except KeyboardInterrupt as exc:  # during the enqueue, its ids come with it
             ids = ids or list(getattr(exc, "made", None) or [])
-            _interrupted(target, [i for i in ids if i not in ended])
+            _interrupted(target, [i for i in ids if i not in ended], unsaved)
     if failed:
         raise typer.Exit(1)
 
@@ -152,7 +153,7 @@ def _prepare_out(out: Path) -> None:
         fail(f"-o/--out {out}: the folder is not writable")
 
 
-def _follow(target: Target, ids: list[str], ended: set[str], out: Path,
+def _follow(target: Target, ids: list[str], ended: set[str], unsaved: list[str], out: Path,
             max_downtime: float) -> int:
     """Follow the events until every generation ended (each added to ``ended``); the number that
     did not succeed."""
@@ -160,7 +161,7 @@ def _follow(target: Target, ids: list[str], ended: set[str], out: Path,
     # rows, so generations that ended before (an idempotent re-run, a restart) count as ended
     events = target.events(max_downtime=max_downtime)
     with Progress(*COLUMNS, console=err_console) as progress:
-        bars = _Bars(target, progress, ids, ended, out)
+        bars = _Bars(target, progress, ids, ended, unsaved, out)
         try:
             for event in events:
                 bars.apply(event)
@@ -175,14 +176,16 @@ def _follow(target: Target, ids: list[str], ended: set[str], out: Path,
     return bars.failed
 
 
-def _interrupted(target: Target, waiting: list[str]) -> NoReturn:
+def _interrupted(target: Target, waiting: list[str], unsaved: list[str]) -> NoReturn:
     """Ctrl-C: a server goes on with the generations, to be fetched later; in this process
     nothing would run them until the next command here, which would run them before its own, so
-    they are cancelled. Exit status 130, as for any command stopped by Ctrl-C."""
-    if not waiting:
+    they are cancelled. Those that succeeded but could not be saved are named too. Exit status
+    130, as for any command stopped by Ctrl-C."""
+    if not waiting and not unsaved:
         fail("interrupted", code=130)
     if not target.runs_jobs_here:
-        fail(f"interrupted; not saved, still on the server: {' '.join(waiting)}", code=130)
+        fail(f"interrupted; not saved, still on the server: {' '.join(unsaved + waiting)}",
+             code=130)
     cancelled = []
     for generation_id in waiting:
         try:
@@ -190,18 +193,20 @@ def _interrupted(target: Target, waiting: list[str]) -> NoReturn:
             cancelled.append(generation_id)
         except ImagehubError:
             pass  # it ended meanwhile
-    fail(f"interrupted; cancelled {' '.join(cancelled) or 'nothing (all had ended)'}", code=130)
+    kept = f"; succeeded, not saved: {' '.join(unsaved)}" if unsaved else ""
+    fail(f"interrupted; cancelled {' '.join(cancelled) or 'nothing (all had ended)'}{kept}",
+         code=130)
 
 
 class _Bars:
     """One progress bar per generation; saves the images of those that succeed."""
 
     def __init__(self, target: Target, progress: Progress, ids: list[str], ended: set[str],
-                 out: Path) -> None:
+                 unsaved: list[str], out: Path) -> None:
         self.target, self.progress, self.out, self.ended = target, progress, out, ended
         self.tasks = {gid: progress.add_task(gid[:8], total=None, state="queued") for gid in ids}
         self.failed = 0
-        self.unsaved: list[str] = []  # succeeded, but their images could not be saved here
+        self.unsaved = unsaved  # succeeded, but their images could not be saved here
 
     @property
     def pending(self) -> list[str]:

@@ -105,17 +105,23 @@ class WorkerPool:
         self._batcher.offer(call)
         self.wake()
         while not call.future.done():
-            if call.gone.is_set() and self._batcher.withdraw(call):
-                raise GenerationCancelled("the client closed the connection before the call ran")
+            self._withdraw_if_gone(call)
             if self._running():
                 wait([call.future], timeout=self._poll)  # re-checked: the workers may stop
                 continue
             with self._slots:
+                self._withdraw_if_gone(call)  # its client may have gone while it waited for a slot
                 batch = self._batcher.collect(call)
             if batch is None:  # another caller's batch took it
                 break
             self._handle(batch)
         return call.future.result()
+
+    def _withdraw_if_gone(self, call: SyncCall) -> None:
+        """A call whose client has gone, and that no batch has taken yet, is not run."""
+        assert self._batcher is not None
+        if call.gone.is_set() and self._batcher.withdraw(call):
+            raise GenerationCancelled("the client closed the connection before the call ran")
 
     def _running(self) -> bool:
         return bool(self._threads) and not self._stop.is_set()

@@ -14,7 +14,7 @@ from imagehub.catalog.catalog import Catalog, ModelEntry
 from imagehub.catalog.schema import describe, json_kind, whole_numbers
 from imagehub.catalog.sizes import nearest_ratio, output_size
 from imagehub.engines.base import ChecksParams, EngineRequest
-from imagehub.errors import Forbidden, InvalidParams, ModelUnavailable
+from imagehub.errors import Forbidden, InvalidParams, ModelUnavailable, quote
 from imagehub.protocol import GENERIC_FIELDS_SCHEMA
 from imagehub.services.fetch import check_image_ref, is_url, load_image
 from imagehub.services.keys import Principal
@@ -121,7 +121,7 @@ def _other_count_field(count_field: str) -> str:
 def _refuse_other_count_field(generic: dict[str, Any], count_field: str) -> None:
     other = _other_count_field(count_field)
     if other in generic:
-        raise InvalidParams(f"{other}: unknown field here (value {generic[other]!r}); "
+        raise InvalidParams(f"{other}: unknown field here (value {quote(generic[other])}); "
                             f"this endpoint takes {count_field!r}")
     if "response_format" in generic and count_field == "num_generations":
         raise InvalidParams(f"response_format: unknown field for the queue "

@@ -11,6 +11,9 @@ export const apiKey = {
   },
 };
 
+/** No answer came (the server is down, the network is out): what fetch itself threw. */
+export class NetworkError extends Error {}
+
 export class ApiError extends Error {
   constructor(status, body, text) {
     const error = (body && body.error) || {};
@@ -35,8 +38,14 @@ export async function call(method, path, body) {
     init.headers["Content-Type"] = "application/json";
     init.body = JSON.stringify(body);
   }
-  const response = await fetch(path, init);
-  const text = await response.text();
+  let response;
+  let text;
+  try {
+    response = await fetch(path, init);
+    text = await response.text();
+  } catch (error) {
+    throw new NetworkError(String(error));
+  }
   let data = null;
   try {
     data = text ? JSON.parse(text) : null;

@@ -1,7 +1,7 @@
 // The Workbench: pick a model, fill its form, run it (sync or through the queue), watch the
 // jobs, compare results, browse the history, copy the same request as code.
 
-import { ApiError, EventStream, apiKey, call } from "./api.js";
+import { ApiError, EventStream, NetworkError, apiKey, call } from "./api.js";
 import { copyText, h } from "./dom.js";
 import { SchemaForm } from "./form.js";
 import * as snippets from "./snippets.js";
@@ -36,7 +36,9 @@ const state = {
   missingUploads: [],   // fields of a reopened row whose upload this tab does not have
   stream: null,
   streamLive: false,
+  epoch: 0,             // one more each time the key's page goes: late answers of before are dropped
 };
+const OPEN_JOBS_SHOWN = 20;  // the newest open generations a page follows when it loads
 
 // ---- helpers --------------------------------------------------------------------------------
 
@@ -51,10 +53,12 @@ function count() {
 /** A call to the server; a 401 on any of them means the key no longer holds (revoked, say):
  * the header says so and the models go, as when the key is first refused. */
 async function api(method, path, body) {
+  const epoch = state.epoch;
   try {
     return await call(method, path, body);
   } catch (error) {
-    if (error instanceof ApiError && error.status === 401) refuseKey(error);
+    // a 401 to a call made with a key the page has since dropped says nothing of the key now
+    if (error instanceof ApiError && error.status === 401 && epoch === state.epoch) refuseKey(error);
     throw error;
   }
 }
@@ -68,7 +72,7 @@ function describe(error) {
     return `${error.detail} — enter an API key above (imagehub keys create).`;
   }
   if (error instanceof ApiError) return `${error.status} ${error.type}: ${error.detail}`;
-  if (error instanceof TypeError) {  // what fetch throws when no answer came
+  if (error instanceof NetworkError) {
     return "the server did not answer (is it running? is the network up?); try again";
   }
   return String(error);
@@ -107,15 +111,18 @@ async function loadModels() {
   followOpenJobs();
 }
 
-/** The key's queued and processing generations (a reload, another tab, a script) shown as jobs
- * of this page: followed, cancellable, their results added when they end. */
+/** The namespace's queued and processing generations (queued before a reload, from another
+ * tab, by a script), the newest OPEN_JOBS_SHOWN, shown as jobs of this page: followed,
+ * cancellable, their results added when they end. */
 async function followOpenJobs() {
+  const epoch = state.epoch;
   let open;
   try {
-    open = (await api("GET", "/api/ai/queue")).generations;  // newest first
+    open = (await api("GET", `/api/ai/queue?limit=${OPEN_JOBS_SHOWN}`)).generations;  // newest first
   } catch {
     return;  // a refused key says so in the header
   }
+  if (epoch !== state.epoch) return;  // the key changed meanwhile
   const fresh = open.filter((row) => !state.jobs.has(row.generation_id));
   if (!fresh.length) return;
   ensureStream();
@@ -143,7 +150,9 @@ function refuseKey(error) {
 /** What the page holds under a key goes with it (a new key, Forget, a refusal): its jobs stop
  * being followed and its results, selection and history leave the page. */
 function dropKeyState() {
-  for (const job of state.jobs.values()) job.stopFollowing();
+  state.epoch += 1;
+  state.historyPage = 1;
+  for (const job of state.jobs.values()) job.drop();
   state.jobs.clear();
   state.results = [];
   state.selected.clear();
@@ -156,6 +165,7 @@ function dropKeyState() {
   $("#history-page").textContent = "";
   showSelection();
   if (!$("#tab-compare").hidden) renderCompare();
+  if (!$("#tab-history").hidden && apiKey.get()) loadHistory();
 }
 
 /** No model usable until a key is entered (refused, forgotten). */
@@ -215,8 +225,10 @@ async function run(event) {
 
 async function runSync(body) {
   $("#run").textContent = "Running…";
+  const epoch = state.epoch;
   try {
     const result = await api("POST", "/api/ai/images/generate", body);
+    if (epoch !== state.epoch) return;  // made under a key the page has dropped since
     let seed = body.seed;
     if (result.generation_id) {
       rememberUploads(result.generation_id, body);
@@ -235,7 +247,9 @@ async function runSync(body) {
 
 async function runQueued(body) {
   ensureStream();  // not awaited: jobs are polled while the stream is down
+  const epoch = state.epoch;
   const result = await api("POST", "/api/ai/queue", body);
+  if (epoch !== state.epoch) return;
   for (const generation of [...result.generations].reverse()) {  // the first ends on top
     rememberUploads(generation.generation_id, body);
     addJob(generation.generation_id, body.model, body.prompt);
@@ -358,8 +372,14 @@ class Job {
     clearInterval(this.poll);
   }
 
+  /** Off the page with its key: whatever still arrives for it changes nothing. */
+  drop() {
+    this.dropped = true;
+    this.stopFollowing();
+  }
+
   on(name, data) {
-    if (ENDED.has(this.status)) return;
+    if (this.dropped || ENDED.has(this.status)) return;
     if (name === "media_generation_started") this.setStatus("processing", "processing");
     else if (name === "media_generation_progress") {
       this.progress.value = data.step / Math.max(data.total_steps, 1);
@@ -377,7 +397,7 @@ class Job {
   }
 
   ended(row) {
-    if (ENDED.has(this.status)) return;
+    if (this.dropped || ENDED.has(this.status)) return;
     this.progress.value = row.status === "succeeded" ? 1 : this.progress.value;
     this.setStatus(row.status, row.status === "failed" ? `failed: ${row.error_message}` : row.status);
     if (row.status !== "succeeded") return;
@@ -458,13 +478,14 @@ function addResults(results) {
   for (const result of [...results].reverse()) addResult(result);
 }
 
-/** A succeeded row's images as results (a queued job's, or one picked from the history). */
+/** A succeeded row's images as results (a queued job's, or one picked from the history); a
+ * result without a mode re-runs as the form stands. */
 function rowResults(row, runMode) {
   const images = row.images || [{ url: row.result_url }];
-  const { params } = withUploads(row.generation_id, rowParams(row));
+  const { params, missing } = withUploads(row.generation_id, rowParams(row));
   return images.map((image, index) => ({
     generationId: row.generation_id, index, url: image.url, width: image.width,
-    height: image.height, model: row.model_name, mode: runMode,
+    height: image.height, model: row.model_name, mode: runMode, missing,
     // a sync row of n images: image i had the seed + i
     params: index && params.seed !== undefined ? modelParams(params, seedOf(params.seed, index)) : params,
   }));
@@ -536,8 +557,9 @@ function rerun(result) {
     return;
   }
   pickModel(result.model, result.params);
+  state.missingUploads = result.missing || [];  // an upload this tab does not have: asked for
   $("#count").value = "1";
-  document.querySelector(`input[name=mode][value=${result.mode}]`).checked = true;
+  if (result.mode) document.querySelector(`input[name=mode][value=${result.mode}]`).checked = true;
   renderSnippets();
   showTab("results");
   run();
@@ -577,7 +599,7 @@ function historyRow(row) {
 
 /** A past generation's images into the gallery, where they can be compared and re-run. */
 function toResults(row, button) {
-  addResults(rowResults(row, mode()));  // a re-run goes as the form says
+  addResults(rowResults(row, null));  // a re-run goes as the form says
   button.disabled = true;
   button.textContent = "in results";
 }

@@ -257,7 +257,8 @@ export class SchemaForm {
   /** A server's refusal ("<field>: why") shown at the field it names, which gets the focus;
    * false when it names none of this form's fields. */
   flag(detail) {
-    const field = this.fields.find((f) => detail.startsWith(`${f.name}:`) || detail.startsWith(`${f.name}[`));
+    const names = (f) => [`${f.name}:`, `${f.name}[`, `${f.name}.`];  // a list's item: "input_image.1: ..."
+    const field = this.fields.find((f) => names(f).some((start) => detail.startsWith(start)));
     if (!field) return false;
     field.error.textContent = detail;
     field.element.classList.add("invalid");

@@ -46,9 +46,7 @@ function curlPost(url, body) {
 }
 
 export function curlSync(base, body) {
-  const [first, ...rest] = curlPost(`${base}/api/ai/images/generate`, body);
-  // --fail-with-body: a refusal prints the server's answer and exits non-zero (22)
-  return [first.replace("curl -sS ", "curl -sS --fail-with-body "), ...rest].join("\n");
+  return curlPost(`${base}/api/ai/images/generate`, body).join("\n");
 }
 
 // The last line: the snippet's exit status is 1 when nothing was enqueued (a script can tell),

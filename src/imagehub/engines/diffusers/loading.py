@@ -279,8 +279,8 @@ def call_parameters(index: dict[str, Any], folder: Path) -> tuple[str, dict[str,
             pass  # a damaged entry: read from the class again
     cls = pipeline_class(index, folder)
     params = dict(inspect.signature(cls.__call__).parameters)
-    _keep_signature(cls.__name__, params)
-    return cls.__name__, params
+    _keep_signature(name, params)  # under the name looked up (a diffusers alias included)
+    return name, params
 
 
 def _signature_file() -> Path | None:
@@ -307,20 +307,26 @@ def _cached_signatures() -> dict[str, list[dict[str, Any]]]:
 
 def _keep_signature(name: str, params: dict[str, inspect.Parameter]) -> None:
     """Add ``name``'s parameters to the cache file (written whole, then renamed: a reader never
-    sees half of it). A default that is not plain JSON is kept as none."""
+    sees half of it; two writers at once may lose one's entry, read again next time). A default
+    that is not plain JSON is not kept: it reads back as no default (the engine reads only the
+    number defaults)."""
     path = _signature_file()
     if path is None:
         return
     entries = [{"name": p.name, "kind": p.kind.name}
                | ({"default": p.default} if _plain(p.default) else {}) for p in params.values()]
     kept = _cached_signatures() | {name: entries}
+    written = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".tmp") as out:
+            written = out.name
             json.dump(kept, out)
-        os.replace(out.name, path)
+        os.replace(written, path)
     except OSError as exc:  # a read-only home: read from the classes each time
         log.debug("could not keep pipeline signatures in %s: %s", path, exc)
+        if written is not None:
+            Path(written).unlink(missing_ok=True)
 
 
 def _plain(value: Any) -> bool:
