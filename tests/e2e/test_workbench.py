@@ -79,6 +79,16 @@ class Tab:
         if details.get_attribute("open") is None:
             details.locator("summary").click()
 
+    def run_queued(self, timeout: float = 30_000) -> str:
+        """Run the form through the queue: the generation's id, once its job says succeeded."""
+        self.page.check("input[name=mode][value=queue]")
+        with self.page.expect_response(lambda r: r.url.endswith("/api/ai/queue")) as sent:
+            self.page.click("#run")
+        generation_id = sent.value.json()["generations"][0]["generation_id"]
+        self.page.wait_for_selector(
+            f".job[data-generation='{generation_id}'][data-status=succeeded]", timeout=timeout)
+        return generation_id
+
     def snippet(self, name: str) -> str:
         self.page.click("[data-tab=api]")
         self.page.click(f"[data-snippet-tab={name}]")
@@ -202,12 +212,8 @@ def test_run_see_compare_and_copy_the_api_calls(tab: Tab, api: httpx.Client) -> 
 
     # a second run through the queue with another seed, then compare the two
     page.click("[data-tab=results]")
-    page.check("input[name=mode][value=queue]")
     page.fill("[data-field=seed] input", "8")
-    with page.expect_response(lambda r: r.url.endswith("/api/ai/queue")) as sent:
-        page.click("#run")
-    queued_id = sent.value.json()["generations"][0]["generation_id"]
-    page.wait_for_selector(f".job[data-generation='{queued_id}'][data-status=succeeded]")
+    tab.run_queued()
     page.wait_for_function("() => document.querySelectorAll('.result img').length === 2")
     # in queue mode the Python and JavaScript snippets enqueue and poll: the same again
     queued_python = json.loads(_run([sys.executable, "-c", tab.snippet("python")], tab.server.key))
@@ -503,11 +509,7 @@ def test_uploaded_inputs_rerun_and_reopen(browser: Browser, tab: Tab, api: httpx
     tab.open_advanced()
     page.fill("[data-field=seed] input", "5")
     data_uri = _upload(tab, _png(tmp_path / "red.png", 16))
-    page.check("input[name=mode][value=queue]")
-    with page.expect_response(lambda r: r.url.endswith("/api/ai/queue")) as sent:
-        page.click("#run")
-    queued_id = sent.value.json()["generations"][0]["generation_id"]
-    page.wait_for_selector(f".job[data-generation='{queued_id}'][data-status=succeeded]")
+    tab.run_queued()
     page.wait_for_selector(".result")
     with page.expect_response(lambda r: r.url.endswith("/api/ai/queue")) as rerun:
         page.locator(".result button.rerun").click()
@@ -548,12 +550,7 @@ def test_queue_runs_by_polling_when_the_event_stream_is_down(tab: Tab) -> None:
     page = tab.open().page
     tab.pick("tiny-sd")
     page.fill("[data-field=prompt] textarea", "no stream")
-    page.check("input[name=mode][value=queue]")
-    with page.expect_response(lambda r: r.url.endswith("/api/ai/queue")) as sent:
-        page.click("#run")
-    queued_id = sent.value.json()["generations"][0]["generation_id"]
-    page.wait_for_selector(f".job[data-generation='{queued_id}'][data-status=succeeded]",
-                           timeout=30_000)
+    tab.run_queued()
     page.wait_for_selector(".result img")
     assert page.locator("#run").is_enabled()
     assert "followed by polling" in page.locator("#events-state").inner_text()
@@ -935,11 +932,7 @@ def test_finished_jobs_can_be_cleared_and_their_results_stay(tab: Tab) -> None:
     page = tab.open().page
     tab.pick("tiny-sd")
     page.fill("[data-field=prompt] textarea", "a job to clear")
-    page.check("input[name=mode][value=queue]")
-    with page.expect_response(lambda r: r.url.endswith("/api/ai/queue")) as sent:
-        page.click("#run")
-    generation_id = sent.value.json()["generations"][0]["generation_id"]
-    page.wait_for_selector(f".job[data-generation='{generation_id}'][data-status=succeeded]")
+    generation_id = tab.run_queued()
     page.wait_for_selector(f".result[data-generation='{generation_id}']")
     page.click("#jobs-clear")
     assert page.locator(f".job[data-generation='{generation_id}']").count() == 0
