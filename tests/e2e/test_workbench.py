@@ -809,8 +809,9 @@ def test_revoking_the_key_shows_in_the_header_with_no_action(tab: Tab) -> None:
 # ---- found by the second Workbench audit (2026-11-28) ---------------------------------------------
 
 def _queue_slow(api: httpx.Client, prompt: str, n: int = 1) -> list[str]:
+    """``n`` generations that stay open for the test's length (150 steps each; it cancels them)."""
     answer = api.post("/api/ai/queue", json={"model": "tiny-sd-slow", "prompt": prompt,
-                                             "num_generations": n})
+                                             "num_generations": n, "num_inference_steps": 150})
     assert answer.status_code == 200, answer.text
     return [g["generation_id"] for g in answer.json()["generations"]]
 
