@@ -127,6 +127,7 @@ class _Watch:
         self.target, self.wanted = target, wanted
         self.rows: dict[str, dict[str, Any]] = {}
         self.errors_shown: set[str] = set()
+        self.printed: dict[str, list[str]] = {}  # piped: each row's cells as last written
         self.reload()
 
     @property
@@ -134,49 +135,42 @@ class _Watch:
         return bool(self.wanted) and all(self.rows[i]["status"] in ENDED for i in self.wanted)
 
     def run(self, max_downtime: float) -> None:
-        if not console.is_terminal:
-            self._run_piped(max_downtime)
+        if not console.is_terminal:  # piped: a tab-separated line each time a row changes
+            self._follow(max_downtime, self._print_changes)
             return
-        if self.done:
+        if self.done:  # all ended already: the table once, no live display
             console.print(self.table())
             self._print_errors(console)
             return
-        events = self.target.events(max_downtime=max_downtime)
-        try:
-            with Live(self.table(), console=console, auto_refresh=False) as live:
-                for event in events:
-                    if self.apply(event):
-                        live.update(self.table(), refresh=True)
-                        self._print_errors(live.console)
-                    if self.done:
-                        break
-        finally:
-            events.close()  # type: ignore[attr-defined]
+        with Live(self.table(), console=console, auto_refresh=False) as live:
+            def show() -> None:
+                live.update(self.table(), refresh=True)
+                self._print_errors(live.console)
 
-    def _run_piped(self, max_downtime: float) -> None:
-        """Not a terminal: each row as a tab-separated line, again whenever it changes."""
-        printed: dict[str, list[str]] = {}
+            self._follow(max_downtime, show)
 
-        def print_changes() -> None:
-            for gid, row in self.rows.items():
-                cells = _cells(row, errors=True)
-                if printed.get(gid) != cells:
-                    printed[gid] = cells
-                    console.file.write(tsv_line(cells))
-                    console.file.flush()
-
-        print_changes()
+    def _follow(self, max_downtime: float, show: Callable[[], None]) -> None:
+        """``show()`` the rows now, and again after each event that changes one, until done."""
+        show()
         if self.done:
             return
         events = self.target.events(max_downtime=max_downtime)
         try:
             for event in events:
                 if self.apply(event):
-                    print_changes()
+                    show()
                 if self.done:
                     break
         finally:
             events.close()  # type: ignore[attr-defined]
+
+    def _print_changes(self) -> None:
+        for gid, row in self.rows.items():
+            cells = _cells(row)
+            if self.printed.get(gid) != cells:
+                self.printed[gid] = cells
+                console.file.write(tsv_line(cells))
+                console.file.flush()
 
     def _print_errors(self, out: Console) -> None:
         """A failure's message once, above the table (in it, a row stays one line)."""
