@@ -895,6 +895,7 @@ def test_a_refusal_naming_a_field_is_shown_at_the_field(tab: Tab) -> None:
     with page.expect_response(lambda r: r.url.endswith("/api/ai/images/generate")) as sent:
         page.click("#run")
     assert sent.value.status == 400
+    page.wait_for_selector("[data-field=input_image].invalid")  # the page flags it after the answer
     field = page.locator("[data-field=input_image]")
     assert "invalid" in (field.get_attribute("class") or "")
     assert field.locator(".field-error").inner_text().startswith("input_image: ")
