@@ -72,6 +72,11 @@ class Settings(BaseSettings):
     signing_secret: str | None = None
     """Secret for signed file URLs; default a random one kept in ``<data_dir>/secret``."""
     url_ttl_seconds: int = Field(default=24 * 3600, ge=1)
+    retention_days: float = Field(default=0.0, ge=0)
+    """Ended generations (succeeded, failed, cancelled) older than this many days are deleted,
+    their rows and their images; 0 (the default) keeps them for ever. Stored input images no
+    queued or running generation needs are deleted an hour after they were last written, whatever
+    this says."""
 
     # queue and workers
     run_workers: bool = True

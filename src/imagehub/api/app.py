@@ -37,6 +37,7 @@ def create_app(settings: Settings | None = None, catalog: Catalog | None = None)
         anyio.to_thread.current_default_thread_limiter().total_tokens = settings.http_threads
         hub = Hub(settings, catalog)
         hub.deps.on_engine_call = metrics.engine_call
+        hub.retention.on_swept = metrics.swept
         try:
             hub.start(run_workers=settings.run_workers,
                       owner=f"the imagehub server at {settings.base_url}",

@@ -8,6 +8,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from imagehub.errors import GenerationCancelled
+from imagehub.services.retention import Swept
 
 
 class Metrics:
@@ -33,6 +34,15 @@ class Metrics:
                                      ["device"], registry=self.registry)
         self.resident_bytes = Gauge("imagehub_resident_bytes", "Bytes the loaded models take, by device",
                                     ["device"], registry=self.registry)
+
+        self.deleted = Counter("imagehub_retention_deleted_total",
+                               "What the retention sweeps deleted: ended generations (rows and "
+                               "images) and unused input images", ["kind"], registry=self.registry)
+
+    def swept(self, swept: Swept) -> None:
+        """One retention sweep (``services.retention.Retention.on_swept``)."""
+        self.deleted.labels("generations").inc(swept.generations)
+        self.deleted.labels("input_images").inc(swept.input_images)
 
     def engine_call(self, model: str, images: int, seconds: float, outcomes: list[object]) -> None:
         """One engine call (``services.generation.EngineCallHook``)."""

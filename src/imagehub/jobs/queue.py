@@ -16,7 +16,7 @@ from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from sqlalchemy import bindparam, case, func, insert, select, update
+from sqlalchemy import Text, bindparam, case, cast, delete, exists, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -288,6 +288,36 @@ class SqlQueue:
                 .where(GenerationRecord.id == generation_id, GenerationRecord.status.in_(from_states))
                 .values(**values)
             ).rowcount)
+
+    # ---- retention ------------------------------------------------------------------------------
+
+    def ended_before(self, cutoff: int, limit: int) -> list[str]:
+        """Up to ``limit`` generations that ended before ``cutoff`` (Unix seconds), oldest first."""
+        with self._sessions() as session:
+            return list(session.scalars(
+                select(GenerationRecord.id)
+                .where(GenerationRecord.status.not_in(_ACTIVE), GenerationRecord.completed_at < cutoff)
+                .order_by(GenerationRecord.completed_at).limit(limit)))
+
+    def delete_ended(self, generation_ids: Sequence[str], keys_before: int) -> int:
+        """Delete the ended rows among ``generation_ids`` (an open one stays), and the
+        Idempotency-Keys taken before ``keys_before`` that no row is left under; how many rows."""
+        no_rows = ~exists().where(_TABLE.c.namespace == _KEYS.c.namespace,
+                                  _TABLE.c.idempotency_key == _KEYS.c.idempotency_key)
+        with self._write() as session:
+            deleted = session.execute(delete(_TABLE).where(
+                _TABLE.c.id.in_(list(generation_ids)), _TABLE.c.status.not_in(_ACTIVE))).rowcount
+            session.execute(delete(_KEYS).where(_KEYS.c.created_at < keys_before, no_rows))
+        return deleted
+
+    def open_resolved(self, containing: str) -> list[dict[str, Any]]:
+        """What the queued and processing rows whose ``resolved`` holds the text ``containing``
+        run from."""
+        with self._sessions() as session:
+            return list(session.scalars(
+                select(GenerationRecord.resolved)
+                .where(GenerationRecord.status.in_(_ACTIVE),
+                       cast(GenerationRecord.resolved, Text).contains(containing, autoescape=True))))
 
     # ---- reads ----------------------------------------------------------------------------------
 

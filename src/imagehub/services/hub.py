@@ -18,6 +18,7 @@ from imagehub.jobs.worker import WorkerPool
 from imagehub.services import fetch
 from imagehub.services.generation import GenerationService, Services
 from imagehub.services.keys import KeyService
+from imagehub.services.retention import Retention
 from imagehub.storage.local import LocalStorage
 from imagehub.storage.signing import UrlSigner
 
@@ -58,6 +59,8 @@ class Hub:
                                   settings.worker_poll_seconds,
                                   batcher=batcher, batch_handler=self.generations.run_batch)
         self.deps.workers = self.workers
+        self.retention = Retention(self.queue, self.deps.storage, settings.retention_days)
+        """Sweeps where the workers run (``start``); ``on_swept`` is for metrics."""
         self._worker_lock: _WorkerLocks | None = None
         """The worker locks, while this process runs its workers (``start``)."""
         self._relay: RowRelay | None = None
@@ -79,6 +82,7 @@ class Hub:
                          "(IMAGEHUB_WORKER_CONCURRENCY is %d)", self._worker_slots,
                          self.settings.worker_concurrency)
             self.workers.start()
+            self.retention.start()
         elif relay_events:
             self.deps.events_from_rows = True
             self._relay = RowRelay(self.queue, self.generations.publish_row_started,
@@ -116,6 +120,7 @@ class Hub:
         is released."""
         if self._relay is not None:
             self._relay.stop()
+        self.retention.stop()
         self.workers.stop(self.settings.stop_grace_seconds)
         if self._worker_lock is not None:
             back = set(self.queue.requeue_processing())

@@ -10,6 +10,9 @@ URI, one file per distinct image however many rows and requests carry it). The r
 A 13 MB photo with ``num_generations: 4`` used to be 8 copies in the database (two columns of
 four rows), and every listing read them all. URLs stay as they are: they are fetched when the job
 runs. Rows stored before this kept their data URIs inline; they run and echo as before.
+
+Once no queued or running generation refers to a stored image, nothing reads it again (an ended
+row echoes only the short form): ``drop_unused`` deletes it (``services.retention``).
 """
 
 from __future__ import annotations
@@ -17,6 +20,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import re
+import threading
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 from typing import Any
 
@@ -30,6 +35,10 @@ from imagehub.storage.images import decode_image
 
 REF = "imagehub-input:"
 _DIGEST = re.compile(r"#sha256=[0-9a-f]{64}$")
+_FOLDER = "inputs/"
+_WRITING = threading.Lock()
+"""Held while an input image is written, and while unused ones are found and deleted: a delete
+never takes a file this process has just written again for a new request."""
 
 
 def keep(storage: Storage, request: ParsedRequest) -> ParsedRequest:
@@ -51,7 +60,7 @@ def load(storage: Storage, field_name: str, value: str) -> Image.Image:
     URI (a row from before) decoded, a URL fetched."""
     if not value.startswith(REF):
         return load_image(field_name, value)
-    data = storage.get(f"inputs/{value[len(REF):]}")
+    data = storage.get(_FOLDER + value[len(REF):])
     if data is None:
         raise GenerationFailed(f"{field_name}: the stored input image {value} is no longer in "
                                "storage")
@@ -84,11 +93,30 @@ def echo(value: str) -> str:
     return value
 
 
+def drop_unused(storage: Storage, open_resolved: Callable[[str], Iterable[Mapping[str, Any]]],
+                written_before: float) -> int:
+    """Delete the stored input images last written before ``written_before`` (Unix seconds) that
+    no open generation refers to (``open_resolved(text)``: what the open rows holding ``text``
+    run from); how many. A request stores its image before its rows are written: the age keeps
+    that image."""
+    with _WRITING:
+        stale = [key for key, written in storage.listed(_FOLDER) if written < written_before]
+        if not stale:
+            return 0
+        wanted = {_FOLDER + value[len(REF):] for resolved in open_resolved(REF)
+                  for value in as_list(resolved.get("input_image")) if value.startswith(REF)}
+        unused = [key for key in stale if key not in wanted]
+        for key in unused:
+            storage.delete(key)
+    return len(unused)
+
+
 def _store(storage: Storage, uri: str) -> str:
     header, _, payload = uri.partition(",")
     data = base64.b64decode(payload)  # checked when the request was parsed
     digest = hashlib.sha256(data).hexdigest()
-    storage.put(f"inputs/{digest}", data, header[len("data:"):].split(";")[0])  # same name, same bytes
+    with _WRITING:  # same name, same bytes: written again, so it is young for drop_unused
+        storage.put(_FOLDER + digest, data, header[len("data:"):].split(";")[0])
     return digest
 
 

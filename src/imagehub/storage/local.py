@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 
@@ -42,6 +43,21 @@ class LocalStorage:
 
     def delete_prefix(self, prefix: str) -> None:
         shutil.rmtree(self._path(prefix.rstrip("/")), ignore_errors=True)
+
+    def delete(self, key: str) -> None:
+        self._path(key).unlink(missing_ok=True)
+
+    def listed(self, prefix: str) -> Iterator[tuple[str, float]]:
+        try:
+            entries = list(os.scandir(self._path(prefix.rstrip("/"))))
+        except FileNotFoundError:
+            return
+        for entry in entries:
+            try:
+                if entry.is_file(follow_symlinks=False):
+                    yield f"{prefix.rstrip('/')}/{entry.name}", entry.stat().st_mtime
+            except FileNotFoundError:  # deleted meanwhile
+                continue
 
     def healthy(self) -> bool:
         return os.access(self.root, os.W_OK)
