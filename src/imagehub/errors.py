@@ -14,7 +14,9 @@
     ├── ClientClosedRequest           499 client_closed_request  a sync call's client left first
     ├── ModelUnavailable              503 model_unavailable  known model, not servable here
     │   └── ModelFilesUnreadable                             its files are there but damaged
-    └── Busy                          503 busy               the database stayed locked; retry_after
+    ├── Busy                          503 busy               the database stayed locked; retry_after
+    └── StorageUnavailable            503 storage_unavailable  images or rows could not be written
+        └── InsufficientStorage       507 insufficient_storage  ... because the disk is full
 
     GenerationCancelled   raised by a step callback inside an engine; never reaches HTTP
     GenerationFailed      an engine's own refusal (safety block, no image) -> a failed row
@@ -26,6 +28,7 @@ error body of API.md section 1.
 
 from __future__ import annotations
 
+import errno
 from typing import Any
 
 
@@ -125,6 +128,26 @@ class Busy(ImagehubError):
     def __init__(self, detail: str, retry_after: int = 1) -> None:
         super().__init__(detail)
         self.retry_after = retry_after
+
+
+class StorageUnavailable(ImagehubError):
+    """The server could not write an image or a row (a read-only disk, a storage service that
+    refuses): the server's fault, not the request's; nothing of the request was kept."""
+
+    status, type, title = 503, "storage_unavailable", "Storage unavailable"
+
+
+class InsufficientStorage(StorageUnavailable):
+    """... because the disk (or quota) is full."""
+
+    status, type, title = 507, "insufficient_storage", "Insufficient storage"
+
+
+def storage_error(exc: OSError, what: str) -> StorageUnavailable:
+    """``exc``, met writing ``what`` ("the images"), as the client is told it: no path."""
+    full = exc.errno in (errno.ENOSPC, errno.EDQUOT)
+    cls = InsufficientStorage if full else StorageUnavailable
+    return cls(f"the server could not store {what}: {exc.strerror or type(exc).__name__}")
 
 
 class GenerationCancelled(Exception):

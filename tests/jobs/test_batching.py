@@ -225,6 +225,34 @@ def test_a_handler_crash_answers_the_waiting_sync_calls(queue: SqlQueue) -> None
         pool.run_sync(SyncCall("m", key(), request="s"))
 
 
+def test_a_handler_crash_hands_its_claimed_rows_to_on_crash(queue: SqlQueue) -> None:
+    """Rows a crashed handler had claimed do not stay processing until a restart."""
+    def crash(batch: Batch, slot: Callable[[], AbstractContextManager[None]]) -> None:
+        raise RuntimeError("boom")
+
+    crashed: list[tuple[list[str], str]] = []
+
+    def on_crash(rows: list[GenerationRecord], exc: Exception) -> None:
+        crashed.append(([r.id for r in rows], str(exc)))
+        for row in rows:
+            queue.fail(row.id, f"internal error: {exc}")
+
+    rows = [record(), record()]
+    queue.add(rows)
+    pool = WorkerPool(queue, lambda r: None, batcher=Batcher(queue, BatchPolicy(max_size=2)),
+                      batch_handler=crash, on_crash=on_crash)
+    pool.start()
+    try:
+        deadline = time.monotonic() + 10
+        while not crashed and time.monotonic() < deadline:
+            time.sleep(0.02)
+    finally:
+        pool.stop()
+
+    assert crashed == [([r.id for r in rows], "boom")]
+    assert {queue.get(r.id).status for r in rows} == {"failed"}
+
+
 def test_top_up_adds_what_arrived_while_the_batch_waited_up_to_its_capacity(queue: SqlQueue) -> None:
     batcher = Batcher(queue, BatchPolicy(max_size=4))
     queue.add([record(prompt="first")])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -11,7 +12,9 @@ from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
-from imagehub.errors import Busy, ImagehubError, clip
+from imagehub.errors import Busy, ImagehubError, InsufficientStorage, StorageUnavailable, clip
+
+log = logging.getLogger(__name__)
 
 _STARLETTE_TYPES = {404: ("resource_not_found", "Resource not found"),
                     405: ("method_not_allowed", "Method not allowed")}
@@ -31,12 +34,18 @@ def install(app: FastAPI) -> None:
         return _error(exc)
 
     @app.exception_handler(OperationalError)
-    async def _locked(request: Request, exc: OperationalError) -> JSONResponse:
-        if not _is_lock_timeout(exc):
-            raise exc  # a real fault: the request-id middleware logs it and answers 500
-        return _error(Busy("the database stayed locked by another process's write for the busy "
-                           "timeout (IMAGEHUB_DB_BUSY_TIMEOUT_SECONDS); the request was not "
-                           "recorded, send it again"))
+    async def _database(request: Request, exc: OperationalError) -> JSONResponse:
+        text = str(exc.orig).lower()
+        if "database is locked" in text or "database is busy" in text:  # past the busy timeout
+            return _error(Busy("the database stayed locked by another process's write for the "
+                               "busy timeout (IMAGEHUB_DB_BUSY_TIMEOUT_SECONDS); the request was "
+                               "not recorded, send it again"))
+        if "disk is full" in text or "readonly database" in text:  # SQLite's words
+            log.error("the database could not be written: %s", exc.orig)
+            cls = InsufficientStorage if "full" in text else StorageUnavailable
+            return _error(cls("the server could not write its database (" + str(exc.orig)
+                              + "); the request was not recorded"))
+        raise exc  # a real fault: the request-id middleware logs it and answers 500
 
     @app.exception_handler(RequestValidationError)
     async def _params(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -58,13 +67,6 @@ def install(app: FastAPI) -> None:
 def _error(exc: ImagehubError) -> JSONResponse:
     headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after is not None else None
     return error_response(exc.status, exc.type, exc.title, exc.detail, headers)
-
-
-def _is_lock_timeout(exc: OperationalError) -> bool:
-    """SQLite's "database is locked" (or "busy"): another connection held the write lock past the
-    busy timeout."""
-    text = str(exc.orig).lower()
-    return "database is locked" in text or "database is busy" in text
 
 
 def _allowed_methods(request: Request, routes: Any = None) -> str:

@@ -35,6 +35,9 @@ class Metrics:
         self.resident_bytes = Gauge("imagehub_resident_bytes", "Bytes the loaded models take, by device",
                                     ["device"], registry=self.registry)
 
+        self.storage_free = Gauge("imagehub_storage_free_bytes",
+                                  "Free bytes where images are stored (/readyz is not ready under "
+                                  "64 MiB)", registry=self.registry)
         self.deleted = Counter("imagehub_retention_deleted_total",
                                "What the retention sweeps deleted: ended generations (rows and "
                                "images) and unused input images", ["kind"], registry=self.registry)
@@ -59,6 +62,9 @@ class Metrics:
         depth = hub.queue.depth()
         for status in ("queued", "processing"):
             self.queue_depth.labels(status).set(depth.get(status, 0))
+        free = hub.deps.storage.free_bytes()
+        if free is not None:
+            self.storage_free.set(free)
         from imagehub.engines.diffusers.residency import RESIDENCY  # no torch: bookkeeping only
 
         for device, (count, size) in RESIDENCY.devices().items():

@@ -31,6 +31,9 @@ JobHandler = Callable[[GenerationRecord], None]
 BatchHandler = Callable[[Batch, Callable[[], AbstractContextManager[None]]], None]
 """``handler(batch, slot)``: runs the batch to its end, ``with slot():`` around the engine call;
 every sync call in it gets a result or an exception on its future."""
+CrashHandler = Callable[[list[GenerationRecord], Exception], None]
+"""``on_crash(rows, exc)``: a handler raised ``exc``; the rows it had claimed must not stay
+``processing`` (they would wait for a restart)."""
 
 
 class WorkerPool:
@@ -38,8 +41,10 @@ class WorkerPool:
 
     def __init__(self, queue: JobQueue, handler: JobHandler, concurrency: int = 1,
                  poll_seconds: float = 0.5, *, batcher: Batcher | None = None,
-                 batch_handler: BatchHandler | None = None) -> None:
+                 batch_handler: BatchHandler | None = None,
+                 on_crash: CrashHandler | None = None) -> None:
         self._queue, self._handler = queue, handler
+        self._on_crash = on_crash
         self._batcher, self._batch_handler = batcher, batch_handler
         self._concurrency, self._poll = concurrency, poll_seconds
         self._slots = threading.BoundedSemaphore(concurrency)
@@ -135,9 +140,17 @@ class WorkerPool:
                 return False
             try:
                 self._handler(record)
-            except Exception:  # the handler records failures; this is a last guard
+            except Exception as exc:  # the handler records failures; this is a last guard
                 log.exception("worker handler crashed on %s", record.id)
+                self._crashed([record], exc)
         return True
+
+    def _crashed(self, rows: list[GenerationRecord], exc: Exception) -> None:
+        if self._on_crash is not None and rows:
+            try:
+                self._on_crash(rows, exc)
+            except Exception:  # a database that cannot be written: the next start recovers them
+                log.exception("could not fail %s after the crash", [r.id for r in rows])
 
     def _run_batch(self) -> bool:
         with self._slots:
@@ -153,6 +166,7 @@ class WorkerPool:
             self._batch_handler(batch, self.slot)
         except Exception as exc:  # the handler records failures; this is a last guard
             log.exception("batch handler crashed on %s", [r.id for r in batch.rows])
+            self._crashed(batch.rows, exc)
             for call in batch.calls:
                 if not call.future.done():
                     call.future.set_exception(exc)

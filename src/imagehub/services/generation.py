@@ -35,6 +35,7 @@ from imagehub.errors import (
     ModelUnavailable,
     NotFound,
     RateLimited,
+    StorageUnavailable,
     UpstreamError,
     clip,
     quote,
@@ -141,7 +142,14 @@ class GenerationService:
             raise ClientClosedRequest(str(exc)) from exc
         # 3. store, record, answer (each PNG is encoded once, for storage and for b64_json)
         pngs = [encode_png(image) for image in result.images]
-        record.images = self._put(record.id, result, pngs)
+        try:
+            record.images = self._put(record.id, result, pngs)
+        except StorageUnavailable as exc:  # the history says why, if the database can
+            try:
+                self._save_ended(record, started, exc.detail)
+            except Exception:  # the answer is the storage error either way
+                log.warning("generation %s could not be recorded either", record.id, exc_info=True)
+            raise
         record.provenance = provenance.collect(request.entry, result)
         record.status, record.started_at, record.completed_at = S.SUCCEEDED.value, started, int(time.time())
         try:
@@ -294,8 +302,13 @@ class GenerationService:
                 engine, record, self._engine_request(record), self._progress(record))
         except Exception as exc:  # noqa: BLE001 - an outcome per request
             outcome = exc
-        self._conclude(record, outcome, self._store(record.id, outcome)
-                       if isinstance(outcome, EngineResult) else [])
+        images: list[dict[str, Any]] = []
+        if isinstance(outcome, EngineResult):
+            try:
+                images = self._store(record.id, outcome)
+            except StorageUnavailable as exc:  # the row fails, saying why
+                outcome = exc
+        self._conclude(record, outcome, images)
 
     def batch_capacity(self, model: str) -> int:
         """Images one engine call of ``model`` may take if its engine batches: the engine's own
@@ -394,10 +407,15 @@ class GenerationService:
                        outcomes: list[EngineResult | Exception]) -> None:
         """End a batch's rows: the successes stored and written in one transaction, then each
         failure alone."""
-        done = [(row, o) for row, o in zip(rows, outcomes, strict=True) if isinstance(o, EngineResult)]
+        outcomes = list(outcomes)
+        done = [(n, o) for n, o in enumerate(outcomes) if isinstance(o, EngineResult)]
         encoded = self._encode_many([o for _, o in done])
-        stored = [(row, result, self._put(row.id, result, data))
-                  for (row, result), data in zip(done, encoded, strict=True)]
+        stored = []
+        for (n, result), data in zip(done, encoded, strict=True):
+            try:
+                stored.append((rows[n], result, self._put(rows[n].id, result, data)))
+            except StorageUnavailable as exc:  # this row fails, saying why; the others go on
+                outcomes[n] = exc
         finished = self.deps.queue.finish_many([
             (row.id, images, provenance.collect(self.deps.catalog.get(row.model_name), result))
             for row, result, images in stored])
@@ -449,6 +467,13 @@ class GenerationService:
             payload = self._event(record, S.FAILED)
             payload["error"] = message
             self.deps.bus.publish(record.namespace, EventName.COMPLETED, payload)
+
+    def fail_crashed(self, rows: list[GenerationRecord], exc: Exception) -> None:
+        """The worker's handler raised ``exc`` on ``rows``: those still processing fail (and
+        say so on the event stream) rather than wait for a restart."""
+        detail = getattr(exc, "detail", None) or f"{type(exc).__name__}: {exc}"
+        for row in rows:
+            self._fail(row, f"internal error: {detail}")
 
     def publish_row_started(self, record: GenerationRecord) -> None:
         """A row another process started (``events.relay``)."""
@@ -505,11 +530,16 @@ class GenerationService:
         return out
 
     def _put(self, generation_id: str, result: EngineResult, data: list[bytes]) -> list[dict[str, Any]]:
+        """Store a generation's images; StorageUnavailable leaves none of them."""
         stored = []
-        for index, (image, png) in enumerate(zip(result.images, data, strict=True)):
-            key = f"{generation_id}/{index}.png"
-            self.deps.storage.put(key, png, "image/png")
-            stored.append({"key": key, "width": image.width, "height": image.height})
+        try:
+            for index, (image, png) in enumerate(zip(result.images, data, strict=True)):
+                key = f"{generation_id}/{index}.png"
+                self.deps.storage.put(key, png, "image/png")
+                stored.append({"key": key, "width": image.width, "height": image.height})
+        except StorageUnavailable:
+            self.deps.storage.delete_prefix(generation_id)
+            raise
         return stored
 
     def _image_urls(self, record: GenerationRecord) -> list[ImageOut]:

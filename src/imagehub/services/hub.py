@@ -57,7 +57,8 @@ class Hub:
         self._worker_slots = worker_slots(settings, self.deps.catalog)
         self.workers = WorkerPool(self.queue, self.generations.run_job, self._worker_slots,
                                   settings.worker_poll_seconds,
-                                  batcher=batcher, batch_handler=self.generations.run_batch)
+                                  batcher=batcher, batch_handler=self.generations.run_batch,
+                                  on_crash=self.generations.fail_crashed)
         self.deps.workers = self.workers
         self.retention = Retention(self.queue, self.deps.storage, settings.retention_days)
         """Sweeps where the workers run (``start``); ``on_swept`` is for metrics."""

@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+
+from imagehub.errors import storage_error
+
+log = logging.getLogger(__name__)
+
+MIN_FREE_BYTES = 64 * 2**20
+"""Under this much free disk, the server is not ready (``/readyz``): a batch of 1024² PNGs is tens
+of MiB, and SQLite needs room to write."""
 
 
 class LocalStorage:
@@ -25,14 +34,19 @@ class LocalStorage:
         return path
 
     def put(self, key: str, data: bytes, content_type: str) -> None:
+        """StorageUnavailable (InsufficientStorage when the disk is full) if it cannot be
+        written; no part of it is left."""
         path = self._path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")  # one per writer: two
         try:                                                           # may put one key at once
+            path.parent.mkdir(parents=True, exist_ok=True)
             tmp.write_bytes(data)
             os.replace(tmp, path)
-        except BaseException:
+        except BaseException as exc:
             tmp.unlink(missing_ok=True)
+            if isinstance(exc, OSError):
+                log.error("could not write %s: %s", path, exc)
+                raise storage_error(exc, key) from exc
             raise
 
     def get(self, key: str) -> bytes | None:
@@ -59,5 +73,13 @@ class LocalStorage:
             except FileNotFoundError:  # deleted meanwhile
                 continue
 
-    def healthy(self) -> bool:
-        return os.access(self.root, os.W_OK)
+    def problem(self) -> str | None:
+        if not os.access(self.root, os.W_OK):
+            return "not writable"
+        free = self.free_bytes()
+        if free < MIN_FREE_BYTES:
+            return f"full: {free // 2**20} MiB free (under {MIN_FREE_BYTES // 2**20} MiB)"
+        return None
+
+    def free_bytes(self) -> int:
+        return shutil.disk_usage(self.root).free

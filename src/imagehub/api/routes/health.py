@@ -28,7 +28,7 @@ def readyz(h: Hub = Depends(hub)) -> JSONResponse:
         checks["queue"] = h.queue.depth()
     except Exception as exc:  # readiness reports, it does not raise
         checks["store"] = f"error: {exc}"
-    checks["storage"] = "ok" if h.deps.storage.healthy() else "not writable"
+    checks["storage"] = h.deps.storage.problem() or "ok"
     checks["engines"] = {e.id: "available" if e.available else e.unavailable_reason
                          for e in h.deps.catalog.all()}
     ready = checks["store"] == "ok" and checks["storage"] == "ok"
