@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import logging
+from datetime import UTC, datetime
 from typing import Any
 
 import typer
-from rich.console import Console
 
+from imagehub.cli.console import make_console
 from imagehub.cli.tables import print_rows
 from imagehub.cli.target import fail
 from imagehub.config import load_settings
@@ -16,7 +17,7 @@ app = typer.Typer(help="imagehub: image-generation models behind the Oxen.ai inf
                   no_args_is_help=True, pretty_exceptions_enable=False)
 keys_app = typer.Typer(help="Create, list and revoke API keys.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
-console = Console()
+console = make_console()
 
 
 @app.command()
@@ -104,8 +105,15 @@ def keys_create(namespace: str = typer.Option("default", help="The key's namespa
 def keys_list() -> None:
     """List keys (prefixes only; secrets are never stored); piped, one tab-separated line each."""
     rows = [[record.id, record.prefix + "...", record.name, record.namespace,
-             "yes" if record.revoked else ""] for record in _key_service().list()]
-    print_rows(console, ("id", "prefix", "name", "namespace", "revoked"), rows, ids=("id", "prefix"))
+             "yes" if record.revoked else "", utc_time(record.created_at)]
+            for record in _key_service().list()]
+    print_rows(console, ("id", "prefix", "name", "namespace", "revoked", "created"), rows,
+               ids=("id", "prefix"))
+
+
+def utc_time(seconds: float) -> str:
+    """``2025-01-31T09:05:00Z``: UTC, to the second, whatever the machine's time zone."""
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 @keys_app.command("revoke")
