@@ -274,6 +274,13 @@ def test_ids_are_never_cut(remote: dict[str, str], server: ServerProcess, api: h
     assert "created" in wide.stdout and created in wide.stdout, wide.stdout
 
 
+def test_version() -> None:
+    from imagehub import __version__
+
+    done = imagehub("--version", env=dict(os.environ))
+    assert done.returncode == 0 and done.stdout == f"imagehub {__version__}\n", done
+
+
 def test_keys_revoke_takes_the_listed_prefix_and_never_echoes_a_secret(server: ServerProcess) -> None:
     env = server.env | {"COLUMNS": "40"}
     first = server.cli("keys", "create", "--name", "by-prefix").stdout.strip()
