@@ -7,16 +7,20 @@ Every setting has an ``IMAGEHUB_`` environment variable (``IMAGEHUB_DATA_DIR``, 
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import logging
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, ValidationError
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from imagehub.errors import ConfigError
+from imagehub.errors import ConfigError, quote
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +45,8 @@ class Settings(BaseSettings):
     class takes (reading it imports the pipeline, seconds at every start with a local model);
     default ``$XDG_CACHE_HOME/imagehub`` (``~/.cache/imagehub``)."""
     database_url: str | None = None
-    """SQLAlchemy URL; default ``sqlite:///<data_dir>/imagehub.db``."""
+    """SQLAlchemy URL; default ``sqlite:///<data_dir>/imagehub.db``. Checked at start: it must
+    parse, and its dialect and driver must import."""
     db_busy_timeout_seconds: float = Field(default=30.0, gt=0, le=3600)
     """SQLite: how long a write waits for another process's write lock; past it the request is a
     503 ``busy`` with ``Retry-After`` and nothing written."""
@@ -52,7 +57,8 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
     public_url: str | None = None
-    """Base URL put in image links; default ``http://<host>:<port>``."""
+    """Base URL put in image links, ``http(s)://host[:port][/path]``; default
+    ``http://<host>:<port>``."""
     auth_enabled: bool = True
     http_threads: int = Field(default=256, ge=1)
     """Threads for blocking routes (sync generate waits in one per request)."""
@@ -67,10 +73,16 @@ class Settings(BaseSettings):
     """Generations one namespace may have queued or processing at once; an enqueue past it is a
     429 (a runaway script cannot fill the queue for everyone). 0: no limit."""
     default_model: str = "imagehub-tiny"
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    """The level of imagehub's own loggers (other libraries log at INFO and up, or at this level
+    when it is higher)."""
+    access_log: bool = False
+    """One log line per HTTP request (uvicorn's access log; image-link tokens left out)."""
 
     # images
-    signing_secret: str | None = None
-    """Secret for signed file URLs; default a random one kept in ``<data_dir>/secret``."""
+    signing_secret: SecretStr | None = None
+    """Secret for signed file URLs, at least 16 characters; default a random one kept in
+    ``<data_dir>/secret``."""
     url_ttl_seconds: int = Field(default=24 * 3600, ge=1)
     retention_days: float = Field(default=0.0, ge=0)
     """Ended generations (succeeded, failed, cancelled) older than this many days are deleted,
@@ -156,6 +168,41 @@ class Settings(BaseSettings):
     """Comma-separated hosts or networks (``10.0.0.0/8``, ``images.internal``) that input-image
     URLs may reach although they are loopback, private, link-local or metadata addresses."""
 
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _lower_level(cls, value: Any) -> Any:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("database_url")
+    @classmethod
+    def _loadable_database(cls, value: str | None) -> str | None:
+        if value:
+            _check_database_url(value)
+        return value
+
+    @field_validator("public_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value:
+            _check_public_url(value)
+        return value
+
+    @field_validator("fetch_allow")
+    @classmethod
+    def _networks_parse(cls, value: str) -> str:
+        for entry in filter(None, (e.strip() for e in value.split(","))):
+            _check_allow_entry(entry)
+        return value
+
+    @field_validator("signing_secret")
+    @classmethod
+    def _long_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        length = len(value.get_secret_value()) if value is not None else 0
+        if 0 < length < MIN_SECRET_LENGTH:
+            raise _refusal(f"too short: at least {MIN_SECRET_LENGTH} characters (it signs image "
+                           "links; anyone who guesses it can forge them)")
+        return value
+
     @property
     def resolved_database_url(self) -> str:
         return self.database_url or f"sqlite:///{self.data_dir / 'imagehub.db'}"
@@ -170,8 +217,8 @@ class Settings(BaseSettings):
 
     def secret(self) -> str:
         """The URL-signing secret, created once per data dir if none is configured."""
-        if self.signing_secret:
-            return self.signing_secret
+        if self.signing_secret and self.signing_secret.get_secret_value():
+            return self.signing_secret.get_secret_value()
         import secrets
 
         path = self.data_dir / "secret"
@@ -200,8 +247,83 @@ def load_settings(**overrides: object) -> Settings:
 
 
 def _problem(error: Any) -> str:
-    name = f"IMAGEHUB_{str(error['loc'][0]).upper()}" if error["loc"] else "settings"
-    return f"{name}={error['input']!r}: {error['msg']}"
+    field = str(error["loc"][0]) if error["loc"] else ""
+    name = f"IMAGEHUB_{field.upper()}" if field else "settings"
+    return f"{name}{_shown(field, error['input'])}: {error['msg']}"
+
+
+def _shown(field: str, value: Any) -> str:
+    """``=<value>`` as an error quotes it; never a secret, nor a database URL's password."""
+    annotation = str(Settings.model_fields[field].annotation) if field in Settings.model_fields else ""
+    if "SecretStr" in annotation:
+        return f" (not shown, {len(value)} characters)" if isinstance(value, str) else ""
+    if field == "database_url" and isinstance(value, str):
+        value = hide_password(value)
+    return f"={quote(value)}"
+
+
+MIN_SECRET_LENGTH = 16
+_ADDRESS_LIKE = re.compile(r"[0-9.]+|.*[/:].*")
+"""A ``FETCH_ALLOW`` entry that is meant as an address or network (digits and dots, or a ``/``
+or ``:``, which no host name has), so it must parse as one."""
+
+
+def _refusal(message: str) -> PydanticCustomError:
+    return PydanticCustomError("imagehub_setting", message)  # its message, without "Value error, "
+
+
+def _check_public_url(value: str) -> None:
+    """``http(s)://host[:port][/path]``, or the image links it makes are not links."""
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 (raises ValueError for a port that is not one)
+    except ValueError as exc:
+        raise _refusal(f"not a URL ({exc}); give http(s)://host[:port][/path]") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise _refusal("not an http(s):// URL with a host; give http(s)://host[:port][/path]")
+    if "@" in parts.netloc or "?" in value or "#" in value:
+        raise _refusal("only http(s)://host[:port][/path]: no user, query or fragment")
+    if any(c.isspace() for c in value):
+        raise _refusal("has white space in it")
+
+
+def _check_allow_entry(entry: str) -> None:
+    if _ADDRESS_LIKE.fullmatch(entry):
+        try:
+            ipaddress.ip_network(entry.strip("[]"), strict=False)
+        except ValueError:
+            raise _refusal(f"{entry!r} looks like an address or network (10.0.0.0/8, fd00::/8) "
+                           "but is not one") from None
+
+
+def _check_database_url(value: str) -> None:
+    """It parses, and its dialect and driver import (else the start fails on its first query)."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+    try:
+        url = make_url(value)
+    except (ArgumentError, ValueError) as exc:
+        raise _refusal(f"not a SQLAlchemy URL ({exc}); e.g. sqlite:////srv/imagehub/imagehub.db, "
+                       "postgresql+psycopg://user:password@host/database") from None
+    try:
+        url.get_dialect().import_dbapi()
+    except NoSuchModuleError:
+        raise _refusal(f"SQLAlchemy has no dialect or driver {url.drivername!r} (postgresql, "
+                       "not postgres; sqlite, mysql...)") from None
+    except ImportError as exc:
+        raise _refusal(f"the driver of {url.drivername!r} is not installed ({exc})") from None
+
+
+def hide_password(url: str) -> str:
+    """A database URL with its password as ``***`` (SQLAlchemy's rendering where it parses)."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except (ArgumentError, ValueError):  # not a URL: hide what sits where a password would
+        return re.sub(r"(://[^/@:]*:)[^/@]*@", r"\1***@", url)
 
 
 def _warn_unknown(environ: Mapping[str, str]) -> None:

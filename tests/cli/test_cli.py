@@ -7,6 +7,8 @@ import os
 import re
 import subprocess
 import sys
+import time
+from datetime import datetime
 from pathlib import Path
 
 import httpx
@@ -265,6 +267,18 @@ def test_ids_are_never_cut(remote: dict[str, str], server: ServerProcess, api: h
     (line,) = [line for line in keys.stdout.splitlines() if line.split("\t")[2] == "tests"]
     key_id, prefix = line.split("\t")[:2]
     assert len(key_id) == 36 and prefix == server.key[:10] + "..."
+    created = line.split("\t")[5]  # the last column: UTC, to the second
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", created), line
+    assert abs(datetime.fromisoformat(created).timestamp() - time.time()) < 3600
+    wide = imagehub("keys", "list", env=server.env | {"COLUMNS": "200", "TTY_COMPATIBLE": "1"})
+    assert "created" in wide.stdout and created in wide.stdout, wide.stdout
+
+
+def test_version() -> None:
+    from imagehub import __version__
+
+    done = imagehub("--version", env=dict(os.environ))
+    assert done.returncode == 0 and done.stdout == f"imagehub {__version__}\n", done
 
 
 def test_keys_revoke_takes_the_listed_prefix_and_never_echoes_a_secret(server: ServerProcess) -> None:

@@ -33,12 +33,16 @@ def test_serve_says_in_one_line_what_is_wrong(tmp_path: Path, tiny_sd_dir: Path)
         catalog.write(BROKEN.format(source=tiny_sd_dir))
     bad_preload = _serve(tmp_path, IMAGEHUB_PRELOAD_MODELS="tiny-sd,broken")
     bad_port = _serve(tmp_path, IMAGEHUB_PORT="abc")
+    bad_public_url = _serve(tmp_path, IMAGEHUB_PUBLIC_URL="images.example.com")
+    bad_allow = _serve(tmp_path, IMAGEHUB_FETCH_ALLOW="10.0.0.0/88")
     for done, words in ((bad_toml, ["models.toml: not valid TOML", "line 2"]),
                         (bad_preload, ["IMAGEHUB_PRELOAD_MODELS: broken", "compille"]),
-                        (bad_port, ["IMAGEHUB_PORT='abc'"])):
+                        (bad_port, ["IMAGEHUB_PORT='abc'"]),
+                        (bad_public_url, ["IMAGEHUB_PUBLIC_URL='images.example.com'"]),
+                        (bad_allow, ["IMAGEHUB_FETCH_ALLOW='10.0.0.0/88'"])):
         errors = [line for line in done.stderr.splitlines() if line.startswith("error: ")]
         assert done.returncode == 1 and len(errors) == 1, done.stderr
-        assert "Traceback" not in done.stderr, done.stderr
+        assert "Traceback" not in done.stderr and "serving at" not in done.stdout, done
         for word in words:
             assert word in errors[0], (word, errors[0])
 

@@ -9,10 +9,10 @@ from typing import Any, NoReturn
 
 import httpx
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from imagehub.cli.console import make_console
 from imagehub.cli.target import (
     DOWNTIME_OPTION,
     KEY_OPTION,
@@ -37,7 +37,7 @@ from imagehub.client import (
 )
 from imagehub.errors import ImagehubError
 
-err_console = Console(stderr=True)
+err_console = make_console(stderr=True)
 COLUMNS = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
            TextColumn("{task.fields[state]}"), TimeElapsedColumn())
 NOT_PARAMS = {"prompt": "the PROMPT argument", "model": "-m/--model", "num_generations": "-n",

@@ -2,21 +2,33 @@
 
 from __future__ import annotations
 
-import logging
-from typing import Any
+from datetime import UTC, datetime
 
 import typer
-from rich.console import Console
 
+from imagehub import __version__
+from imagehub.cli.console import make_console
 from imagehub.cli.tables import print_rows
 from imagehub.cli.target import fail
-from imagehub.config import load_settings
+from imagehub.config import Settings, load_settings
 
 app = typer.Typer(help="imagehub: image-generation models behind the Oxen.ai inference API.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
 keys_app = typer.Typer(help="Create, list and revoke API keys.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
-console = Console()
+console = make_console()
+
+
+def _version(shown: bool) -> None:
+    if shown:
+        typer.echo(f"imagehub {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                          help="Print the version and exit.")) -> None:
+    """imagehub: image-generation models behind the Oxen.ai inference API."""
 
 
 @app.command()
@@ -25,56 +37,19 @@ def serve(host: str | None = typer.Option(None, help="Bind address (IMAGEHUB_HOS
           workers: int | None = typer.Option(None, min=1,
                                              help="Engine slots (IMAGEHUB_WORKER_CONCURRENCY).")) -> None:
     """Start the HTTP server with its in-process workers."""
-    import uvicorn
+    from imagehub.cli.serve import run
 
-    from imagehub.api.app import create_app
-    from imagehub.errors import DataDirBusy
-    from imagehub.services.hub import check_config, check_workers_free
-
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("alembic").setLevel(logging.WARNING)  # migrations are routine at start-up
     overrides = {k: v for k, v in {"host": host, "port": port, "worker_concurrency": workers}.items()
                  if v is not None}
-    settings = load_settings(**overrides)
-    catalog = check_config(settings)  # the catalog file and preloads: one line, not a failed start
-    if settings.run_workers:
-        try:
-            check_workers_free(settings)
-        except DataDirBusy as exc:
-            fail(exc.detail, exc)
+    run(_banner, **overrides)
+
+
+def _banner(settings: Settings) -> None:
+    """Said once the server listens (a start that fails says only its error)."""
     console.print(f"imagehub serving at [bold]{settings.base_url}[/bold]  (data: {settings.data_dir})")
     if settings.auth_enabled:
         console.print("API keys are required: run [bold]imagehub keys create[/bold] and send "
                       "'Authorization: Bearer <key>'.")
-    app = create_app(settings, catalog)
-    config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level="warning",
-                            timeout_keep_alive=settings.http_idle_timeout_seconds)
-    logging.getLogger("uvicorn.error").addFilter(_QuietStartupFailure(app))
-    try:
-        uvicorn.Server(config).run()
-    except SystemExit:  # uvicorn's exit when the start-up failed (older ones return instead)
-        _fail_if_start_up_failed(app)
-        raise
-    _fail_if_start_up_failed(app)
-
-
-def _fail_if_start_up_failed(app: Any) -> None:
-    """A preloaded model could not load in the app's start-up: one line, as the checks before."""
-    error = getattr(app.state, "startup_error", None)
-    if error is not None:
-        fail(str(error), error)
-
-
-class _QuietStartupFailure(logging.Filter):
-    """Drops uvicorn's report of a failed start-up (the traceback of the lifespan) when the
-    app's start-up failed for a reason ``serve`` prints as one line itself."""
-
-    def __init__(self, app: Any) -> None:
-        super().__init__()
-        self.app = app
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return getattr(self.app.state, "startup_error", None) is None
 
 
 def _key_service():  # type: ignore[no-untyped-def]
@@ -104,8 +79,15 @@ def keys_create(namespace: str = typer.Option("default", help="The key's namespa
 def keys_list() -> None:
     """List keys (prefixes only; secrets are never stored); piped, one tab-separated line each."""
     rows = [[record.id, record.prefix + "...", record.name, record.namespace,
-             "yes" if record.revoked else ""] for record in _key_service().list()]
-    print_rows(console, ("id", "prefix", "name", "namespace", "revoked"), rows, ids=("id", "prefix"))
+             "yes" if record.revoked else "", utc_time(record.created_at)]
+            for record in _key_service().list()]
+    print_rows(console, ("id", "prefix", "name", "namespace", "revoked", "created"), rows,
+               ids=("id", "prefix"))
+
+
+def utc_time(seconds: float) -> str:
+    """``2025-01-31T09:05:00Z``: UTC, to the second, whatever the machine's time zone."""
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 @keys_app.command("revoke")

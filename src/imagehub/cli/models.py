@@ -8,9 +8,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from imagehub.cli.console import make_console
 from imagehub.cli.tables import print_rows
 from imagehub.cli.target import KEY_OPTION, URL_OPTION, fail, one_line_errors, open_target
 from imagehub.errors import ConfigError, ImagehubError, InvalidParams
@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
 models_app = typer.Typer(help="List models; show one model's fields; find and add local ones.",
                          invoke_without_command=True)
-console = Console()
+console = make_console()
 
 
 @models_app.callback()

@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Column, Table
 
+from imagehub.cli.console import make_console
 from imagehub.cli.tables import print_rows, tsv_line
 from imagehub.cli.target import (
     DOWNTIME_OPTION,
@@ -37,7 +38,7 @@ from imagehub.client import (
 from imagehub.errors import ImagehubError
 
 queue_app = typer.Typer(help="List, watch and cancel queued generations.", no_args_is_help=True)
-console = Console()
+console = make_console()
 STATUSES = ("queued", "processing", "succeeded", "failed", "cancelled")
 HEADERS = ("id", "model", "status", "progress", "prompt", "enqueued")
 _GIVES_WAY = {"model": 24, "prompt": 10_000}
