@@ -21,6 +21,7 @@
     GenerationCancelled   raised by a step callback inside an engine; never reaches HTTP
     GenerationFailed      an engine's own refusal (safety block, no image) -> a failed row
     ConfigError           a setting or the catalog file is wrong -> one line at start-up
+    BackupRefused         `imagehub backup` cannot copy as asked -> one line
 
 Each HTTP error carries its status and stable ``type``; ``imagehub.api.errors`` turns them into the
 error body of API.md section 1.
@@ -162,3 +163,8 @@ class GenerationFailed(Exception):
 class ConfigError(Exception):
     """The configuration cannot work (a setting's value, the catalog file): raised at start-up,
     where the CLI prints it as one line; the message names the variable or file and the value."""
+
+
+class BackupRefused(Exception):
+    """``imagehub backup`` cannot make the copy asked for (DEST holds something, the database is
+    not a SQLite file): the CLI prints it as one line, and nothing is copied."""

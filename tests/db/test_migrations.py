@@ -1,14 +1,21 @@
-"""Upgrading a database an older imagehub made: its rows survive and read as before."""
+"""Upgrading a database an older imagehub made: its rows survive and read as before, and the
+upgrade is logged once. A database a newer imagehub made is refused in one line."""
 
 from __future__ import annotations
 
 import json
+import logging
 import time
 from pathlib import Path
 
+import pytest
+from alembic.script import ScriptDirectory
 from sqlalchemy import text
 
-from imagehub.db.session import make_engine, migrate
+from imagehub.db.session import MIGRATIONS_DIR, make_engine, migrate
+from imagehub.errors import ConfigError
+
+HEAD = ScriptDirectory(str(MIGRATIONS_DIR)).get_current_head()
 from imagehub.testing import ServerProcess
 
 
@@ -66,3 +73,30 @@ def test_0003_takes_the_keys_earlier_requests_used(tmp_path: Path) -> None:
                                  "FROM idempotency_keys")).all()
     engine.dispose()
     assert [tuple(k) for k in keys] == [("team", "k", now)]
+
+
+def test_an_upgrade_is_one_info_line_and_an_up_to_date_database_none(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'imagehub.db'}")
+    caplog.set_level(logging.INFO, logger="imagehub.db.session")
+    migrate(engine, "0002")
+    migrate(engine)
+    migrate(engine)
+    engine.dispose()
+    assert [r.getMessage() for r in caplog.records if r.name == "imagehub.db.session"] == [
+        "database created at schema 0002", f"database upgraded from 0002 to {HEAD}"]
+
+
+def test_a_database_newer_than_the_code_is_refused_naming_both_schemas(tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'imagehub.db'}")
+    migrate(engine)
+    newer = f"{int(HEAD) + 1:04d}"
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE alembic_version SET version_num = :v"), {"v": newer})
+    with pytest.raises(ConfigError) as refused:
+        migrate(engine)
+    engine.dispose()
+    assert str(refused.value) == (
+        f"the database at sqlite:///{tmp_path / 'imagehub.db'} has schema {newer}, newer than this "
+        f"imagehub's {HEAD}: run the imagehub that made it, or restore the backup taken before "
+        "upgrading")

@@ -10,9 +10,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import ServerProcess, write_catalog
+from conftest import ServerProcess, free_port, write_catalog
+from sqlalchemy import text
 
 from imagehub.config import load_settings
+from imagehub.db.session import make_engine, migrate
 from imagehub.errors import DataDirBusy
 from imagehub.services.hub import _take_worker_lock
 
@@ -70,6 +72,26 @@ def test_a_preloaded_model_that_cannot_load_stops_serve_in_one_line(tmp_path: Pa
         assert "Traceback" not in done.stderr and "startup failed" not in done.stderr, done.stderr
         for word in words:
             assert word in errors[0], (word, errors[0])
+
+
+def test_a_database_a_newer_imagehub_made_stops_serve_and_keys_in_one_line(tmp_path: Path) -> None:
+    """A rolled-back deploy: the database's schema is past this code's newest migration."""
+    engine = make_engine(f"sqlite:///{tmp_path / 'imagehub.db'}")
+    migrate(engine)
+    with engine.begin() as conn:  # what a newer imagehub's next migration would leave
+        current = conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one()
+        newer = f"{int(current) + 1:04d}"
+        conn.execute(text("UPDATE alembic_version SET version_num = :v"), {"v": newer})
+    engine.dispose()
+    served = _serve(tmp_path, IMAGEHUB_PORT=str(free_port()))
+    listed = subprocess.run([sys.executable, "-m", "imagehub", "keys", "list"], capture_output=True,
+                            text=True, timeout=120, check=False,
+                            env={**os.environ, "IMAGEHUB_DATA_DIR": str(tmp_path)})
+    for done in (served, listed):
+        errors = [line for line in done.stderr.splitlines() if line.startswith("error: ")]
+        assert done.returncode == 1 and len(errors) == 1, done.stderr
+        assert "Traceback" not in done.stderr and "startup failed" not in done.stderr, done.stderr
+        assert f"has schema {newer}, newer than this imagehub's {current}: run the imagehub" in errors[0]
 
 
 def test_a_broken_entry_is_listed_unavailable_and_answers_503(tmp_path: Path, tiny_sd_dir: Path) -> None:

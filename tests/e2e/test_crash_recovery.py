@@ -6,7 +6,7 @@ import os
 import time
 from pathlib import Path
 
-
+import pytest
 from conftest import ServerProcess, write_catalog
 from tests_helpers import wait_for_status
 
@@ -89,24 +89,28 @@ def test_a_graceful_stop_puts_the_running_job_back_without_counting_an_attempt(
         server.stop()
 
 
+@pytest.mark.parametrize("where", ["shared", "a"], ids=["a-folder-of-its-own", "the-first-data-dir"])
 def test_a_second_data_dir_on_the_same_sqlite_database_runs_no_workers(
-        tmp_path: Path, tiny_sd_dir: Path) -> None:
-    """Two data dirs, one DATABASE_URL: the second server would take the first's jobs."""
+        tmp_path: Path, tiny_sd_dir: Path, where: str) -> None:
+    """Two data dirs, one SQLite file: the second server would take the first's jobs. The file
+    lies in a folder of its own (both set DATABASE_URL), or in the first's data dir (the first
+    uses the default, the second points DATABASE_URL at it)."""
     import subprocess
     import sys
 
-    database = f"sqlite:///{tmp_path / 'shared' / 'imagehub.db'}"
+    database = tmp_path / where / "imagehub.db"
     write_catalog(tmp_path / "a", tiny_sd_dir)
-    first = ServerProcess(tmp_path / "a", {"IMAGEHUB_DATABASE_URL": database}).start()
+    first_env = {"IMAGEHUB_DATABASE_URL": f"sqlite:///{database}"} if where == "shared" else {}
+    first = ServerProcess(tmp_path / "a", first_env).start()
     try:
         env = {**os.environ, "IMAGEHUB_DATA_DIR": str(tmp_path / "b"),
-               "IMAGEHUB_DATABASE_URL": database, "IMAGEHUB_PORT": "1"}
+               "IMAGEHUB_DATABASE_URL": f"sqlite:///{database}", "IMAGEHUB_PORT": "1"}
         second = subprocess.run([sys.executable, "-m", "imagehub", "serve"], env=env,
                                 capture_output=True, text=True, timeout=120, check=False)
     finally:
         first.stop()
 
     assert second.returncode == 1, second.stderr
-    assert second.stderr.startswith("error: the imagehub server at ")
-    assert f"runs the workers of the database {tmp_path / 'shared' / 'imagehub.db'}" in second.stderr
+    assert second.stderr.startswith(f"error: the imagehub server at {first.url} (pid ")
+    assert f"runs the workers of the database {database}" in second.stderr
     assert len(second.stderr.strip().splitlines()) == 1

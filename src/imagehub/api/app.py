@@ -35,7 +35,11 @@ def create_app(settings: Settings | None = None, catalog: Catalog | None = None)
         # sync routes (a blocking generate) run in AnyIO's thread pool: 40 threads by default,
         # which would cap concurrent sync generations below what a batching GPU can take
         anyio.to_thread.current_default_thread_limiter().total_tokens = settings.http_threads
-        hub = Hub(settings, catalog)
+        try:
+            hub = Hub(settings, catalog)
+        except ConfigError as exc:  # a database newer than this code: `serve` says it in a line
+            app.state.startup_error = exc
+            raise
         hub.deps.on_engine_call = metrics.engine_call
         hub.retention.on_swept = metrics.swept
         try:

@@ -1,8 +1,10 @@
-"""``imagehub serve`` and ``imagehub keys``; errors print one line and exit non-zero."""
+"""``imagehub serve``, ``imagehub keys`` and ``imagehub backup``; errors print one line and exit
+non-zero."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 
 import typer
 
@@ -106,6 +108,27 @@ def keys_revoke(key: str = typer.Argument(..., help="The key's id, its prefix as
         fail(exc.detail, exc)
     shown = given[:PUBLIC_PREFIX_LENGTH] + "..." if given.startswith(KEY_PREFIX) else given
     typer.echo(f"revoked {shown}" if newly else f"{shown} was revoked already")
+
+
+@app.command()
+def backup(dest: Path = typer.Argument(..., help="A new or empty folder for the copy.")) -> None:
+    """Copy the data dir (database, files/, secret, models.toml) into DEST, safely beside a
+    running server; restore by copying DEST to a data dir."""
+    from imagehub.errors import BackupRefused
+    from imagehub.services.backup import DATABASE_NAME, FILES
+    from imagehub.services.backup import backup as back_up
+
+    try:
+        report = back_up(load_settings(), dest)
+    except BackupRefused as exc:
+        fail(str(exc), exc)
+    typer.echo(f"database: {report.generations} generations, {report.keys} keys, "
+               f"{report.database_bytes} bytes -> {dest / DATABASE_NAME}")
+    typer.echo(f"files: {report.files} files, {report.file_bytes} bytes -> {dest / FILES}")
+    for name in report.copied:
+        typer.echo(f"{name} -> {dest / name}")
+    for line in report.left:
+        typer.echo(f"note: {line}", err=True)
 
 
 def _mount_client_commands() -> None:

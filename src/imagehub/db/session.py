@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import logging
 from contextlib import AbstractContextManager, nullcontext
 from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.orm import sessionmaker
+
+from imagehub.errors import ConfigError
+
+if TYPE_CHECKING:
+    from alembic.config import Config
+
+log = logging.getLogger(__name__)
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
@@ -47,15 +56,53 @@ def _sqlite_pragmas(dbapi_conn, _record, busy_ms: int) -> None:  # type: ignore[
 
 
 def migrate(engine: Engine, revision: str = "head") -> None:
-    """Upgrade the schema to ``revision``, by default the newest (idempotent)."""
+    """Upgrade the schema to ``revision``, by default the newest (idempotent); one INFO line when
+    it changed anything. ConfigError for a database a newer imagehub made (a rolled-back deploy):
+    this code cannot read its schema, and the message says what to do."""
     from alembic import command
+
+    cfg = _alembic_config()
+    with _one_migration_at_a_time(engine), engine.begin() as conn:
+        before = _schema_of(conn)
+        _check_known(cfg, before, engine)
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, revision)
+        after = _schema_of(conn)
+    if before is None:
+        log.info("database created at schema %s", after)
+    elif after != before:
+        log.info("database upgraded from %s to %s", before, after)
+
+
+def _alembic_config() -> Config:
     from alembic.config import Config
 
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
-    with _one_migration_at_a_time(engine), engine.begin() as conn:
-        cfg.attributes["connection"] = conn
-        command.upgrade(cfg, revision)
+    return cfg
+
+
+def _schema_of(conn: Connection) -> str | None:
+    """The database's Alembic revision; None for a new database."""
+    from alembic.runtime.migration import MigrationContext
+
+    return MigrationContext.configure(conn).get_current_revision()
+
+
+def _check_known(cfg: Config, current: str | None, engine: Engine) -> None:
+    """ConfigError if the database's revision is not one of this code's migrations."""
+    from alembic.script import ScriptDirectory
+
+    script = ScriptDirectory.from_config(cfg)
+    if current is None or current in {r.revision for r in script.walk_revisions()}:
+        return
+    head = script.get_current_head() or "none"
+    numbered = current.isdigit() and head.isdigit()
+    newer = "newer than" if numbered and int(current) > int(head) else "unknown to"
+    url = engine.url.render_as_string(hide_password=True)
+    raise ConfigError(f"the database at {url} has schema {current}, {newer} this imagehub's "
+                      f"{head}: run the imagehub that made it, or restore the backup taken before "
+                      "upgrading")
 
 
 def _one_migration_at_a_time(engine: Engine) -> AbstractContextManager[object]:

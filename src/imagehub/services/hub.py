@@ -175,7 +175,7 @@ def preloaded(settings: Settings, catalog: Catalog) -> list[ModelEntry]:
 
 
 def _take_worker_lock(settings: Settings, owner: str) -> _WorkerLocks:
-    """The worker locks of the data dir and, when it lies elsewhere, of the SQLite database
+    """The worker locks of the data dir and of its SQLite database
     (released by the OS if the process dies, kill -9 included), or DataDirBusy naming the process
     that holds one: two processes' workers on one database would run the same jobs."""
     from filelock import FileLock, Timeout
@@ -203,11 +203,12 @@ class _WorkerLocks(list):  # type: ignore[type-arg]
 
 
 def _worker_lock_files(settings: Settings) -> list[tuple[Path, str]]:
-    """(lock file, what it guards): the data dir, and a SQLite database file kept outside it
-    (another data dir's server may share it through ``DATABASE_URL``)."""
+    """(lock file, what it guards): the data dir, and a SQLite database's file wherever it lies:
+    a server on another data dir may share it through ``DATABASE_URL``, even when it is inside
+    this one."""
     files = [(settings.data_dir / WORKER_LOCK, str(settings.data_dir))]
     database = sqlite_file(settings.resolved_database_url)
-    if database is not None and database.resolve().parent != settings.data_dir.resolve():
+    if database is not None:
         files.append((database.with_name(f"{database.name}.{WORKER_LOCK}"), f"the database {database}"))
     return files
 
