@@ -63,7 +63,9 @@ def test_a_folder_with_something_in_it_is_refused(data_dir: Path, tmp_path: Path
 
 
 def test_another_database_is_refused_naming_its_own_tool(data_dir: Path, tmp_path: Path) -> None:
-    settings = Settings(data_dir=data_dir, database_url="postgresql+psycopg://u:pw@db/imagehub")
+    # built past the settings' checks: no PostgreSQL driver is installed here to pass them
+    settings = Settings(data_dir=data_dir).model_copy(
+        update={"database_url": "postgresql+psycopg://u:pw@db/imagehub"})
     with pytest.raises(BackupRefused) as refused:
         backup(settings, tmp_path / "backup")
     assert str(refused.value).startswith("IMAGEHUB_DATABASE_URL is a postgresql database: back it "
@@ -76,7 +78,7 @@ def test_a_catalog_outside_the_data_dir_or_a_configured_secret_is_said_not_copie
     (tmp_path / "elsewhere.toml").write_text("[models]\n")
     (data_dir / "secret").unlink()
     settings = Settings(data_dir=data_dir, catalog_path=tmp_path / "elsewhere.toml",
-                        signing_secret="shared")
+                        signing_secret="a shared secret of some length")
     report = backup(settings, tmp_path / "backup")
     assert report.copied == []
     assert report.left == ["the signing secret is IMAGEHUB_SIGNING_SECRET's: keep it with the backup",
