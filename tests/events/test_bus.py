@@ -75,3 +75,16 @@ def test_a_last_event_id_no_int_can_hold_replays_the_buffer_like_other_garbage()
 
     suffixes = ["9" * 5000, "²", "x", ""]
     assert asyncio.run(main(suffixes)) == [["1", "2"]] * len(suffixes)
+
+
+def test_waiting_takes_at_most_its_limit_of_the_queued_events() -> None:
+    async def main() -> list[list[str]]:
+        bus = InProcessBus()
+        subscription = bus.subscribe(["a"])
+        for i in range(3):
+            bus.publish("a", EventName.PROGRESS, {"generation_id": str(i)})
+        await asyncio.sleep(0)
+        return [[e.data["generation_id"] for e in subscription.waiting(limit)]
+                for limit in (2, 2, 2)]
+
+    assert asyncio.run(main()) == [["0", "1"], ["2"], []]

@@ -42,6 +42,19 @@ def test_claims_in_fifo_order_and_once(queue: SqlQueue) -> None:
     assert all(c.status == "processing" and c.attempts == 1 for c in claimed[:5])
 
 
+def test_a_claimed_job_is_its_row_as_stored(queue: SqlQueue) -> None:
+    row = record("p")
+    queue.add([row])
+
+    claimed = queue.claim()
+
+    stored = queue.get(row.id)
+    columns = GenerationRecord.__table__.columns.keys()
+    assert {c: getattr(claimed, c) for c in columns} == {c: getattr(stored, c) for c in columns}
+    assert claimed.started_at is not None and claimed.progress == 0.0
+    assert claimed.resolved == {"prompt": "p"}
+
+
 def test_concurrent_claims_never_share_a_job(queue: SqlQueue) -> None:
     queue.add([record(str(i)) for i in range(40)])
     taken: list[str] = []

@@ -54,6 +54,11 @@ class Subscription:
         except asyncio.TimeoutError:
             return None
 
+    def waiting(self, limit: int) -> list[Event]:
+        """Up to ``limit`` of the events already queued, taken without waiting (a stream sends
+        them together)."""
+        return [self._queue.get_nowait() for _ in range(min(limit, self._queue.qsize()))]
+
     def close(self) -> None:
         self._bus.unsubscribe(self)
 
