@@ -100,6 +100,10 @@ class Settings(BaseSettings):
     stop_grace_seconds: float = Field(default=5.0, ge=0)
     """At a graceful stop (SIGTERM, Ctrl-C), how long running generations have to end; the rest
     go back to the queue for the next start, not counted as attempts."""
+    provider_concurrency: int = Field(default=8, ge=1)
+    """Remote generations (providers: Gemini, fal, an Oxen hub, OpenAI) running at once, in
+    workers of their own: a provider taking its time never holds up a local model, nor takes
+    one of ``WORKER_CONCURRENCY``'s engine slots."""
     max_batch_size: int = Field(default=1, ge=1)
     """Images one engine call may take when the engine batches (diffusers): 16 to 64 on a GPU;
     1 (the default) runs one job at a time, the best latency on a CPU. A card's

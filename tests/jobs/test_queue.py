@@ -12,7 +12,7 @@ import pytest
 
 from imagehub.db.records import GenerationRecord
 from imagehub.db.session import make_engine, make_sessionmaker, migrate
-from imagehub.jobs.queue import RowFilter, SqlQueue
+from imagehub.jobs.queue import Lane, RowFilter, SqlQueue
 from imagehub.jobs.worker import WorkerPool
 
 
@@ -194,3 +194,19 @@ def test_an_offset_past_what_sqlite_holds_lists_nothing(queue: SqlQueue) -> None
     assert queue.list(everyone, offset=10**20, limit=50) == []
     assert queue.list(everyone, offset=1, limit=50) == []
     assert [r.prompt for r in queue.list(everyone, limit=10**20)] == ["a"]
+
+
+def test_a_lane_claims_its_models_rows_or_all_but_theirs(queue: SqlQueue) -> None:
+    """The remote models' pool and the local models' take apart the same queue, each oldest
+    first."""
+    rows = [record("remote 1"), record("local 1"), record("remote 2")]
+    rows[0].model_name = rows[2].model_name = "gemini"
+    queue.add(rows)
+    remote, local = Lane(frozenset({"gemini"})), Lane(frozenset({"gemini"}), excluded=True)
+
+    assert queue.claim(local).prompt == "local 1"
+    assert queue.claim(local) is None
+    assert [queue.claim(remote).prompt for _ in range(2)] == ["remote 1", "remote 2"]
+    assert queue.claim(remote) is None
+    queue.add([record("any")])
+    assert queue.claim(Lane(frozenset(), excluded=True)).prompt == "any"  # no remote model

@@ -26,7 +26,7 @@ from imagehub.catalog.cards import BUILTIN_CARDS, ModelCard
 from imagehub.catalog.schema import RequestSchema
 from imagehub.config import Settings
 from imagehub.engines.base import Engine
-from imagehub.engines.registry import create_engine
+from imagehub.engines.registry import create_engine, is_remote
 from imagehub.errors import ConfigError, InvalidParams, ModelUnavailable, NotFound, clip
 
 log = logging.getLogger(__name__)
@@ -119,6 +119,10 @@ class Catalog:
     def all(self) -> list[ModelEntry]:
         self._refresh()
         return list(self._entries.values())
+
+    def remote_ids(self) -> frozenset[str]:
+        """The ids of the models providers serve (``engines.registry.is_remote``)."""
+        return frozenset(e.id for e in self.all() if is_remote(e.card.backend))
 
     def _refresh(self) -> bool:
         """Bind the ids added to the user's file since it was last read; whether any were."""

@@ -20,6 +20,12 @@ BACKENDS: dict[str, str] = {
 }
 
 
+def is_remote(backend: str) -> bool:
+    """Whether a card of ``backend`` is served by a provider over the network (it waits, it does
+    not compute: its work runs in workers apart from the local models')."""
+    return backend in REMOTE_BACKENDS
+
+
 def create_engine(backend: str, options: dict[str, Any], settings: Settings) -> Engine:
     """Build (not load) the engine of ``backend`` with the card's options."""
     if backend not in BACKENDS:

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from imagehub.db.records import GenerationRecord
-from imagehub.jobs.queue import JobQueue
+from imagehub.jobs.queue import JobQueue, Lane
 
 BATCH_FIELDS = ("aspect_ratio", "resolution", "num_inference_steps", "guidance_scale", "strength")
 """Resolved fields that must be equal for two generations to share a batch."""
@@ -85,8 +85,11 @@ class Batcher:
     """Forms batches from waiting sync calls and the queue (see the module docstring)."""
 
     def __init__(self, queue: JobQueue, policy: BatchPolicy,
-                 capacity: Callable[[str], int] | None = None, key_of: KeyOf = batch_key) -> None:
+                 capacity: Callable[[str], int] | None = None, key_of: KeyOf = batch_key,
+                 lane: Callable[[], Lane] | None = None) -> None:
+        """``lane``: the queued rows this batcher's pool takes (None: all)."""
         self._queue, self._policy, self._key_of = queue, policy, key_of
+        self._lane = lane
         self._capacity = capacity or (lambda model: policy.max_size)
         self._pending: list[SyncCall] = []
         self._lock = threading.Lock()  # guards the waiting sync calls
@@ -132,7 +135,7 @@ class Batcher:
                 return Batch(call.model, call.key, calls=[call])
         if lead is not None:
             return None
-        row = self._queue.claim()
+        row = self._queue.claim(self._lane() if self._lane else None)
         if row is None:
             return None
         return Batch(row.model_name, self._key_of(row.resolved), rows=[row])

@@ -17,7 +17,17 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from sqlalchemy import (
-    Connection, Text, bindparam, case, cast, delete, exists, func, insert, select, update,
+    Connection,
+    Text,
+    bindparam,
+    case,
+    cast,
+    delete,
+    exists,
+    func,
+    insert,
+    select,
+    update,
 )
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
@@ -38,6 +48,9 @@ _IDS = bindparam("ids", expanding=True)
 _INSERT = insert(_TABLE)
 _OLDEST_QUEUED = (select(_C.id).where(_C.status == S.QUEUED.value).order_by(_C.order_key)
                   .limit(1))
+_MODELS = bindparam("models", expanding=True)
+_OLDEST_OF = _OLDEST_QUEUED.where(_C.model_name.in_(_MODELS))
+_OLDEST_BUT = _OLDEST_QUEUED.where(_C.model_name.not_in(_MODELS))
 _CANDIDATES = (select(_C.id, _C.resolved)
                .where(_C.status == S.QUEUED.value, _C.model_name == bindparam("model"))
                .order_by(_C.order_key).limit(bindparam("window")))
@@ -73,6 +86,15 @@ class RowFilter:
     media_type: str | None = None
 
 
+@dataclass(frozen=True)
+class Lane:
+    """The queued rows one worker pool takes: those of ``models``, or with ``excluded`` all but
+    theirs (the remote models' pool and the local models')."""
+
+    models: frozenset[str]
+    excluded: bool = False
+
+
 @dataclass
 class Recovery:
     requeued: list[str]
@@ -84,7 +106,7 @@ class JobQueue(Protocol):
 
     def add(self, records: Sequence[GenerationRecord]) -> None: ...
     def add_under_key(self, namespace: str, key: str, records: Sequence[GenerationRecord]) -> bool: ...
-    def claim(self) -> GenerationRecord | None: ...
+    def claim(self, lane: Lane | None = None) -> GenerationRecord | None: ...
     def claim_batch(self, model: str, key: Hashable, limit: int,
                     key_of: Callable[[dict[str, Any]], Hashable]) -> list[GenerationRecord]: ...
     def report_progress(self, generation_id: str, progress: float) -> bool: ...
@@ -172,11 +194,15 @@ class SqlQueue:
             return False
         return True
 
-    def claim(self) -> GenerationRecord | None:
-        """Take the oldest queued job: ``queued → processing``, one more attempt."""
+    def claim(self, lane: Lane | None = None) -> GenerationRecord | None:
+        """Take the oldest queued job (of ``lane``): ``queued → processing``, one more attempt."""
+        oldest, params = _OLDEST_QUEUED, {}
+        if lane is not None:
+            oldest = _OLDEST_BUT if lane.excluded else _OLDEST_OF
+            params = {"models": sorted(lane.models)}
         while True:
             with self._write_core() as connection:
-                row_id = connection.scalar(_OLDEST_QUEUED)
+                row_id = connection.scalar(oldest, params)
                 if row_id is None:
                     return None
                 taken = self._take(connection, [row_id])

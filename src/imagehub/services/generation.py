@@ -24,6 +24,7 @@ from imagehub.engines.base import (
     EngineResult,
     StepCallback,
 )
+from imagehub.engines.registry import is_remote
 from imagehub.errors import (
     ClientClosedRequest,
     Forbidden,
@@ -77,6 +78,10 @@ class Services:
     storage: Storage
     signer: UrlSigner
     workers: WorkerPool | None = None
+    """The local models' workers (their engine slots are ``WORKER_CONCURRENCY``)."""
+    provider_workers: WorkerPool | None = None
+    """The remote models' (``PROVIDER_CONCURRENCY`` at once, apart from the local ones)."""
+    provider_concurrency: int = 8
     batch_policy: BatchPolicy = field(default_factory=BatchPolicy)
     batcher: Batcher | None = None
     """Tops a batch up with the work that arrived while it waited for its engine."""
@@ -163,6 +168,8 @@ class GenerationService:
         """The engine's result for a sync call: through the batcher when the pool has one."""
         request = self._engine_request(record)
         workers = self.deps.workers
+        if is_remote(engine.backend) and self.deps.provider_workers is not None:
+            workers = self.deps.provider_workers  # waits on a provider: not in a local slot
         assert workers is not None, "the worker pool is not running"
         call = SyncCall(record.model_name, batch_key(record.resolved), request, record.num_images,
                         gone=gone)
@@ -213,8 +220,9 @@ class GenerationService:
         else:
             self._check_room(request)
             self.deps.queue.add(records)
-        if self.deps.workers:
-            self.deps.workers.wake()
+        for pool in (self.deps.workers, self.deps.provider_workers):
+            if pool:
+                pool.wake()
         return EnqueueResponse(generations=[
             EnqueuedGeneration(generation_id=r.id, status=S.QUEUED) for r in records])
 
@@ -397,7 +405,9 @@ class GenerationService:
         here, topping up with the work that arrives meanwhile, instead of running half empty."""
         with self._locks_lock:
             if model not in self._engine_locks:  # a card's replicas are read once, at start
-                self._engine_locks[model] = threading.Semaphore(_copies(engine))
+                at_once = self.deps.provider_concurrency if is_remote(engine.backend) \
+                    else _copies(engine)  # a provider takes calls side by side
+                self._engine_locks[model] = threading.Semaphore(at_once)
             return self._engine_locks[model]
 
     def _started(self, record: GenerationRecord) -> None:

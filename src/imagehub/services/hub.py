@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import os
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 from imagehub.catalog.catalog import Catalog, ModelEntry
@@ -13,7 +15,7 @@ from imagehub.errors import ConfigError, DataDirBusy, ModelUnavailable, NotFound
 from imagehub.events.bus import InProcessBus
 from imagehub.events.relay import RowRelay
 from imagehub.jobs.batching import Batcher, BatchPolicy
-from imagehub.jobs.queue import SqlQueue
+from imagehub.jobs.queue import Lane, SqlQueue
 from imagehub.jobs.worker import WorkerPool
 from imagehub.services import fetch
 from imagehub.services.generation import GenerationService, Services
@@ -52,19 +54,29 @@ class Hub:
         self.deps.engine_handoff = settings.engine_handoff
         self.deps.max_queued = settings.max_queued_per_namespace
         self.generations = GenerationService(self.deps)
-        batcher = Batcher(self.queue, self.deps.batch_policy, self.generations.batch_capacity)
-        self.deps.batcher = batcher
+        remote = self.deps.catalog.remote_ids
         self._worker_slots = worker_slots(settings, self.deps.catalog)
-        self.workers = WorkerPool(self.queue, self.generations.run_job, self._worker_slots,
-                                  settings.worker_poll_seconds,
-                                  batcher=batcher, batch_handler=self.generations.run_batch,
-                                  on_crash=self.generations.fail_crashed)
-        self.deps.workers = self.workers
+        self.workers = self._pool(self._worker_slots, lambda: Lane(remote(), excluded=True))
+        self.provider_workers = self._pool(settings.provider_concurrency, lambda: Lane(remote()))
+        """Remote models' work, apart: a provider taking its time holds up no local model."""
+        self.deps.workers, self.deps.provider_workers = self.workers, self.provider_workers
+        self.deps.provider_concurrency = settings.provider_concurrency
         self.retention = Retention(self.queue, self.deps.storage, settings.retention_days)
         """Sweeps where the workers run (``start``); ``on_swept`` is for metrics."""
         self._worker_lock: _WorkerLocks | None = None
         """The worker locks, while this process runs its workers (``start``)."""
         self._relay: RowRelay | None = None
+
+    def _pool(self, workers: int, lane: Callable[[], Lane]) -> WorkerPool:
+        """``workers`` threads taking the batches of ``lane``'s rows and sync calls."""
+        batcher = Batcher(self.queue, self.deps.batch_policy, self.generations.batch_capacity,
+                          lane=lane)
+        if self.deps.batcher is None:  # the local models' batcher tops their batches up
+            self.deps.batcher = batcher
+        return WorkerPool(self.queue, self.generations.run_job, workers,
+                          self.settings.worker_poll_seconds, batcher=batcher,
+                          batch_handler=self.generations.run_batch,
+                          on_crash=self.generations.fail_crashed)
 
     def start(self, run_workers: bool = True, *, owner: str = "an in-process imagehub command",
               relay_events: bool = False) -> None:
@@ -83,6 +95,7 @@ class Hub:
                          "(IMAGEHUB_WORKER_CONCURRENCY is %d)", self._worker_slots,
                          self.settings.worker_concurrency)
             self.workers.start()
+            self.provider_workers.start()
             self.retention.start()
         elif relay_events:
             self.deps.events_from_rows = True
@@ -122,10 +135,10 @@ class Hub:
         if self._relay is not None:
             self._relay.stop()
         self.retention.stop()
-        self.workers.stop(self.settings.stop_grace_seconds)
+        self._stop_workers(self.settings.stop_grace_seconds)
         if self._worker_lock is not None:
             back = set(self.queue.requeue_processing())
-            self.workers.stop()  # their engines see it at their next step
+            self._stop_workers(5.0)  # their engines see it at their next step
             back |= set(self.queue.requeue_processing())  # claimed as the workers stopped
             if back:
                 log.warning("stopping: %d generation(s) back in the queue, to run at the next start",
@@ -137,6 +150,16 @@ class Hub:
         self.db.dispose()
         if self._worker_lock is not None:
             self._worker_lock.release()
+
+
+    def _stop_workers(self, grace: float) -> None:
+        """Both pools stop taking work; what they run has ``grace`` seconds (together) to end."""
+        pools = (self.workers, self.provider_workers)
+        for pool in pools:
+            pool.stop(0)  # neither takes more work while the other's runs end
+        deadline = time.monotonic() + grace
+        for pool in pools:
+            pool.stop(max(0.0, deadline - time.monotonic()))
 
 
 def worker_slots(settings: Settings, catalog: Catalog) -> int:
