@@ -306,12 +306,15 @@ def test_keys_revoke_takes_the_listed_prefix_and_never_echoes_a_secret(server: S
     assert second not in again.stderr + again.stdout
 
 
-def test_keys_create_refuses_an_empty_namespace(server: ServerProcess) -> None:
-    for namespace in ("", "  "):
-        done = imagehub("keys", "create", "--namespace", namespace, env=server.env)
+def test_keys_create_refuses_what_is_not_a_namespace(server: ServerProcess) -> None:
+    rule = "(letters, digits, '.', '_' and '-', starting with a letter or digit, at most 128)"
+    for option, namespace in [("--namespace", ""), ("--namespace", "  "),
+                              ("--namespace", "bad ns/../x"), ("--member-of", "-team")]:
+        done = imagehub("keys", "create", option, namespace, env=server.env)
         assert done.returncode == 2 and done.stdout == "", done
-        assert done.stderr == f"error: --namespace: {namespace!r} is not a namespace (it must not " \
-                              "be empty)\n"
+        assert done.stderr == f"error: {option}: {namespace!r} is not a namespace {rule}\n"
+    made = imagehub("keys", "create", "--namespace", "my-team.v2", "--member-of", "ox", env=server.env)
+    assert made.returncode == 0 and made.stdout.startswith("ih_")
 
 
 def test_serve_refuses_ports_and_workers_out_of_range(tmp_path: Path) -> None:

@@ -3,6 +3,7 @@ non-zero."""
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -64,13 +65,19 @@ def _key_service():  # type: ignore[no-untyped-def]
     return KeyService(make_sessionmaker(engine))
 
 
+NAMESPACE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+"""A namespace as users and organisations are named (``ox``, ``my-team``)."""
+
+
 @keys_app.command("create")
 def keys_create(namespace: str = typer.Option("default", help="The key's namespace."),
                 name: str = typer.Option("", help="A label for the key."),
                 member_of: list[str] = typer.Option([], help="Other namespaces the key may use.")) -> None:
     """Make a key; it is printed once and stored hashed."""
-    if not namespace.strip():
-        fail(f"--namespace: {namespace!r} is not a namespace (it must not be empty)", code=2)
+    for option, value in [("--namespace", namespace), *(("--member-of", m) for m in member_of)]:
+        if not NAMESPACE.fullmatch(value):
+            fail(f"{option}: {value!r} is not a namespace (letters, digits, '.', '_' and '-', "
+                 "starting with a letter or digit, at most 128)", code=2)
     created = _key_service().create(namespace=namespace, name=name, member_of=member_of)
     typer.echo(created.key)
     typer.echo(f"key {created.record.prefix}... for namespace '{namespace}' (shown once; "
