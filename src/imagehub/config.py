@@ -84,7 +84,7 @@ class Settings(BaseSettings):
     """Secret for signed file URLs, at least 16 characters; default a random one kept in
     ``<data_dir>/secret``."""
     url_ttl_seconds: int = Field(default=24 * 3600, ge=1)
-    retention_days: float = Field(default=0.0, ge=0)
+    retention_days: float = Field(default=0.0, ge=0, le=36500)
     """Ended generations (succeeded, failed, cancelled) older than this many days are deleted,
     their rows and their images; 0 (the default) keeps them for ever. Stored input images no
     queued or running generation needs are deleted an hour after they were last written, whatever

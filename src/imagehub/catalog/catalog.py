@@ -92,6 +92,7 @@ class Catalog:
         self._settings = settings
         self._seen = _stamp(settings.resolved_catalog_path) if settings else None
         self._refresh_lock = threading.Lock()
+        self._remote = self._remote_of(self._entries.values())
 
     @classmethod
     def load(cls, settings: Settings) -> "Catalog":
@@ -121,8 +122,14 @@ class Catalog:
         return list(self._entries.values())
 
     def remote_ids(self) -> frozenset[str]:
-        """The ids of the models providers serve (``engines.registry.is_remote``)."""
-        return frozenset(e.id for e in self.all() if is_remote(e.card.backend))
+        """The ids of the models that providers serve here (``engines.registry.is_remote``, and
+        available: their keys are set), as the last listing or look-up found them: read on every
+        claim of a job, so the file is not looked at."""
+        return self._remote
+
+    @staticmethod
+    def _remote_of(entries: Any) -> frozenset[str]:
+        return frozenset(e.id for e in entries if is_remote(e.card.backend) and e.available)
 
     def _refresh(self) -> bool:
         """Bind the ids added to the user's file since it was last read; whether any were."""
@@ -136,7 +143,7 @@ class Catalog:
             self._seen = stamp
             try:
                 cards = read_toml(path)
-            except ConfigError as exc:
+            except (ConfigError, OSError, UnicodeDecodeError) as exc:  # a hand edit, half saved
                 log.warning("%s; the models it lists stay as they were", exc)
                 return False
             added = False
@@ -155,6 +162,8 @@ class Catalog:
                     - {card.id for card in cards}:
                 log.warning("model %s is no longer in %s; it stays until the server restarts",
                             model_id, path.name)
+            if added:
+                self._remote = self._remote_of(self._entries.values())
             return added
 
 

@@ -54,6 +54,7 @@ class GenerationRecord(Base):
         Index("ix_generations_idempotency", "namespace", "idempotency_key"),
         Index("ix_generations_completed", "completed_at"),
         Index("ix_generations_namespace_status", "namespace", "status"),
+        Index("ix_generations_status_model_order", "status", "model_name", "order_key"),
     )
 
 

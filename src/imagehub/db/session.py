@@ -25,12 +25,27 @@ def make_engine(url: str, busy_timeout: float = 30.0) -> Engine:
     """An engine for ``url``; SQLite gets WAL, cross-thread use and a busy timeout: how long a
     write waits for another connection's write lock before it fails ("database is locked")."""
     if url.startswith("sqlite"):
+        _check_sqlite_version()
         _ensure_sqlite_dir(url)
         engine = create_engine(url, connect_args={"check_same_thread": False,
                                                   "timeout": busy_timeout})
         event.listen(engine, "connect", partial(_sqlite_pragmas, busy_ms=int(busy_timeout * 1000)))
         return engine
     return create_engine(url, pool_pre_ping=True)
+
+
+SQLITE_MIN = (3, 35)
+"""The queue claims and reports progress with UPDATE ... RETURNING (SQLite 3.35, 2021)."""
+
+
+def _check_sqlite_version() -> None:
+    import sqlite3
+
+    if sqlite3.sqlite_version_info < SQLITE_MIN:
+        raise ConfigError(f"IMAGEHUB_DATABASE_URL: SQLite {sqlite3.sqlite_version} is too old "
+                          f"(imagehub needs {'.'.join(map(str, SQLITE_MIN))} or newer, for "
+                          "UPDATE ... RETURNING); use a Python built with a newer SQLite, or "
+                          "PostgreSQL")
 
 
 def sqlite_file(url: str) -> Path | None:

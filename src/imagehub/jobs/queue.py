@@ -27,6 +27,7 @@ from sqlalchemy import (
     func,
     insert,
     select,
+    tuple_,
     update,
 )
 from sqlalchemy.exc import IntegrityError
@@ -197,7 +198,9 @@ class SqlQueue:
     def claim(self, lane: Lane | None = None) -> GenerationRecord | None:
         """Take the oldest queued job (of ``lane``): ``queued → processing``, one more attempt."""
         oldest, params = _OLDEST_QUEUED, {}
-        if lane is not None:
+        if lane is not None and not lane.models and not lane.excluded:
+            return None  # no model: no read (the remote models' pool where no provider is set)
+        if lane is not None and lane.models:
             oldest = _OLDEST_BUT if lane.excluded else _OLDEST_OF
             params = {"models": sorted(lane.models)}
         while True:
@@ -324,15 +327,19 @@ class SqlQueue:
                 .where(GenerationRecord.status.not_in(_ACTIVE), GenerationRecord.completed_at < cutoff)
                 .order_by(GenerationRecord.completed_at).limit(limit)))
 
-    def delete_ended(self, generation_ids: Sequence[str], keys_before: int) -> int:
+    def delete_ended(self, generation_ids: Sequence[str]) -> int:
         """Delete the ended rows among ``generation_ids`` (an open one stays), and the
-        Idempotency-Keys taken before ``keys_before`` that no row is left under; how many rows."""
-        no_rows = ~exists().where(_TABLE.c.namespace == _KEYS.c.namespace,
-                                  _TABLE.c.idempotency_key == _KEYS.c.idempotency_key)
-        with self._write() as session:
-            deleted = session.execute(delete(_TABLE).where(
-                _TABLE.c.id.in_(list(generation_ids)), _TABLE.c.status.not_in(_ACTIVE))).rowcount
-            session.execute(delete(_KEYS).where(_KEYS.c.created_at < keys_before, no_rows))
+        Idempotency-Keys they were queued under that no row is left under; how many rows."""
+        ended = _C.id.in_(list(generation_ids)), _C.status.not_in(_ACTIVE)
+        no_rows = ~exists().where(_C.namespace == _KEYS.c.namespace,
+                                  _C.idempotency_key == _KEYS.c.idempotency_key)
+        with self._write_core() as connection:
+            keys = connection.execute(select(_C.namespace, _C.idempotency_key).distinct()
+                                      .where(*ended, _C.idempotency_key.is_not(None))).all()
+            deleted = connection.execute(delete(_TABLE).where(*ended)).rowcount
+            if keys:  # by primary key, not a scan of every key
+                connection.execute(delete(_KEYS).where(
+                    tuple_(_KEYS.c.namespace, _KEYS.c.idempotency_key).in_(keys), no_rows))
         return deleted
 
     def open_resolved(self, containing: str) -> list[dict[str, Any]]:

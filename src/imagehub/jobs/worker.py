@@ -90,7 +90,12 @@ class WorkerPool:
 
     def _loop(self) -> None:
         while not self._stop.is_set():
-            if not self._run_one():
+            try:
+                ran = self._run_one()
+            except Exception:  # taking work failed (the database): the worker lives, tries again
+                log.exception("a worker could not take work; it tries again in %.1f s", self._poll)
+                ran = False
+            if not ran:
                 self._wake.wait(self._poll)
                 self._wake.clear()
 

@@ -220,9 +220,10 @@ class GenerationService:
         else:
             self._check_room(request)
             self.deps.queue.add(records)
-        for pool in (self.deps.workers, self.deps.provider_workers):
-            if pool:
-                pool.wake()
+        pool = self.deps.provider_workers if is_remote(request.entry.card.backend) \
+            else self.deps.workers  # the other lane's workers would find nothing
+        if pool:
+            pool.wake()
         return EnqueueResponse(generations=[
             EnqueuedGeneration(generation_id=r.id, status=S.QUEUED) for r in records])
 
@@ -441,10 +442,12 @@ class GenerationService:
         if isinstance(outcome, GenerationCancelled):
             return  # the cancel already ended the row and published its event
         if isinstance(outcome, (GenerationFailed, ImagehubError)):
-            return self._fail(record, str(getattr(outcome, "detail", outcome)))
+            self._fail(record, str(getattr(outcome, "detail", outcome)))
+            return
         if isinstance(outcome, Exception):
             log.error("generation %s failed", record.id, exc_info=outcome)
-            return self._fail(record, f"engine error: {type(outcome).__name__}: {outcome}")
+            self._fail(record, f"engine error: {type(outcome).__name__}: {outcome}")
+            return
         entry = self.deps.catalog.get(record.model_name)
         self._succeeded(record, images,
                         self.deps.queue.finish(record.id, images, provenance.collect(entry, outcome)))
@@ -472,18 +475,22 @@ class GenerationService:
         payload.update(step=step, total_steps=total, progress=round(step / max(total, 1), 4))
         self.deps.bus.publish(record.namespace, EventName.PROGRESS, payload)
 
-    def _fail(self, record: GenerationRecord, message: str) -> None:
-        if self.deps.queue.fail(record.id, message):
-            payload = self._event(record, S.FAILED)
-            payload["error"] = message
-            self.deps.bus.publish(record.namespace, EventName.COMPLETED, payload)
+    def _fail(self, record: GenerationRecord, message: str) -> bool:
+        """Fail a processing row and publish it; whether it was processing."""
+        if not self.deps.queue.fail(record.id, message):
+            return False
+        payload = self._event(record, S.FAILED)
+        payload["error"] = message
+        self.deps.bus.publish(record.namespace, EventName.COMPLETED, payload)
+        return True
 
     def fail_crashed(self, rows: list[GenerationRecord], exc: Exception) -> None:
         """The worker's handler raised ``exc`` on ``rows``: those still processing fail (and
         say so on the event stream) rather than wait for a restart."""
-        detail = getattr(exc, "detail", None) or f"{type(exc).__name__}: {exc}"
-        for row in rows:
-            self._fail(row, f"internal error: {detail}")
+        detail = getattr(exc, "detail", None) or f"{type(exc).__name__}; the server's log has it"
+        for row in rows:  # what the exception says may be another namespace's (SQL, its ids)
+            if self._fail(row, f"internal error: {detail}"):
+                self.deps.storage.delete_prefix(row.id)  # images stored before the crash
 
     def publish_row_started(self, record: GenerationRecord) -> None:
         """A row another process started (``events.relay``)."""

@@ -98,14 +98,17 @@ def drop_unused(storage: Storage, open_resolved: Callable[[str], Iterable[Mappin
     """Delete the stored input images last written before ``written_before`` (Unix seconds) that
     no open generation refers to (``open_resolved(text)``: what the open rows holding ``text``
     run from); how many. A request stores its image before its rows are written: the age keeps
-    that image."""
+    that image (in this process, the lock also keeps one written between the look and the
+    delete; another process's, the second look narrows to the instant before the unlink)."""
     with _WRITING:
         stale = [key for key, written in storage.listed(_FOLDER) if written < written_before]
         if not stale:
             return 0
         wanted = {_FOLDER + value[len(REF):] for resolved in open_resolved(REF)
                   for value in as_list(resolved.get("input_image")) if value.startswith(REF)}
-        unused = [key for key in stale if key not in wanted]
+        unused = set(stale) - wanted
+        # written again meanwhile (by another process, whose rows may not be visible yet): kept
+        unused &= {key for key, written in storage.listed(_FOLDER) if written < written_before}
         for key in unused:
             storage.delete(key)
     return len(unused)

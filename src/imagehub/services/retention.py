@@ -62,10 +62,10 @@ class Retention:
         """Delete the generations that ended before ``cutoff``: images first, so a sweep cut
         short leaves rows to find again, never files no row names."""
         deleted = 0
-        while ids := self.queue.ended_before(cutoff, _BATCH):
+        while not self._stopping.is_set() and (ids := self.queue.ended_before(cutoff, _BATCH)):
             for generation_id in ids:
                 self.storage.delete_prefix(generation_id)
-            done = self.queue.delete_ended(ids, keys_before=cutoff)
+            done = self.queue.delete_ended(ids)
             deleted += done
             if len(ids) < _BATCH or not done:
                 break

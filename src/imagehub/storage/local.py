@@ -77,9 +77,14 @@ class LocalStorage:
         if not os.access(self.root, os.W_OK):
             return "not writable"
         free = self.free_bytes()
+        if free is None:
+            return "not reachable"
         if free < MIN_FREE_BYTES:
             return f"full: {free // 2**20} MiB free (under {MIN_FREE_BYTES // 2**20} MiB)"
         return None
 
-    def free_bytes(self) -> int:
-        return shutil.disk_usage(self.root).free
+    def free_bytes(self) -> int | None:
+        try:
+            return shutil.disk_usage(self.root).free
+        except OSError:  # the folder is gone (a disk unmounted): /readyz says so
+            return None
