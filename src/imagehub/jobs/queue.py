@@ -50,7 +50,10 @@ _INSERT = insert(_TABLE)
 _OLDEST_QUEUED = (select(_C.id).where(_C.status == S.QUEUED.value).order_by(_C.order_key)
                   .limit(1))
 _MODELS = bindparam("models", expanding=True)
-_OLDEST_OF = _OLDEST_QUEUED.where(_C.model_name.in_(_MODELS))
+_OLDEST_OF = (select(_C.id).where(_C.status == S.QUEUED.value, _C.model_name.in_(_MODELS))
+              .order_by(_C.order_key + 0).limit(1))
+"""The oldest queued row of ``models``: by the (status, model_name, order_key) index, their rows
+alone, sorted (``+ 0`` keeps SQLite from walking the whole queue by (status, order_key))."""
 _OLDEST_BUT = _OLDEST_QUEUED.where(_C.model_name.not_in(_MODELS))
 _CANDIDATES = (select(_C.id, _C.resolved)
                .where(_C.status == S.QUEUED.value, _C.model_name == bindparam("model"))
