@@ -90,3 +90,30 @@ def test_copies_run_a_batch_each_at_once_and_never_hand_off_early(tiny_sd_dir) -
     two = DiffusersEngine(str(tiny_sd_dir), device="cuda:0", replicas=2)  # built, not loaded
 
     assert _copies(two) == 2 and hands_off_early(two, True) is False
+
+
+def test_the_turn_goes_to_whoever_waited_first() -> None:
+    """A worker that gives the turn back and asks again at once waits behind the one that was
+    already waiting (a plain Semaphore let it barge in, batch after batch)."""
+    from imagehub.services.generation import FairSemaphore
+
+    turns = FairSemaphore(1)
+    order: list[str] = []
+    waiting = threading.Event()
+
+    def other() -> None:
+        waiting.set()
+        with _EngineTurn(turns):
+            order.append("other")
+
+    turns.acquire()
+    thread = threading.Thread(target=other)
+    thread.start()
+    waiting.wait(5)
+    while not turns._waiting:  # the other worker is in line
+        pass
+    turns.release()
+    with _EngineTurn(turns):  # released and asked again at once: behind the other
+        order.append("again")
+    thread.join(5)
+    assert order == ["other", "again"]
